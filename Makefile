@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh Debian machine (as root):
+#   make demo   bring up the lab and run the Fruix phase 15.2 story on web1
+#   make test   run the whole test suite against the lab
+VENV    ?= .venv
+PYTHON  ?= python3
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint sysdeps venv clean lab-down
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip >/dev/null
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+sysdeps:
+	@sh scripts/system-deps
+
+demo: venv sysdeps
+	$(VENV)/bin/inv lab.up
+	$(VENV)/bin/inv demo
+
+test: venv sysdeps
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: venv sysdeps
+	shellcheck -s sh fruixops/host/*.sh scripts/system-deps
+
+lab-down: venv
+	$(VENV)/bin/inv lab.down
+
+clean:
+	-$(VENV)/bin/inv lab.down
+	rm -rf $(VENV) .frx .lab

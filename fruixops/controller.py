@@ -1,0 +1,96 @@
+"""The controller: one inventory, its local store and its signing key, and the
+operations a user asks for. ``tasks.py`` and the tests both drive this."""
+
+import os
+import socket
+from pathlib import Path
+
+from . import inventory as inventory_mod
+from . import keys, manifest
+from .build import Builder
+from .errors import UserError
+
+
+class Controller:
+    def __init__(self, inventory_path=None, key=None):
+        self.inventory = inventory_mod.load(inventory_path)
+        settings = self.inventory.settings
+        self.store_root = settings.store or Path(".frx")
+        self.builder = Builder(self.store_root)
+        self._key_path = Path(key) if key else settings.signing_key
+        self._key = None
+
+    # -- build ---------------------------------------------------------------
+
+    def build(self, base_name=None, host_name=None):
+        """Build a base (and a host's system on it); return the store paths,
+        kernel, bootloader, runtime, then the system when a host is given."""
+        host = self.inventory.host(host_name) if host_name else None
+        if host is None and not base_name:
+            raise UserError("give --base (or --host to use the host's base)")
+        base = self.inventory.base_for(host, base_name) if host else self.inventory.base(base_name)
+        bb = self.builder.build_base(base)
+        paths = list(bb.paths)
+        if host:
+            paths.append(self.builder.build_system(host, base).path)
+        return paths
+
+    def closure(self, host, base):
+        """Build *host*'s system on *base*; return its closure (top last)."""
+        top = self.builder.build_system(host, base)
+        return self.builder.store.closure(top.path)
+
+    # -- keys and manifests --------------------------------------------------
+
+    @property
+    def key_path(self):
+        if self._key_path is None:
+            raise UserError("no signing key: set fruixops.signing_key in the inventory "
+                            "or give --key", where=str(self.inventory.path))
+        return self._key_path
+
+    @property
+    def signing_key(self):
+        if self._key is None:
+            if self.inventory.settings.lab and self._key_path == self.inventory.settings.signing_key:
+                keys.ensure(self.key_path)
+            self._key = keys.load_private(self.key_path)
+        return self._key
+
+    @property
+    def signer(self):
+        return keys.key_name(self.key_path)
+
+    def trusted_keys(self):
+        """(name, PEM bytes) of the keys the inventory asks hosts to trust."""
+        if self.inventory.settings.lab:
+            self.signing_key   # noqa: B018 -- makes the lab key pair on first use
+        out = []
+        for path in self.inventory.settings.trusted_keys:
+            keys.load_public(path)
+            out.append((keys.key_name(path), Path(path).read_bytes()))
+        return out
+
+    def make_manifest(self, host_name, base_name=None, serial=None):
+        """Build and sign: return (Manifest, manifest bytes, signature bytes)."""
+        host = self.inventory.host(host_name)
+        base = self.inventory.base_for(host, base_name)
+        closure = self.closure(host, base)
+        lifetime = host.var("manifest_lifetime", manifest.DEFAULT_LIFETIME)
+        m = manifest.new(host.name, closure, base, self.signer, serial=serial, lifetime=lifetime)
+        data = m.render()
+        return m, data, manifest.sign(data, self.signing_key)
+
+    def write_manifest(self, host_name, base_name, out_dir):
+        m, data, sig = self.make_manifest(host_name, base_name)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest").write_bytes(data)
+        (out / "manifest.sig").write_bytes(sig)
+        return m, out / "manifest", out / "manifest.sig"
+
+
+def deployer_identity():
+    """user@host of the controller, recorded in a generation's provenance."""
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+    return f"{user}@{socket.gethostname()}"

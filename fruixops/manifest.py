@@ -1,0 +1,143 @@
+"""Manifests: the signed statement "host H may boot closure C, made of these
+items with these content hashes".
+
+Line-oriented so that POSIX sh and awk read it on a host::
+
+    fruixops-manifest 1
+    host web1
+    serial 1764175000123
+    issued 1764175000
+    expires 1764178600
+    system /frx/store/<hash>-fruix-system-web1
+    base stable-canary
+    version-label 15.0-STABLE-p1
+    signer lab
+    item /frx/store/<hash>-<name> <sha256> <size> <ref,ref,...|->
+    ...
+    end
+
+The signature is Ed25519 over the exact bytes, raw 64 bytes, and verifies with
+``openssl pkeyutl -verify -pubin -inkey KEY.pub -rawin -in manifest -sigfile sig``.
+"""
+
+import re
+import time
+from dataclasses import dataclass
+
+from .store import Item, StorePath
+
+FORMAT = "fruixops-manifest 1"
+DEFAULT_LIFETIME = 3600
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+_NUM = re.compile(r"^[0-9]{1,19}$")
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Manifest:
+    host: str
+    serial: int
+    issued: int
+    expires: int
+    system: StorePath
+    base: str
+    version_label: str
+    signer: str
+    items: tuple        # of Item, references before referrers
+
+    def render(self):
+        lines = [FORMAT, f"host {self.host}", f"serial {self.serial}",
+                 f"issued {self.issued}", f"expires {self.expires}",
+                 f"system {self.system}", f"base {self.base}",
+                 f"version-label {self.version_label}", f"signer {self.signer}"]
+        for it in self.items:
+            refs = ",".join(str(r) for r in it.references) or "-"
+            lines.append(f"item {it.path} {it.sha256} {it.size} {refs}")
+        lines.append("end")
+        return ("\n".join(lines) + "\n").encode()
+
+
+def new(host, closure, base, signer, serial=None, lifetime=DEFAULT_LIFETIME, now=None):
+    """A manifest for *host* to boot *closure* (a list of Items, top last)."""
+    now = int(now if now is not None else time.time())
+    serial = serial if serial is not None else time.time_ns() // 1_000_000
+    return Manifest(host=host, serial=serial, issued=now, expires=now + lifetime,
+                    system=closure[-1].path, base=base.name,
+                    version_label=base.version_label, signer=signer, items=tuple(closure))
+
+
+def sign(manifest_bytes, private_key):
+    return private_key.sign(manifest_bytes)
+
+
+def parse(data):
+    """Parse manifest bytes strictly; raise ManifestError on anything off."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ManifestError("manifest is not ASCII") from None
+    if not text.endswith("\n"):
+        raise ManifestError("manifest does not end with a newline")
+    lines = text[:-1].split("\n")
+    if not lines or lines[0] != FORMAT:
+        raise ManifestError(f"first line is not {FORMAT!r}")
+    if lines[-1] != "end":
+        raise ManifestError("last line is not 'end'")
+    fields, items = {}, []
+    order = ["host", "serial", "issued", "expires", "system", "base", "version-label", "signer"]
+    for n, line in enumerate(lines[1:-1], start=2):
+        parts = line.split(" ")
+        if parts[0] == "item":
+            items.append(_item(parts, n))
+            continue
+        if len(parts) != 2 or parts[0] not in order:
+            raise ManifestError(f"line {n}: unexpected {line[:60]!r}")
+        if parts[0] in fields:
+            raise ManifestError(f"line {n}: {parts[0]} given twice")
+        if items:
+            raise ManifestError(f"line {n}: {parts[0]} after the items")
+        fields[parts[0]] = parts[1]
+    missing = [k for k in order if k not in fields]
+    if missing:
+        raise ManifestError(f"missing {', '.join(missing)}")
+    for key in ("serial", "issued", "expires"):
+        if not _NUM.match(fields[key]):
+            raise ManifestError(f"{key} is not a number")
+    for key in ("host", "base", "version-label", "signer"):
+        if not _NAME.match(fields[key]):
+            raise ManifestError(f"bad {key} {fields[key]!r}")
+    try:
+        system = StorePath(fields["system"])
+    except ValueError as exc:
+        raise ManifestError(str(exc)) from None
+    paths = [it.path for it in items]
+    if len(set(paths)) != len(paths):
+        raise ManifestError("an item is listed twice")
+    if system not in paths:
+        raise ManifestError("the system item is not among the items")
+    known = set(paths)
+    for it in items:
+        for ref in it.references:
+            if ref not in known:
+                raise ManifestError(f"{it.path} refers to {ref}, which is not in the manifest")
+    return Manifest(host=fields["host"], serial=int(fields["serial"]),
+                    issued=int(fields["issued"]), expires=int(fields["expires"]),
+                    system=system, base=fields["base"], version_label=fields["version-label"],
+                    signer=fields["signer"], items=tuple(items))
+
+
+def _item(parts, n):
+    if len(parts) != 5:
+        raise ManifestError(f"line {n}: item needs path, sha256, size, references")
+    _, path, sha, size, refs = parts
+    if not _HEX.match(sha) or not _NUM.match(size):
+        raise ManifestError(f"line {n}: bad sha256 or size")
+    try:
+        references = () if refs == "-" else tuple(StorePath(r) for r in refs.split(","))
+        return Item(StorePath(path), sha, int(size), references)
+    except ValueError as exc:
+        raise ManifestError(f"line {n}: {exc}") from None

@@ -1,0 +1,121 @@
+"""Store paths and the controller's local store.
+
+A store path is ``/frx/store/<64 lowercase hex>-<name>``; the hash is
+input-addressed (see ``build.py``). The local store (default ``.frx/`` in the
+project) holds each item as its canonical archive ``<hash>-<name>.tar`` beside
+a record ``<hash>-<name>.json`` with the archive's sha256, size and references.
+The record is written last, by rename: an item without one is not in the store.
+Items are read-only once in.
+"""
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+STORE_DIR = "/frx/store"
+_PATH_RE = re.compile(r"^/frx/store/([0-9a-f]{64})-([A-Za-z0-9][A-Za-z0-9._+-]*)$")
+
+
+@dataclass(frozen=True, order=True)
+class StorePath:
+    path: str
+
+    def __post_init__(self):
+        if not _PATH_RE.match(self.path):
+            raise ValueError(f"not a store path: {self.path!r}")
+
+    @classmethod
+    def make(cls, digest, name):
+        return cls(f"{STORE_DIR}/{digest}-{name}")
+
+    @property
+    def base(self):
+        """``<hash>-<name>``, the last path component."""
+        return self.path.rsplit("/", 1)[1]
+
+    @property
+    def digest(self):
+        return _PATH_RE.match(self.path).group(1)
+
+    @property
+    def name(self):
+        return _PATH_RE.match(self.path).group(2)
+
+    def __str__(self):
+        return self.path
+
+
+@dataclass(frozen=True)
+class Item:
+    """A built item: its path, the sha256 and size of its canonical archive, and
+    the store paths it refers to."""
+    path: StorePath
+    sha256: str
+    size: int
+    references: tuple
+
+    def to_json(self):
+        return {"path": str(self.path), "sha256": self.sha256, "size": self.size,
+                "references": [str(r) for r in self.references]}
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(StorePath(d["path"]), d["sha256"], d["size"],
+                   tuple(StorePath(r) for r in d["references"]))
+
+
+class LocalStore:
+    def __init__(self, root):
+        self.root = Path(root)
+        self.items_dir = self.root / "store"
+        self.tmp_dir = self.root / "tmp"
+
+    def archive(self, path):
+        return self.items_dir / f"{path.base}.tar"
+
+    def _record(self, path):
+        return self.items_dir / f"{path.base}.json"
+
+    def get(self, path):
+        """The Item at *path*, or None when it is not (completely) in the store."""
+        try:
+            return Item.from_json(json.loads(self._record(path).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def add(self, item, archive_tmp):
+        """Move a finished archive into the store and record it."""
+        self.items_dir.mkdir(parents=True, exist_ok=True)
+        target = self.archive(item.path)
+        os.chmod(archive_tmp, 0o444)
+        os.replace(archive_tmp, target)
+        record = self._record(item.path)
+        tmp = record.with_name(f".{record.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(item.to_json(), indent=1, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, record)
+
+    def closure(self, top):
+        """*top* and everything it refers to, transitively, in a stable order
+        (references before the items that refer to them)."""
+        order, seen = [], set()
+
+        def visit(path):
+            if path in seen:
+                return
+            seen.add(path)
+            item = self.get(path)
+            if item is None:
+                raise KeyError(f"{path} is not in the local store {self.root}")
+            for ref in sorted(item.references):
+                visit(ref)
+            order.append(item)
+
+        visit(top)
+        return order
+
+    def new_tmp(self, label):
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.tmp_dir / f"{label}.{os.getpid()}.{os.urandom(4).hex()}"

@@ -1,0 +1,144 @@
+"""Strict YAML loading that keeps line and column numbers for error messages.
+
+Inventories and playbooks are read with ruamel.yaml's round-trip loader, which
+rejects duplicate keys and records where every mapping and key came from.
+"""
+
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import UserError
+
+
+def load(path):
+    """Return the YAML document at *path* (a CommentedMap), or raise UserError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError("no such file", where=str(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        doc = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = (exc.problem or exc.context or "malformed YAML").strip()
+        if "duplicate key" in str(exc):
+            problem = "duplicate key " + _duplicate_key_name(exc)
+        raise UserError(problem, where=where) from None
+    except YAMLError as exc:
+        raise UserError(f"malformed YAML: {str(exc).splitlines()[0]}", where=str(path)) from None
+    if doc is None:
+        doc = CommentedMap()
+    if not isinstance(doc, CommentedMap):
+        raise UserError("expected a mapping at the top level", where=f"{path}:1:1")
+    return doc
+
+
+def _duplicate_key_name(exc):
+    for line in str(exc).splitlines():
+        if "found duplicate key" in line:
+            return line.split("found duplicate key", 1)[1].split("with value")[0].strip()
+    return ""
+
+
+class Node:
+    """A value from a YAML file together with where it came from."""
+
+    def __init__(self, value, path, line=None, col=None):
+        self.value, self.path, self.line, self.col = value, str(path), line, col
+
+    @property
+    def where(self):
+        if self.line is None:
+            return self.path
+        return f"{self.path}:{self.line + 1}:{self.col + 1}"
+
+    def error(self, message):
+        return UserError(message, where=self.where)
+
+
+def key_node(mapping, key, path):
+    """Node for the *key* of an entry of *mapping* (points at the key)."""
+    try:
+        line, col = mapping.lc.key(key)
+    except (AttributeError, KeyError, TypeError):
+        line = col = None
+        if hasattr(mapping, "lc"):
+            line, col = mapping.lc.line, mapping.lc.col
+    return Node(mapping[key], path, line, col)
+
+
+def value_node(mapping, key, path):
+    """Node for the *value* of an entry of *mapping* (points at the value)."""
+    try:
+        line, col = mapping.lc.value(key)
+    except (AttributeError, KeyError, TypeError):
+        return key_node(mapping, key, path)
+    return Node(mapping[key], path, line, col)
+
+
+def item_node(seq, index, path):
+    try:
+        line, col = seq.lc.item(index)
+    except (AttributeError, KeyError, TypeError):
+        line = col = None
+    return Node(seq[index], path, line, col)
+
+
+def whole_node(value, path):
+    """Node for a mapping or sequence itself."""
+    lc = getattr(value, "lc", None)
+    if lc is not None:
+        return Node(value, path, lc.line, lc.col)
+    return Node(value, path)
+
+
+class Fields:
+    """Checked access to a mapping's fields: unknown keys and wrong types are
+    user errors with file:line:column."""
+
+    def __init__(self, node, allowed, what):
+        if not isinstance(node.value, dict):
+            raise node.error(f"{what} must be a mapping")
+        self.node, self.what, self.map = node, what, node.value
+        for key in self.map:
+            if key not in allowed:
+                raise key_node(self.map, key, node.path).error(
+                    f"unknown field {key!r} in {what} (allowed: {', '.join(sorted(allowed))})")
+
+    def get(self, key, kind, default=None, required=False):
+        if key not in self.map or self.map[key] is None:
+            if required:
+                raise self.node.error(f"{self.what} lacks required field {key!r}")
+            return default
+        node = value_node(self.map, key, self.node.path)
+        check_type(node, kind, f"{key!r} in {self.what}")
+        return node.value
+
+    def node_of(self, key):
+        return value_node(self.map, key, self.node.path)
+
+    def __contains__(self, key):
+        return key in self.map
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false",
+               list: "a list", dict: "a mapping"}
+
+
+def check_type(node, kind, what):
+    value = node.value
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is list:
+        ok = isinstance(value, (list, CommentedSeq))
+    if not ok:
+        raise node.error(f"{what} must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
+                         f"not {type(value).__name__} {value!r}")

@@ -1,0 +1,3 @@
+"""`inv` entry point: the tasks live in fruixops.cli (also the `fruixops` command)."""
+
+from fruixops.cli import ns  # noqa: F401
