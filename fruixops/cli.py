@@ -75,6 +75,232 @@ def keys_generate(c, name=None, dir="keys", passphrase=None):
     print(f"public key:  {pub_path}")
 
 
+def _need_host(host, what):
+    if not host:
+        raise _usage(f"{what} needs --host HOST")
+
+
+@user_task(help={"host": "host to deploy to", "base": "base (default: the host's)",
+                 "reboot": "reboot into the new closure and check what booted",
+                 "trial": "boot the new generation once; make it current only if it boots",
+                 "key": "signing key (default: the inventory's)", "inventory": INVENTORY_HELP,
+                 "json": "print the result as JSON"})
+def deploy(c, host=None, base=None, reboot=False, trial=False, key=None, inventory=None,
+           json=False):
+    """Build, push only the missing items, switch the host's boot generation."""
+    from . import deploy as deploy_mod
+    _need_host(host, "deploy")
+    r = deploy_mod.deploy(Controller(inventory, key=key), host, base, reboot=reboot, trial=trial)
+    if json:
+        _print_json(r.to_json())
+        return
+    what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
+            if r.changed else "unchanged (already current)")
+    print(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}")
+    if r.booted:
+        print(f"{r.host}: booted {r.booted}")
+
+
+@user_task(help={"host": "host to roll back", "to": "generation number (default: the "
+                 "host's rollback generation)", "reboot": "reboot and check what booted",
+                 "inventory": INVENTORY_HELP, "json": "print the result as JSON"})
+def rollback(c, host=None, to=None, reboot=False, inventory=None, json=False):
+    """Make the previous generation (or --to N) current again; the store is untouched."""
+    from . import deploy as deploy_mod
+    _need_host(host, "rollback")
+    to = _generation_number(to)
+    gen, state = deploy_mod.rollback(Controller(inventory), host, to, reboot=reboot)
+    if json:
+        _print_json(state.to_json(host))
+        return
+    g = state.gen(gen)
+    print(f"{host}: current is generation {gen}: {g.base} ({g.version_label}) {g.closure}")
+    if reboot:
+        print(f"{host}: booted {state.booted}")
+
+
+@user_task(help={"host": "host to reboot", "inventory": INVENTORY_HELP})
+def reboot(c, host=None, inventory=None):
+    """Reboot a host, wait for it, and report what it booted."""
+    from . import deploy as deploy_mod
+    _need_host(host, "reboot")
+    state = deploy_mod.reboot_host(Controller(inventory), host)
+    print(f"{host}: booted {state.booted or 'bare (no generation)'}")
+
+
+@user_task(help={"host": "host to ask", "inventory": INVENTORY_HELP, "json": "print JSON"})
+def status(c, host=None, inventory=None, json=False):
+    """What a host booted, and its current and rollback generations."""
+    from . import deploy as deploy_mod
+    _need_host(host, "status")
+    state = deploy_mod.status(Controller(inventory), host)
+    doc = state.to_json(host)
+    if json:
+        _print_json(doc)
+        return
+    print(f"host:     {host}")
+    print(f"booted:   {doc['booted'] or '-'}")
+    for key in ("current", "rollback", "next_boot"):
+        g = doc[key]
+        print(f"{key + ':':9} " + (f"generation {g['generation']}: {g['base']} "
+                                   f"({g['version_label']}) {g['closure']}" if g else "-"))
+
+
+@user_task(help={"host": "host to ask", "inventory": INVENTORY_HELP, "json": "print JSON"})
+def generations(c, host=None, inventory=None, json=False):
+    """Every generation on a host, with current / rollback / booted / next-boot marks."""
+    import time as timemod
+    from . import deploy as deploy_mod
+    _need_host(host, "generations")
+    state = deploy_mod.status(Controller(inventory), host)
+    rows = []
+    for n in sorted(state.generations):
+        g = state.generations[n]
+        marks = [m for m, on in (("current", n == state.current),
+                                 ("rollback", n == state.rollback),
+                                 ("next-boot", n == state.next_boot),
+                                 ("booted", g.closure == state.booted
+                                  and n == _booted_generation(state))) if on]
+        rows.append({**g.to_json(), "marks": marks})
+    if json:
+        _print_json(rows)
+        return
+    print(f"{'GEN':>4}  {'WHEN (UTC)':19}  {'BASE':15} {'LABEL':16} {'SIGNER':8} "
+          f"{'DEPLOYER':18} MARKS  CLOSURE")
+    for r in rows:
+        when = (timemod.strftime("%Y-%m-%d %H:%M:%S", timemod.gmtime(r["received"]))
+                if r["received"] else "-")
+        print(f"{r['generation']:>4}  {when:19}  {r['base'] or '-':15} "
+              f"{r['version_label'] or '-':16} {r['signer'] or '-':8} {r['deployer'] or '-':18} "
+              f"{','.join(r['marks']) or '-':6} {r['closure']}")
+
+
+def _booted_generation(state):
+    """The generation the host booted: the current one if its closure is the
+    booted one, else the newest with that closure."""
+    cur = state.gen(state.current)
+    if cur and cur.closure == state.booted:
+        return cur.number
+    same = [n for n, g in state.generations.items() if g.closure == state.booted]
+    return max(same) if same else None
+
+
+@user_task(help={"host": "host to bootstrap", "inventory": INVENTORY_HELP})
+def bootstrap(c, host=None, inventory=None):
+    """Install the receiver on a host and, on first contact, its trusted keys."""
+    from . import bootstrap as bootstrap_mod
+    from .deploy import connect
+    _need_host(host, "bootstrap")
+    ctl = Controller(inventory)
+    hc = connect(ctl, ctl.inventory.host(host))
+    try:
+        out = bootstrap_mod.bootstrap(hc, ctl.trusted_keys())
+    finally:
+        hc.close()
+    for line in out.splitlines():
+        print(f"{host}: {line}")
+    print(f"{host}: receiver {receiver_version()[:16]} installed")
+
+
+def receiver_version():
+    from . import receiver
+    return receiver.version()
+
+
+@user_task(name="add", help={"host": "host", "key": "public key file (NAME.pub)",
+                             "inventory": INVENTORY_HELP})
+def trust_add(c, host=None, key=None, inventory=None):
+    """Make a host trust one more signing key (key rotation: add, deploy, remove)."""
+    from pathlib import Path
+    from . import bootstrap as bootstrap_mod
+    from .deploy import connect
+    _need_host(host, "trust.add")
+    if not key:
+        raise _usage("trust.add needs --key NAME.pub")
+    keys.load_public(key)
+    ctl = Controller(inventory)
+    hc = connect(ctl, ctl.inventory.host(host))
+    try:
+        print(f"{host}: " + bootstrap_mod.trust_add(hc, keys.key_name(key),
+                                                     Path(key).read_bytes()).strip())
+    finally:
+        hc.close()
+
+
+@user_task(name="remove", help={"host": "host", "name": "key name", "inventory": INVENTORY_HELP})
+def trust_remove(c, host=None, name=None, inventory=None):
+    """Make a host stop trusting a signing key (never its last one)."""
+    from . import bootstrap as bootstrap_mod
+    from .deploy import connect
+    _need_host(host, "trust.remove")
+    if not name:
+        raise _usage("trust.remove needs --name NAME")
+    ctl = Controller(inventory)
+    hc = connect(ctl, ctl.inventory.host(host))
+    try:
+        print(f"{host}: " + bootstrap_mod.trust_remove(hc, name).strip())
+    finally:
+        hc.close()
+
+
+def _generation_number(text):
+    if text in (None, ""):
+        return None
+    if not str(text).isdigit():
+        raise _usage(f"--to takes a generation number, not {text!r}")
+    return int(text)
+
+
+def _lab(inventory, host=None):
+    from . import lab as lab_mod
+    inv = Controller(inventory).inventory
+    hosts = [inv.host(host)] if host else list(inv.hosts.values())
+    return lab_mod.Lab(inv), hosts
+
+
+@user_task(name="up", help={"inventory": INVENTORY_HELP, "host": "only this host"})
+def lab_up(c, inventory=None, host=None):
+    """Start the lab: one sshd per host in its own namespaces (needs root)."""
+    lab, hosts = _lab(inventory, host)
+    lab.up(hosts)
+    for h in hosts:
+        print(f"{h.name}: up on {h.var('ssh_host')}:{h.var('ssh_port')} (disk {lab.disk(h.name)})")
+
+
+@user_task(name="down", help={"inventory": INVENTORY_HELP, "host": "only this host"})
+def lab_down(c, inventory=None, host=None):
+    """Stop the lab's hosts (their disks are kept)."""
+    lab, hosts = _lab(inventory, host)
+    lab.down(hosts)
+    print(f"lab down ({len(hosts)} hosts)")
+
+
+@user_task(name="reset", help={"inventory": INVENTORY_HELP, "host": "only this host"})
+def lab_reset(c, inventory=None, host=None):
+    """Stop the lab's hosts and wipe their disks."""
+    lab, hosts = _lab(inventory, host)
+    lab.reset(hosts)
+    print(f"lab reset ({len(hosts)} hosts; start again with inv lab.up)")
+
+
+@user_task(name="power-cycle", help={"inventory": INVENTORY_HELP, "host": "host to cycle"})
+def lab_power_cycle(c, inventory=None, host=None):
+    """Cut a lab host's power and switch it on again (no clean shutdown)."""
+    _need_host(host, "lab.power-cycle")
+    lab, hosts = _lab(inventory, host)
+    lab.power_cycle(host)
+    print(f"{host}: power-cycled")
+
+
+@user_task(help={"inventory": INVENTORY_HELP, "host": "lab host to run it on"})
+def demo(c, inventory=None, host="web1"):
+    """The Fruix phase 15.2 story on a lab host: deploy, boot, roll forward, roll back."""
+    from . import story
+    ok = story.run(Controller(inventory), host, out=print)
+    if not ok:
+        raise Exit(code=EXIT_FAILED)
+
+
 def _usage(message):
     from .errors import UserError
     return UserError(message)
@@ -87,10 +313,20 @@ def _print_json(obj):
 keys_ns = Collection("keys")
 keys_ns.add_task(keys_generate, name="generate")
 
+trust_ns = Collection("trust")
+trust_ns.add_task(trust_add, name="add")
+trust_ns.add_task(trust_remove, name="remove")
+
+lab_ns = Collection("lab")
+for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
+             (lab_power_cycle, "power-cycle")):
+    lab_ns.add_task(t, name=n)
+
 ns = Collection()
-for t in (build, manifest):
+for t in (build, manifest, deploy, rollback, reboot, status, generations, bootstrap, demo):
     ns.add_task(t)
-ns.add_collection(keys_ns)
+for sub in (keys_ns, trust_ns, lab_ns):
+    ns.add_collection(sub)
 
 
 def main():

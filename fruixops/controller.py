@@ -92,5 +92,10 @@ class Controller:
 
 def deployer_identity():
     """user@host of the controller, recorded in a generation's provenance."""
-    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+    import pwd
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        name = str(os.getuid())
+    user = os.environ.get("SUDO_USER") or name
     return f"{user}@{socket.gethostname()}"

@@ -1,0 +1,185 @@
+"""How to reach a host: one SSH connection (Fabric/paramiko) with the host key
+checked, and commands run over channels of it with bulk stdin streamed.
+
+This is the narrow seam between "what to do" and "how to reach the host": a
+lab host and a real FreeBSD host differ only in the inventory's connection
+variables. Unknown or changed host keys are refused, never added.
+"""
+
+import base64
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+
+from .errors import HostError, HostKeyError, HostUnreachable
+
+CHUNK = 256 * 1024
+
+
+@dataclass
+class Result:
+    status: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def out(self):
+        return self.stdout.decode(errors="replace")
+
+    @property
+    def err(self):
+        return self.stderr.decode(errors="replace")
+
+    def last_error_line(self):
+        lines = [ln for ln in self.err.splitlines() if ln.strip()]
+        return lines[-1] if lines else f"exit status {self.status}"
+
+
+class HostConnection:
+    """An SSH connection to one inventory host."""
+
+    def __init__(self, host, known_hosts=None, connect_timeout=10):
+        self.host = host
+        self.name = host.name
+        self.known_hosts = known_hosts
+        self.connect_timeout = connect_timeout
+        self.conn = None
+        self.bytes_sent = 0
+
+    # -- connecting ----------------------------------------------------------
+
+    def open(self):
+        h = self.host
+        kwargs = {"allow_agent": False, "look_for_keys": False}
+        if h.var("ssh_key"):
+            kwargs["key_filename"] = os.path.expanduser(h.var("ssh_key"))
+        else:
+            kwargs.update(allow_agent=True, look_for_keys=True)
+        conn = Connection(host=h.ssh_host, user=h.var("ssh_user"), port=h.var("ssh_port"),
+                          connect_timeout=self.connect_timeout, connect_kwargs=kwargs,
+                          config=Config())
+        client = conn.client
+        # Fabric auto-adds unknown host keys; we never do.
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        user_known = Path("~/.ssh/known_hosts").expanduser()
+        if user_known.exists():
+            client.load_system_host_keys(str(user_known))
+        if self.known_hosts and Path(self.known_hosts).exists():
+            client.load_host_keys(str(self.known_hosts))
+        pinned = h.var("ssh_host_key")
+        if pinned:
+            _pin(client, conn.host, conn.port, pinned, self.name)
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(self.name, f"SSH host key CHANGED for {_addr(conn)} "
+                               f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing. "
+                               "If the host was reinstalled, update known_hosts or ssh_host_key"
+                               ) from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyError(self.name, f"unknown SSH host key for {_addr(conn)}; "
+                                   "refusing. Add it to known_hosts or pin ssh_host_key "
+                                   "in the inventory") from None
+            raise HostUnreachable(self.name, f"SSH to {_addr(conn)} failed: {exc}") from None
+        except (OSError, socket.timeout, EOFError) as exc:
+            raise HostUnreachable(self.name, f"cannot reach {_addr(conn)}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}") from None
+        conn.transport.set_keepalive(15)
+        self.conn = conn
+        return self
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self):
+        return self.open() if self.conn is None else self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- running -------------------------------------------------------------
+
+    def run(self, command, stdin=None, progress=None):
+        """Run *command* on the host; feed it *stdin* (bytes or an iterable of
+        byte chunks) while draining its output. Returns a Result.
+
+        A dropped connection raises HostUnreachable."""
+        transport = self.conn.transport if self.conn else None
+        if transport is None or not transport.is_active():
+            raise HostUnreachable(self.name, "connection lost")
+        try:
+            chan = transport.open_session()
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostUnreachable(self.name, f"cannot start a command: {exc}") from None
+        out, err = [], []
+        readers = [threading.Thread(target=_drain, args=(chan.recv, out), daemon=True),
+                   threading.Thread(target=_drain, args=(chan.recv_stderr, err), daemon=True)]
+        for t in readers:
+            t.start()
+        send_error = None
+        try:
+            if stdin is not None:
+                chunks = [stdin] if isinstance(stdin, (bytes, bytearray)) else stdin
+                for chunk in chunks:
+                    if chan.exit_status_ready() or chan.closed:
+                        break   # the host stopped reading; its stderr says why
+                    chan.sendall(chunk)
+                    self.bytes_sent += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            send_error = exc
+        finally:
+            try:
+                chan.shutdown_write()
+            except (OSError, EOFError):
+                pass
+        for t in readers:
+            t.join()
+        status = chan.recv_exit_status()
+        chan.close()
+        if status == -1 or (send_error and not transport.is_active()):
+            raise HostUnreachable(self.name, "connection lost during a command")
+        return Result(status, b"".join(out), b"".join(err))
+
+    def check(self, command, stdin=None, progress=None):
+        """run(), raising HostError with the host's own last line on failure."""
+        result = self.run(command, stdin=stdin, progress=progress)
+        if result.status != 0:
+            raise HostError(self.name, result.last_error_line())
+        return result
+
+
+def _drain(recv, sink):
+    while True:
+        try:
+            data = recv(CHUNK)
+        except (OSError, EOFError):
+            return
+        if not data:
+            return
+        sink.append(data)
+
+
+def _addr(conn):
+    return f"{conn.host}:{conn.port}"
+
+
+def _pin(client, hostname, port, pinned, name):
+    """Add the inventory's pinned host key ("ssh-ed25519 AAAA...")."""
+    try:
+        key_type, b64 = pinned.split()[:2]
+        key = paramiko.PKey.from_type_string(key_type, base64.b64decode(b64))
+    except (ValueError, paramiko.SSHException, TypeError) as exc:
+        raise HostKeyError(name, f"bad ssh_host_key in the inventory: {exc}") from None
+    entry = hostname if port in (None, 22) else f"[{hostname}]:{port}"
+    client.get_host_keys().add(entry, key_type, key)

@@ -1,0 +1,426 @@
+#!/bin/sh
+# fruixops receiver: the only fruixops code that runs on a host.
+#
+# POSIX sh, tar, openssl (3.0+) and base utilities; no Python, no agent. It
+# trusts nothing the controller says without checking it here: a manifest is
+# accepted only when its Ed25519 signature verifies against a key in
+# $STATE/trusted/, it names this host, has not expired and its serial is above
+# the last one accepted; an item lands in /frx/store only when its archive's
+# sha256 and size match that manifest, by rename from a hidden temporary
+# directory on the same file system. Symlinks are switched by renaming a new
+# link over the old one.
+#
+# Commands (stdin, where used, carries a tar "bundle"):
+#   plan               bundle: manifest, manifest.sig. Verify; print the items
+#                      this host lacks and its state. Changes nothing.
+#   receive [--trial]  bundle: manifest, manifest.sig, deployer, items/*.tar.
+#                      Verify, land the items, record generation N+1 and make it
+#                      current (--trial: the one-shot next boot instead).
+#   confirm N          make generation N current (after a good trial boot).
+#   rollback [N]       make generation N (default: the rollback one) current.
+#   status             print the state: current, rollback, booted, next-boot,
+#                      and one line per generation.
+#   trust-init         bundle: NAME.pem files. Trust them, only if this host
+#                      trusts no key yet (first contact).
+#   trust-add NAME     stdin: a PEM public key. Trust it.
+#   trust-remove NAME  stop trusting key NAME (never the last one).
+#   set-host-name NAME record the inventory name this host answers to (once).
+#
+# Exit status: 0 done; 2 refused or failed (one line on stderr says why,
+# nothing changed); 3 another fruixops holds the lock (it is named).
+set -eu
+umask 022
+
+STORE=/frx/store
+GCROOTS=/frx/var/fruix/gcroots
+SYSTEM=/var/lib/fruix/system
+GENS=$SYSTEM/generations
+STATE=/var/lib/fruix/fruixops
+LOCKDIR=/run/fruixops
+LOCK=$LOCKDIR/lock
+TMP=
+HOLDING=
+
+die() { echo "refused: $*" >&2; exit 2; }
+
+cleanup() {
+    if [ -n "$TMP" ]; then chmod -R u+w "$TMP" 2>/dev/null || :; rm -rf "$TMP"; fi
+    if [ -n "$HOLDING" ]; then rm -f "$LOCK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# --- links ----------------------------------------------------------------
+
+# GNU mv needs -T and BSD mv needs -h to rename over a symlink to a directory
+# instead of moving into it.
+if mv --help 2>&1 | grep -q -- '-T'; then MVNOFOLLOW=-T; else MVNOFOLLOW=-h; fi
+
+# replace_link TARGET LINK: point LINK at TARGET by renaming a new link over it.
+replace_link() {
+    new="$(dirname "$2")/.$(basename "$2").new.$$"
+    rm -f "$new"
+    ln -s "$1" "$new"
+    mv -f "$MVNOFOLLOW" "$new" "$2"
+}
+
+# --- lock -------------------------------------------------------------------
+
+# One fruixops at a time. The lock is a symlink whose target names the holder
+# (pid, since, who); it lives on /run, so a reboot releases it. A lock whose
+# pid is gone is stale and is taken over under a short recovery lock, after
+# checking again that it is still the same stale lock.
+lock() {
+    mkdir -p "$LOCKDIR"
+    who=$(printf '%s' "${1:-?}" | tr -c 'A-Za-z0-9@._:-' '_')
+    holder="pid=$$,since=$(date +%s),by=$who,cmd=$CMD"
+    if ln -s "$holder" "$LOCK" 2>/dev/null; then HOLDING=1; return 0; fi
+    old=$(readlink "$LOCK" 2>/dev/null) || old=
+    oldpid=${old#pid=}; oldpid=${oldpid%%,*}
+    case $oldpid in ''|*[!0-9]*) oldpid= ;; esac
+    if [ -n "$oldpid" ] && ! kill -0 "$oldpid" 2>/dev/null; then
+        if mkdir "$LOCK.recover" 2>/dev/null; then
+            if [ "$(readlink "$LOCK" 2>/dev/null)" = "$old" ]; then
+                rm -f "$LOCK"
+                echo "note: recovered a stale lock ($old)" >&2
+            fi
+            rmdir "$LOCK.recover"
+            if ln -s "$holder" "$LOCK" 2>/dev/null; then HOLDING=1; return 0; fi
+            old=$(readlink "$LOCK" 2>/dev/null) || old=
+        fi
+    fi
+    echo "locked: another deploy holds this host ($old)" >&2
+    exit 3
+}
+
+# --- bundles and manifests -------------------------------------------------------
+
+new_tmp() {
+    mkdir -p "$STORE"
+    TMP=$STORE/.fruixops-tmp.$$
+    rm -rf "$TMP"
+    mkdir -m 700 "$TMP"
+}
+
+# Unpack the bundle on stdin into $TMP/bundle.
+read_bundle() {
+    mkdir "$TMP/bundle"
+    if ! err=$(tar -xf - -C "$TMP/bundle" 2>&1); then
+        die "cannot read the bundle: $(echo "$err" | tail -n 1)"
+    fi
+    if [ ! -f "$TMP/bundle/manifest" ] || [ ! -f "$TMP/bundle/manifest.sig" ]; then
+        die "the bundle lacks manifest or manifest.sig"
+    fi
+}
+
+# field NAME FILE: the value of a header line "NAME value" of a manifest.
+field() { awk -v k="$1" '$1 == k && NF == 2 { print $2; exit }' "$2"; }
+
+# Verify $TMP/bundle/manifest; on success set SIGNER, M_* and write
+# $TMP/items (path sha256 size refs per line).
+verify_manifest() {
+    m=$TMP/bundle/manifest
+    SIGNER=
+    for key in "$STATE"/trusted/*.pem; do
+        [ -f "$key" ] || continue
+        if openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in "$m" \
+                -sigfile "$TMP/bundle/manifest.sig" >/dev/null 2>&1; then
+            SIGNER=$(basename "$key" .pem)
+            break
+        fi
+    done
+    [ -n "$SIGNER" ] || die "manifest signature does not verify against any trusted key"
+    # Structure: same rules as the controller's parser, checked again here.
+    awk '
+        NR == 1 { if ($0 != "fruixops-manifest 1") bad = "unknown manifest format"; next }
+        $0 == "end" { ended = 1; next }
+        ended { bad = "text after end" }
+        $1 == "item" {
+            if (NF != 5) { bad = "bad item line"; next }
+            if ($2 !~ /^\/frx\/store\/[0-9a-f]+-[A-Za-z0-9][A-Za-z0-9._+-]*$/ ||
+                length($2) < 11 + 64 + 2 || substr($2, 11 + 64 + 1, 1) != "-" ||
+                substr($2, 12, 64) !~ /^[0-9a-f]+$/) bad = "bad store path " $2
+            if ($3 !~ /^[0-9a-f]+$/ || length($3) != 64) bad = "bad sha256"
+            if ($4 !~ /^[0-9]+$/) bad = "bad size"
+            if (seen[$2]++) bad = "item listed twice"
+            next
+        }
+        NF != 2 { bad = "bad line " NR }
+        END { if (!ended) bad = "no end line"; if (bad != "") { print bad; exit 1 } }
+    ' "$m" >"$TMP/check" || die "malformed manifest: $(cat "$TMP/check")"
+    M_HOST=$(field host "$m"); M_SERIAL=$(field serial "$m")
+    M_EXPIRES=$(field expires "$m"); M_SYSTEM=$(field system "$m")
+    M_BASE=$(field base "$m"); M_LABEL=$(field version-label "$m")
+    case $M_SERIAL in ''|*[!0-9]*) die "manifest serial is not a number" ;; esac
+    case $M_EXPIRES in ''|*[!0-9]*) die "manifest expiry is not a number" ;; esac
+    me=$(cat "$STATE/host-name" 2>/dev/null) || me=
+    [ -n "$me" ] || die "this host has no recorded name (run inv bootstrap)"
+    [ "$M_HOST" = "$me" ] || die "manifest is for host '$M_HOST', this is '$me'"
+    now=$(date +%s)
+    [ "$now" -le "$M_EXPIRES" ] || die "manifest expired at $M_EXPIRES (now $now)"
+    last=$(cat "$STATE/last-serial" 2>/dev/null) || last=0
+    [ "$M_SERIAL" -gt "$last" ] ||
+        die "manifest serial $M_SERIAL is not above the last accepted ($last): replay refused"
+    awk '$1 == "item" { print $2, $3, $4, $5 }' "$m" >"$TMP/items"
+    grep -q "^$M_SYSTEM " "$TMP/items" || die "the system item is not in the manifest"
+}
+
+# --- items ---------------------------------------------------------------------
+
+sha256_of() { openssl dgst -sha256 -r "$1" | cut -c1-64; }
+
+# land_item PATH SHA SIZE: check items/<base>.tar against the manifest and
+# move its unpacked tree into the store.
+land_item() {
+    name=$(basename "$1")
+    archive=$TMP/bundle/items/$name.tar
+    [ -f "$archive" ] || die "item $name was not sent and is not in the store"
+    size=$(wc -c <"$archive" | tr -d ' ')
+    [ "$size" = "$3" ] || die "item $name: size $size, manifest says $3"
+    [ "$(sha256_of "$archive")" = "$2" ] || die "item $name: content hash does not match the manifest"
+    # Names: no absolute paths, no '..'.
+    if tar -tf "$archive" | awk '/^\// || /(^|\/)\.\.(\/|$)/ { bad = 1 } END { exit !bad }'; then
+        die "item $name: archive has an absolute or '..' member"
+    fi
+    dest=$TMP/unpack/$name
+    mkdir -p "$dest"
+    if ! err=$(tar -xf "$archive" -C "$dest" --no-same-owner 2>&1); then
+        die "item $name: cannot unpack: $(echo "$err" | tail -n 1)"
+    fi
+    if [ -n "$(find "$dest" \( -type b -o -type c -o -type p -o -type s \
+            -o -perm -4000 -o -perm -2000 \) -print | head -n 1)" ]; then
+        die "item $name: device node, fifo, socket or setuid/setgid file"
+    fi
+    rm -f "$archive"
+    chmod -R a-w "$dest"
+    chmod u+w "$dest"          # the item root is renamed, then sealed
+    if [ -e "$1" ]; then return 0; fi
+    mv "$dest" "$1"
+    chmod a-w "$1"
+    LANDED=$((LANDED + 1))
+}
+
+# --- generations ---------------------------------------------------------------
+
+gen_of() { # LINK -> generation number it points at, or empty
+    t=$(readlink "$1" 2>/dev/null) || return 0
+    basename "$t"
+}
+
+last_generation() {
+    n=0
+    for g in "$GENS"/*; do
+        g=$(basename "$g")
+        case $g in ''|*[!0-9]*) continue ;; esac
+        [ "$g" -gt "$n" ] && n=$g
+    done
+    echo "$n"
+}
+
+# make_current N: current -> N; rollback -> what was current; gcroots follow.
+make_current() {
+    old=$(gen_of "$SYSTEM/current")
+    mkdir -p "$GCROOTS"
+    if [ -n "$old" ] && [ "$old" != "$1" ]; then
+        replace_link "generations/$old" "$SYSTEM/rollback"
+        replace_link "$(readlink "$GENS/$old/closure")" "$GCROOTS/rollback-system"
+    fi
+    replace_link "generations/$1" "$SYSTEM/current"
+    replace_link "$(readlink "$GENS/$1/closure")" "$GCROOTS/current-system"
+    rm -f "$SYSTEM/next-boot"
+}
+
+generation_complete() { # N: every item its manifest lists is in the store
+    absent=$(awk '$1 == "item" { print $2 }' "$GENS/$1/manifest" | while read -r p; do
+        [ -d "$p" ] || echo "$p"
+    done)
+    [ -z "$absent" ]
+}
+
+# --- commands -------------------------------------------------------------
+
+cmd_plan() {
+    new_tmp
+    read_bundle
+    verify_manifest
+    print_state
+    print_generations
+    while read -r p _; do
+        [ -d "$p" ] || echo "missing $p"
+    done <"$TMP/items"
+    echo "verified $SIGNER"
+}
+
+cmd_receive() {
+    trial=
+    [ "${1:-}" = --trial ] && trial=1
+    new_tmp
+    read_bundle
+    deployer=$(head -n 1 "$TMP/bundle/deployer" 2>/dev/null | tr -d '\n' |
+        tr -c 'A-Za-z0-9@._:-' '_') || deployer=
+    lock "$deployer"
+    # Holding the lock, no other receiver runs: leftovers are from killed ones.
+    for old in "$STORE"/.fruixops-tmp.*; do
+        [ "$old" = "$TMP" ] || [ ! -e "$old" ] || { chmod -R u+w "$old"; rm -rf "$old"; }
+    done
+    verify_manifest
+    # From here this manifest can never be accepted again.
+    printf '%s\n' "$M_SERIAL" >"$STATE/.last-serial.new"
+    mv -f "$STATE/.last-serial.new" "$STATE/last-serial"
+    LANDED=0
+    mkdir "$TMP/unpack"
+    while read -r p sha size _; do
+        [ -d "$p" ] || land_item "$p" "$sha" "$size"
+    done <"$TMP/items"
+    n=$(($(last_generation) + 1))
+    g=$GENS/.new.$$
+    mkdir -p "$GENS"
+    rm -rf "$g"
+    mkdir "$g"
+    cp "$TMP/bundle/manifest" "$TMP/bundle/manifest.sig" "$g/"
+    ln -s "$M_SYSTEM" "$g/closure"
+    {
+        echo "received=$(date +%s)"
+        echo "deployer=${deployer:--}"
+        echo "signer=$SIGNER"
+        echo "base=$M_BASE"
+        echo "version-label=$M_LABEL"
+        echo "serial=$M_SERIAL"
+    } >"$g/provenance"
+    mv "$g" "$GENS/$n"
+    mkdir -p "$GCROOTS"
+    replace_link "$M_SYSTEM" "$GCROOTS/system-$n"
+    if [ -n "$trial" ]; then
+        replace_link "generations/$n" "$SYSTEM/next-boot"
+    else
+        make_current "$n"
+    fi
+    echo "landed $LANDED"
+    echo "generation $n"
+}
+
+cmd_confirm() {
+    n=${1:-}
+    case $n in ''|*[!0-9]*) die "confirm needs a generation number" ;; esac
+    lock "${2:-}"
+    [ -d "$GENS/$n" ] || die "no generation $n"
+    generation_complete "$n" || die "generation $n is incomplete"
+    make_current "$n"
+    echo "current $n"
+}
+
+cmd_rollback() {
+    lock "${2:-}"
+    n=${1:-}
+    if [ -z "$n" ]; then
+        n=$(gen_of "$SYSTEM/rollback")
+        [ -n "$n" ] || die "no rollback generation"
+    fi
+    case $n in *[!0-9]*) die "bad generation number '$n'" ;; esac
+    [ -d "$GENS/$n" ] || die "no generation $n"
+    generation_complete "$n" || die "generation $n is incomplete; not switching to it"
+    make_current "$n"
+    echo "current $n"
+}
+
+print_state() {
+    echo "host-name $(cat "$STATE/host-name" 2>/dev/null || echo -)"
+    echo "last-serial $(cat "$STATE/last-serial" 2>/dev/null || echo 0)"
+    echo "current $(gen_of "$SYSTEM/current")"
+    echo "rollback $(gen_of "$SYSTEM/rollback")"
+    echo "next-boot $(gen_of "$SYSTEM/next-boot")"
+    echo "booted $(readlink /run/current-system 2>/dev/null || :)"
+    if [ -L "$LOCK" ]; then echo "lock $(readlink "$LOCK")"; fi
+}
+
+cmd_status() {
+    print_state
+    print_generations
+}
+
+print_generations() {
+    for g in "$GENS"/*; do
+        n=$(basename "$g")
+        case $n in ''|*[!0-9]*) continue ;; esac
+        p=$g/provenance
+        printf 'generation %s closure=%s received=%s deployer=%s signer=%s base=%s version-label=%s\n' \
+            "$n" "$(readlink "$g/closure")" \
+            "$(sed -n 's/^received=//p' "$p")" "$(sed -n 's/^deployer=//p' "$p")" \
+            "$(sed -n 's/^signer=//p' "$p")" "$(sed -n 's/^base=//p' "$p")" \
+            "$(sed -n 's/^version-label=//p' "$p")"
+    done
+}
+
+check_key_name() {
+    case $1 in ''|.*|*[!A-Za-z0-9._-]*) die "bad key name '$1'" ;; esac
+}
+
+# install_key NAME FILE: validate a PEM public key and add it to trusted/.
+install_key() {
+    check_key_name "$1"
+    openssl pkey -pubin -in "$2" -noout 2>/dev/null || die "key $1 is not a PEM public key"
+    mkdir -p "$STATE/trusted"
+    cp "$2" "$STATE/trusted/.$1.pem.new"
+    mv -f "$STATE/trusted/.$1.pem.new" "$STATE/trusted/$1.pem"
+    echo "trusted $1"
+}
+
+trusted_count() { find "$STATE/trusted" -name '*.pem' 2>/dev/null | grep -c . || :; }
+
+cmd_trust_init() {
+    lock "trust-init"
+    new_tmp
+    mkdir "$TMP/keys"
+    tar -xf - -C "$TMP/keys" || die "cannot read the key bundle"
+    if [ "$(trusted_count)" -gt 0 ]; then
+        echo "already-trusting $(trusted_count)"
+        return 0
+    fi
+    for k in "$TMP"/keys/*.pem; do
+        [ -f "$k" ] || die "no keys in the bundle"
+        install_key "$(basename "$k" .pem)" "$k"
+    done
+}
+
+cmd_trust_add() {
+    lock "trust-add"
+    new_tmp
+    cat >"$TMP/key.pem"
+    install_key "${1:-}" "$TMP/key.pem"
+}
+
+cmd_trust_remove() {
+    lock "trust-remove"
+    check_key_name "${1:-}"
+    [ -f "$STATE/trusted/$1.pem" ] || die "key $1 is not trusted here"
+    [ "$(trusted_count)" -gt 1 ] || die "refusing to remove the last trusted key"
+    rm -f "$STATE/trusted/$1.pem"
+    echo "untrusted $1"
+}
+
+cmd_set_host_name() {
+    case ${1:-} in ''|*[!A-Za-z0-9._+-]*) die "bad host name '${1:-}'" ;; esac
+    mkdir -p "$STATE"
+    if [ -f "$STATE/host-name" ]; then
+        [ "$(cat "$STATE/host-name")" = "$1" ] ||
+            die "this host is recorded as '$(cat "$STATE/host-name")', not '$1'"
+        return 0
+    fi
+    printf '%s\n' "$1" >"$STATE/.host-name.new"
+    mv -f "$STATE/.host-name.new" "$STATE/host-name"
+}
+
+CMD=${1:-}
+[ $# -gt 0 ] && shift
+case $CMD in
+    plan) cmd_plan ;;
+    receive) cmd_receive "$@" ;;
+    confirm) cmd_confirm "$@" ;;
+    rollback) cmd_rollback "$@" ;;
+    status) cmd_status ;;
+    trust-init) cmd_trust_init ;;
+    trust-add) cmd_trust_add "$@" ;;
+    trust-remove) cmd_trust_remove "$@" ;;
+    set-host-name) cmd_set_host_name "$@" ;;
+    *) die "unknown command '$CMD' (plan receive confirm rollback status trust-init trust-add trust-remove set-host-name)" ;;
+esac

@@ -1,0 +1,191 @@
+"""The local lab: every host of a lab inventory is a real OpenSSH sshd on
+127.0.0.1 (its own port), in its own mount and PID namespaces, with its
+persistent disk at ``.lab/<host>/root/``.
+
+A supervisor process per host plays the hardware: it boots the host
+(``boot.sh`` as PID 1 of a new PID namespace), boots it again when it reboots,
+and power-cycles it on SIGUSR1. The lab needs root, ``unshare`` and sshd.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UserError
+
+SSHD = "/usr/sbin/sshd"
+BOOT = Path(__file__).with_name("boot.sh")
+MOUNTPOINTS = ("/frx", "/var/lib/fruix")
+
+
+class Lab:
+    def __init__(self, inventory):
+        if not inventory.settings.lab:
+            raise UserError("not a lab inventory (fruixops.lab is not true)",
+                            where=str(inventory.path))
+        self.inventory = inventory
+        self.root = (inventory.path.parent / "../.lab").resolve()
+        self.known_hosts = Path(inventory.settings.known_hosts or self.root / "known_hosts")
+        self.client_key = self.root / "id_ed25519"
+
+    # -- paths ---------------------------------------------------------------
+
+    def host_dir(self, name):
+        return self.root / name
+
+    def disk(self, name):
+        """The host's persistent disk (what it sees as /)."""
+        return self.host_dir(name) / "root"
+
+    def _pidfile(self, name):
+        return self.host_dir(name) / "supervisor.pid"
+
+    def supervisor_pid(self, name):
+        try:
+            pid = int(self._pidfile(name).read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    # -- set-up --------------------------------------------------------------
+
+    def check_requirements(self):
+        if os.geteuid() != 0:
+            raise UserError("the lab needs root (it makes mount and PID namespaces)")
+        if not os.access(SSHD, os.X_OK):
+            raise UserError(f"the lab needs OpenSSH's sshd at {SSHD} "
+                            "(apt-get install openssh-server, or: make sysdeps)")
+        for tool in ("unshare", "ssh-keygen"):
+            if not shutil.which(tool):
+                raise UserError(f"the lab needs {tool}")
+
+    def prepare(self, hosts):
+        self.check_requirements()
+        self.root.mkdir(parents=True, exist_ok=True)
+        for mp in MOUNTPOINTS:
+            os.makedirs(mp, exist_ok=True)
+        if not self.client_key.exists():
+            _keygen(self.client_key, "fruixops-lab-client")
+        client_pub = self.client_key.with_suffix(".pub").read_text()
+        known = []
+        for host in hosts:
+            d = self.host_dir(host.name)
+            ssh = d / "ssh"
+            ssh.mkdir(parents=True, exist_ok=True)
+            hostkey = ssh / "ssh_host_ed25519_key"
+            if not hostkey.exists():
+                _keygen(hostkey, f"lab-{host.name}")
+            (ssh / "authorized_keys").write_text(client_pub)
+            os.chmod(ssh / "authorized_keys", 0o600)
+            for sub in ("frx/store", "var/lib/fruix"):
+                (self.disk(host.name) / sub).mkdir(parents=True, exist_ok=True)
+            port = host.var("ssh_port", 22)
+            (d / "sshd_config").write_text(_sshd_config(port, hostkey, ssh / "authorized_keys"))
+            key_type, key_b64 = hostkey.with_suffix(".pub").read_text().split()[:2]
+            known.append(f"[{host.var('ssh_host', '127.0.0.1')}]:{port} {key_type} {key_b64}\n")
+        # Record every lab host's key (the lab vouches for them itself).
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        existing = self.known_hosts.read_text().splitlines(True) if self.known_hosts.exists() else []
+        ours = {line.split()[0] for line in known}
+        merged = [line for line in existing if line.split() and line.split()[0] not in ours] + known
+        self.known_hosts.write_text("".join(merged))
+
+    # -- power ---------------------------------------------------------------
+
+    def up(self, hosts, timeout=20):
+        self.prepare(hosts)
+        for host in hosts:
+            if self.supervisor_pid(host.name):
+                continue
+            d = self.host_dir(host.name)
+            log = open(d / "console.log", "ab")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fruixops.lab.supervisor", str(d),
+                 host.var("lab_tar") or "gnu"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                cwd="/")
+            self._pidfile(host.name).write_text(f"{proc.pid}\n")
+        for host in hosts:
+            self.wait_ssh(host, timeout)
+
+    def wait_ssh(self, host, timeout):
+        """Wait until the host's sshd answers with its banner."""
+        deadline = time.monotonic() + timeout
+        addr = (host.var("ssh_host", "127.0.0.1"), host.var("ssh_port", 22))
+        while True:
+            try:
+                with socket.create_connection(addr, timeout=1) as s:
+                    s.settimeout(2)
+                    if s.recv(4).startswith(b"SSH-"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise UserError(f"lab host {host.name} did not come up in {timeout}s "
+                                f"(see {self.host_dir(host.name) / 'console.log'})")
+            time.sleep(0.05)
+
+    def down(self, hosts):
+        for host in hosts:
+            pid = self.supervisor_pid(host.name)
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+                _wait_gone(pid, 10)
+            self._pidfile(host.name).unlink(missing_ok=True)
+
+    def reset(self, hosts):
+        """Stop the hosts and wipe their disks (keys are kept)."""
+        self.down(hosts)
+        for host in hosts:
+            disk = self.disk(host.name)
+            if disk.exists():
+                subprocess.run(["chmod", "-R", "u+w", str(disk)], check=False)
+                shutil.rmtree(disk)
+
+    def power_cycle(self, name):
+        pid = self.supervisor_pid(name)
+        if not pid:
+            raise UserError(f"lab host {name} is not running (inv lab.up)")
+        os.kill(pid, signal.SIGUSR1)
+
+
+def _wait_gone(pid, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.02)
+
+
+def _keygen(path, comment):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
+                    "-f", str(path)], check=True, stdin=subprocess.DEVNULL)
+
+
+def _sshd_config(port, hostkey, authorized):
+    return "\n".join([
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {hostkey}",
+        f"AuthorizedKeysFile {authorized}",
+        "PermitRootLogin prohibit-password",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "PidFile none",
+        "MaxSessions 64",
+        "MaxStartups 64:30:128",
+        "LogLevel ERROR",
+        "Subsystem sftp internal-sftp",
+        "",
+    ])

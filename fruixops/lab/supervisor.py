@@ -1,0 +1,58 @@
+"""The lab's hardware for one host: boot it, boot it again after a reboot,
+power-cycle it on SIGUSR1, switch it off on SIGTERM.
+
+    python -m fruixops.lab.supervisor HOSTDIR TAR
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import BOOT
+
+HALTED = 3      # boot.sh: the kernel was refused; the host stays down
+
+
+def main(hostdir, tar_kind):
+    events = []
+    signal.signal(signal.SIGTERM, lambda *_: events.append("off"))
+    signal.signal(signal.SIGUSR1, lambda *_: events.append("cycle"))
+    while "off" not in events:
+        events.clear()
+        log(f"power on ({tar_kind} tar)")
+        # --kill-child: if this process dies, the host's PID 1 gets SIGKILL and
+        # with it every process of the host.
+        proc = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "--mount-proc",
+                                 "--propagation", "private", "--kill-child",
+                                 "sh", str(BOOT), hostdir, tar_kind],
+                                stdin=subprocess.DEVNULL)
+        while proc.poll() is None and not events:
+            _sleep_until_signal(proc)
+        if events:
+            proc.send_signal(signal.SIGKILL)   # power cut: no shutdown
+            proc.wait()
+            log("power " + ("off" if "off" in events else "cycle"))
+            continue
+        if proc.returncode == HALTED:
+            log("halted; waiting for a power cycle")
+            while not events:
+                signal.pause()
+            continue
+        log(f"reboot (init exited {proc.returncode})")
+
+
+def _sleep_until_signal(proc):
+    try:
+        proc.wait(timeout=0.2)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] supervisor {os.getpid()}: {message}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "gnu")

@@ -1,0 +1,39 @@
+"""The host program (``host/receiver.sh``) as seen from the controller: where
+it lives on a host, its version, and the command lines that run it."""
+
+import hashlib
+import shlex
+from importlib import resources
+
+STATE = "/var/lib/fruix/fruixops"
+PATH = f"{STATE}/receiver"
+
+
+def source():
+    return resources.files("fruixops").joinpath("host/receiver.sh").read_bytes()
+
+
+def version():
+    """The receiver's version is the sha256 of its text."""
+    return hashlib.sha256(source()).hexdigest()
+
+
+OUTDATED = "fruixops-receiver-outdated"
+
+
+def if_current(command):
+    """A shell line that runs the receiver *command* if the installed receiver
+    is this version, and otherwise prints OUTDATED (one round trip either way)."""
+    return (f"if [ -f {PATH} ] && [ \"$(openssl dgst -sha256 -r {PATH} | cut -c1-64)\" = "
+            f"{version()} ]; then exec sh {PATH} {command}; else echo {OUTDATED}; fi")
+
+
+def command(*args):
+    return " ".join(["sh", PATH] + [shlex.quote(str(a)) for a in args])
+
+
+def install_command():
+    """Install the receiver read from stdin, by rename."""
+    return (f"set -e; umask 022; mkdir -p {STATE}; cat > {STATE}/.receiver.new; "
+            f"mv -f {STATE}/.receiver.new {PATH}; "
+            f"openssl dgst -sha256 -r {PATH} | cut -c1-64")
