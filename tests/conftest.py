@@ -1,0 +1,103 @@
+"""Shared fixtures. End-to-end tests run against a private copy of the lab:
+its own inventory (ports moved so a developer's running lab is left alone),
+store, keys and host disks under a temporary project directory."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PORT_SHIFT = 1000
+
+
+def make_project(dest, port_shift=PORT_SHIFT):
+    """A project directory with the lab inventory, ports shifted."""
+    (dest / "inventories").mkdir(parents=True)
+    (dest / "keys").mkdir()
+    text = (ROOT / "inventories" / "lab.yaml").read_text()
+    text = re.sub(r"ssh_port: (\d+)", lambda m: f"ssh_port: {int(m.group(1)) + port_shift}", text)
+    (dest / "inventories" / "lab.yaml").write_text(text)
+    return dest / "inventories" / "lab.yaml"
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """A session-wide project (inventory, keys, store) for builds and the lab."""
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="session")
+def lab(project):
+    """Every lab host of the test inventory up, for the whole session."""
+    from fruixops import inventory
+    from fruixops.lab import Lab
+    if os.geteuid() != 0 or not os.access("/usr/sbin/sshd", os.X_OK):
+        pytest.fail("end-to-end tests need root and sshd: run `make test` (it installs sshd)")
+    inv = inventory.load(project)
+    the_lab = Lab(inv)
+    hosts = list(inv.hosts.values())
+    the_lab.up(hosts)
+    yield the_lab
+    the_lab.down(hosts)
+
+
+@pytest.fixture
+def fresh(lab, project):
+    """fresh('web2') wipes a lab host's disk and boots it bare; returns a
+    Controller on the test inventory."""
+    from fruixops import inventory
+    from fruixops.controller import Controller
+
+    def _fresh(*names):
+        inv = inventory.load(project)
+        hosts = [inv.host(n) for n in names]
+        lab.reset(hosts)
+        lab.up(hosts)
+        return Controller(project)
+    return _fresh
+
+
+def inv_cmd(project, *args, check=False, env=None):
+    """Run `inv ARGS` in the project directory; return CompletedProcess."""
+    e = dict(os.environ, FRUIXOPS_INVENTORY=str(project), **(env or {}))
+    proc = subprocess.run([str(Path(sys.executable).with_name("inv")),
+                           "--search-root", str(ROOT), *args],
+                          cwd=project.parent.parent, env=e, capture_output=True, text=True,
+                          timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"inv {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def host_snapshot(disk):
+    """Everything on a lab host's disk that a deploy could change: every path,
+    its type, link target or content hash, and mode."""
+    import hashlib
+    snap = {}
+    for dirpath, dirnames, filenames in os.walk(disk):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, disk)
+            st = os.lstat(full)
+            if os.path.islink(full):
+                snap[rel] = ("l", os.readlink(full))
+            elif os.path.isdir(full):
+                snap[rel] = ("d", st.st_mode)
+            else:
+                snap[rel] = ("f", st.st_mode,
+                             hashlib.sha256(Path(full).read_bytes()).hexdigest())
+    return snap
+
+
+@pytest.fixture
+def shellcheck():
+    path = shutil.which("shellcheck")
+    if not path:
+        pytest.fail("shellcheck is missing: run `make test` (it installs it)")
+    return path

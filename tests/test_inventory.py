@@ -1,0 +1,96 @@
+"""Inventory loading: Ansible's shape, precedence, and one-line errors with
+file:line:column for every kind of bad input."""
+
+import re
+
+import pytest
+
+from fruixops import inventory
+from fruixops.errors import UserError
+
+BASE = """
+bases:
+  b1:
+    version_label: L1
+    release: R
+    branch: stable/15
+    source: {tree: {path: /nonexistent}}
+"""
+
+
+def load_text(tmp_path, text, name="inv.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return inventory.load(p)
+
+
+def error_of(tmp_path, text):
+    with pytest.raises(UserError) as e:
+        load_text(tmp_path, text)
+    return str(e.value)
+
+
+def test_lab_inventory_has_the_declared_story(tmp_path):
+    inv = inventory.load("inventories/lab.yaml")
+    d, c = inv.base("stable-default"), inv.base("stable-canary")
+    assert (d.version_label, c.version_label) == ("15.0-STABLE", "15.0-STABLE-p1")
+    assert d.release == c.release == "15.0-STABLE" and d.branch == c.branch == "stable/15"
+    assert d.source == c.source
+    assert {"web1", "web2", "db1"} <= set(inv.hosts)
+    assert "canary" in inv.host("web1").groups and "web1" in inv.groups["canary"]
+    assert inv.host("web1").var("init") == "shepherd-pid1"
+    assert "sshd" in inv.host("web1").var("services")
+
+
+def test_precedence_all_parent_child_host_and_var_files(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "group_vars" / "web.yaml").write_text("reboot_timeout: 20\nssh_user: webadmin\n")
+    (tmp_path / "host_vars" / "w2.yaml").write_text("ssh_port: 2222\n")
+    inv = load_text(tmp_path, BASE + """
+all:
+  vars: {ssh_user: root, ssh_port: 22, reboot_timeout: 10, base: b1}
+  children:
+    web:
+      vars: {ssh_port: 2200}
+      children:
+        canary:
+          vars: {ssh_port: 2201}
+          hosts:
+            w1: {}
+      hosts:
+        w2: {}
+        w3: {ssh_port: 2203}
+""")
+    w1, w2, w3 = inv.host("w1"), inv.host("w2"), inv.host("w3")
+    assert w1.var("ssh_port") == 2201          # child group beats parent group
+    assert w2.var("ssh_port") == 2222          # host_vars file beats group
+    assert w3.var("ssh_port") == 2203          # host beats group
+    assert w1.var("ssh_user") == "webadmin"    # group_vars file applies to children
+    assert w1.var("reboot_timeout") == 20
+    assert inv.groups["web"] == {"w1", "w2", "w3"} and inv.groups["canary"] == {"w1"}
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("all: {hosts: {a: {}}\n", r"inv\.yaml:\d+:\d+: "),                       # malformed
+    ("all: {}\nall: {}\n", r"inv\.yaml:2:1: duplicate key"),                   # duplicate
+    (BASE + "all: {hosts: {a: {colour: red}}}\n", r"inv\.yaml:\d+:\d+: unknown variable 'colour'"),
+    (BASE + "all: {hosts: {a: {ssh_port: eighty}}}\n", r"ssh_port.* must be an integer"),
+    (BASE + "all: {hosts: {a: {base: nope}}}\n", r"unknown base 'nope'"),
+    (BASE.replace("release: R", "release: R\n    flavour: x") + "all: {}\n",
+     r"inv\.yaml:\d+:\d+: unknown field 'flavour'"),
+    (BASE.replace("    release: R\n", "") + "all: {}\n", r"lacks required field 'release'"),
+    ("bases:\n  b:\n    version_label: L\n    release: R\n    branch: x\n"
+     "    source: {dist: {base: {path: a, sha256: zz}, kernel: {path: b, sha256: zz}}}\n",
+     r"sha256 must be 64"),
+    (BASE + "all: {hosts: {a: {init: systemd}}}\n", r"unknown init 'systemd'"),
+])
+def test_bad_inventories_are_one_line_errors(tmp_path, text, pattern):
+    message = error_of(tmp_path, text)
+    assert "\n" not in message
+    assert re.search(pattern, message), message
+
+
+def test_missing_inventory(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        inventory.load(tmp_path / "nope.yaml")
