@@ -48,10 +48,9 @@ class Lab:
     def supervisor_pid(self, name):
         try:
             pid = int(self._pidfile(name).read_text())
-            os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        return pid if _alive(pid) else None
 
     # -- set-up --------------------------------------------------------------
 
@@ -155,13 +154,22 @@ class Lab:
         os.kill(pid, signal.SIGUSR1)
 
 
+def _alive(pid):
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False            # our own child, now reaped
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _wait_gone(pid, timeout):
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.02)
 
 

@@ -2,7 +2,7 @@
 # The lab's boot loader and init for one host: PID 1 of the host's own PID
 # namespace, inside its own mount namespace.
 #
-# It mounts the host's disk over the real absolute paths (/frx,
+# It mounts the host's disk over the real absolute paths (/frx, /root,
 # /var/lib/fruix) and a fresh /run, resolves the boot selection the way a
 # loader would (the one-shot next-boot selection if present, consumed;
 # otherwise `current`), points /run/current-system at that generation's
@@ -19,6 +19,9 @@ tar_kind=${2:-gnu}
 
 mount --bind "$hostdir/root/frx" /frx
 mount --bind "$hostdir/root/var/lib/fruix" /var/lib/fruix
+# The host's own home for root, not the controller's (and its shell start-up).
+mkdir -p "$hostdir/root/root"
+mount --bind "$hostdir/root/root" /root
 mount -t tmpfs -o mode=0755 lab-run /run
 mkdir -p /run/sshd
 chmod 0755 /run/sshd
