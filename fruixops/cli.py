@@ -258,13 +258,21 @@ def _lab(inventory, host=None):
     return lab_mod.Lab(inv), hosts
 
 
-@user_task(name="up", help={"inventory": INVENTORY_HELP, "host": "only this host"})
-def lab_up(c, inventory=None, host=None):
-    """Start the lab: one sshd per host in its own namespaces (needs root)."""
+@user_task(name="up", help={"inventory": INVENTORY_HELP, "host": "only this host",
+                            "bare": "leave new hosts bare instead of installing their base"})
+def lab_up(c, inventory=None, host=None, bare=False):
+    """Start the lab: one sshd per host in its own namespaces (needs root).
+
+    A new (bare) host is installed with its inventory base as generation 1,
+    like a machine delivered with Fruix on it, unless --bare is given."""
     lab, hosts = _lab(inventory, host)
     lab.up(hosts)
+    installed = {} if bare else {r.host: r for r in lab.install(Controller(inventory), hosts)}
     for h in hosts:
-        print(f"{h.name}: up on {h.var('ssh_host')}:{h.var('ssh_port')} (disk {lab.disk(h.name)})")
+        how = (f", installed {installed[h.name].base} as generation "
+               f"{installed[h.name].generation}" if h.name in installed else "")
+        print(f"{h.name}: up on {h.var('ssh_host')}:{h.var('ssh_port')} "
+              f"(disk {lab.disk(h.name)}{how})")
 
 
 @user_task(name="down", help={"inventory": INVENTORY_HELP, "host": "only this host"})

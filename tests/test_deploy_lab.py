@@ -141,25 +141,25 @@ def test_bsdtar_host_deploys_and_boots(fresh):
     assert back == first.generation and state.booted == first.closure
 
 
-def test_commands_typed_by_hand_tell_the_truth(fresh):
-    ctl = fresh("db2")
-    inv = ctl.inventory.path
+def test_commands_typed_by_hand_tell_the_truth(lab, project):
+    inv = project
+    inv_cmd(inv, "lab.reset", "--host", "db2", check=True)
+    up = inv_cmd(inv, "lab.up", "--host", "db2", check=True).stdout
+    assert "installed stable-default as generation 1" in up
 
     def status():
         return json.loads(inv_cmd(inv, "status", "--host", "db2", "--json", check=True).stdout)
 
-    s0 = status()
-    assert s0["booted"] is None and s0["current"] is None and s0["rollback"] is None
-    inv_cmd(inv, "deploy", "--host", "db2", "--base", "stable-default", check=True)
-    s1 = status()
+    s1 = status()    # a new lab host arrives installed, like a delivered machine
     assert s1["current"]["version_label"] == "15.0-STABLE" and s1["rollback"] is None
+    assert s1["booted"] == s1["current"]["closure"]
     out = inv_cmd(inv, "deploy", "--host", "db2", "--base", "stable-canary", check=True).stdout
     assert "15.0-STABLE-p1" in out
     s2 = status()
     assert s2["current"]["version_label"] == "15.0-STABLE-p1"
     assert s2["current"]["generation"] == s1["current"]["generation"] + 1
     assert s2["rollback"]["closure"] == s1["current"]["closure"]
-    assert s2["booted"] is None                   # nothing rebooted yet
+    assert s2["booted"] == s1["current"]["closure"]    # nothing rebooted yet
     inv_cmd(inv, "rollback", "--host", "db2", check=True)
     s3 = status()
     assert s3["current"] == s1["current"] and s3["rollback"] == s2["current"]

@@ -147,6 +147,17 @@ class Lab:
                 subprocess.run(["chmod", "-R", "u+w", str(disk)], check=False)
                 shutil.rmtree(disk)
 
+    def is_bare(self, name):
+        """True when the host's disk has no generation yet (never installed)."""
+        return not os.path.lexists(self.disk(name) / "var/lib/fruix/system/current")
+
+    def install(self, ctl, hosts):
+        """Install bare hosts the way a machine arrives with Fruix on it: deploy
+        each one's inventory base and boot it (generation 1). Returns the
+        DeployResults of the hosts that were installed."""
+        from ..deploy import deploy
+        return [deploy(ctl, h.name, reboot=True) for h in hosts if self.is_bare(h.name)]
+
     def power_cycle(self, name):
         pid = self.supervisor_pid(name)
         if not pid:
