@@ -11,7 +11,8 @@ import sys
 
 from invoke import Collection, Exit, Program, task
 
-from . import __version__, keys
+from . import __version__, fleet, keys
+from . import limit as limit_mod
 from .controller import Controller
 from .errors import EXIT_FAILED, FruixopsError
 
@@ -80,43 +81,112 @@ def _need_host(host, what):
         raise _usage(f"{what} needs --host HOST")
 
 
-@user_task(help={"host": "host to deploy to", "base": "base (default: the host's)",
-                 "reboot": "reboot into the new closure and check what booted",
-                 "trial": "boot the new generation once; make it current only if it boots",
-                 "key": "signing key (default: the inventory's)", "inventory": INVENTORY_HELP,
-                 "json": "print the result as JSON"})
-def deploy(c, host=None, base=None, reboot=False, trial=False, key=None, inventory=None,
-           json=False):
-    """Build, push only the missing items, switch the host's boot generation."""
-    from . import deploy as deploy_mod
-    _need_host(host, "deploy")
-    r = deploy_mod.deploy(Controller(inventory, key=key), host, base, reboot=reboot, trial=trial)
+LIMIT_HELP = ("host pattern: names, groups, globs, a:b (union), a:&b (intersection), "
+              "a:!b (exclusion)")
+FORKS_HELP = f"hosts worked on at once (default {fleet.DEFAULT_FORKS})"
+
+
+def _targets(ctl, host, limit, what):
+    if host and limit:
+        raise _usage(f"{what}: give --host or --limit, not both")
+    if host:
+        return [ctl.inventory.host(host)]
+    if limit:
+        return limit_mod.select(ctl.inventory, limit)
+    raise _usage(f"{what} needs --host HOST or --limit PATTERN")
+
+
+def _finish(outcomes, json, lines=()):
+    """Print the run's result (JSON, or lines and a recap) and exit with its status."""
     if json:
-        _print_json(r.to_json())
-        return
-    what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
-            if r.changed else "unchanged (already current)")
-    print(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}")
-    if r.booted:
-        print(f"{r.host}: booted {r.booted}")
+        _print_json(outcomes.to_json())
+    else:
+        for line in lines:
+            print(line)
+        if len(outcomes) > 1:
+            print(outcomes.recap())
+    for o in outcomes.values():
+        for m in o.messages:
+            print(f"fruixops: {m}", file=sys.stderr)
+    if outcomes.exit_status():
+        raise Exit(code=outcomes.exit_status())
 
 
-@user_task(help={"host": "host to roll back", "to": "generation number (default: the "
-                 "host's rollback generation)", "reboot": "reboot and check what booted",
-                 "inventory": INVENTORY_HELP, "json": "print the result as JSON"})
-def rollback(c, host=None, to=None, reboot=False, inventory=None, json=False):
+@user_task(help={"host": "host to deploy to", "limit": LIMIT_HELP, "forks": FORKS_HELP,
+                 "base": "base (default: each host's)",
+                 "reboot": "reboot into the new closure and check what booted",
+                 "trial": "boot the new generation once; make it current only if it boots "
+                          "and its checks pass, else come back to the previous one",
+                 "key": "signing key (default: the inventory's)", "inventory": INVENTORY_HELP,
+                 "json": "print a machine-readable result per host"})
+def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=None,
+           inventory=None, forks=fleet.DEFAULT_FORKS, json=False):
+    """Build, push only the missing items, switch the hosts' boot generation."""
+    from . import checks as checks_mod
+    from . import deploy as deploy_mod
+    ctl = Controller(inventory, key=key)
+    hosts = _targets(ctl, host, limit, "deploy")
+    # Build and sign everything first, once: shared items are built once.
+    prepared = {h.name: deploy_mod.prepare(ctl, h.name, base) for h in hosts}
+    outcomes, lines = fleet.Outcomes(h.name for h in hosts), []
+
+    def job(h):
+        r = deploy_mod.deploy(ctl, h.name, reboot=reboot, trial=trial, events=display,
+                              prepared=prepared[h.name],
+                              checks=checks_mod.BOOT_CHECKS if trial else ())
+        what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
+                if r.changed else "unchanged (already current)")
+        lines.append(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}"
+                     + (f"; booted {r.booted}" if r.booted else ""))
+        return r.changed, r.to_json()
+
+    with _display(hosts, json) as display:
+        fleet.run(hosts, job, outcomes, forks)
+    _finish(outcomes, json, sorted(lines))
+
+
+def _display(hosts, json):
+    from .display import FleetDisplay
+    from .events import ConsoleEvents
+    if len(hosts) == 1 and not json:
+        return _Nullcontext(ConsoleEvents())
+    return FleetDisplay([h.name for h in hosts])
+
+
+class _Nullcontext:
+    def __init__(self, value):
+        self.value = value
+
+    def __enter__(self):
+        return self.value
+
+    def __exit__(self, *exc):
+        return False
+
+
+@user_task(help={"host": "host to roll back", "limit": LIMIT_HELP, "forks": FORKS_HELP,
+                 "to": "generation number (default: each host's rollback generation)",
+                 "reboot": "reboot and check what booted",
+                 "inventory": INVENTORY_HELP, "json": "print a machine-readable result"})
+def rollback(c, host=None, limit=None, to=None, reboot=False, inventory=None,
+             forks=fleet.DEFAULT_FORKS, json=False):
     """Make the previous generation (or --to N) current again; the store is untouched."""
     from . import deploy as deploy_mod
-    _need_host(host, "rollback")
+    ctl = Controller(inventory)
+    hosts = _targets(ctl, host, limit, "rollback")
     to = _generation_number(to)
-    gen, state = deploy_mod.rollback(Controller(inventory), host, to, reboot=reboot)
-    if json:
-        _print_json(state.to_json(host))
-        return
-    g = state.gen(gen)
-    print(f"{host}: current is generation {gen}: {g.base} ({g.version_label}) {g.closure}")
-    if reboot:
-        print(f"{host}: booted {state.booted}")
+    outcomes, lines = fleet.Outcomes(h.name for h in hosts), []
+
+    def job(h):
+        gen, state = deploy_mod.rollback(ctl, h.name, to, reboot=reboot, events=display)
+        g = state.gen(gen)
+        lines.append(f"{h.name}: current is generation {gen}: {g.base} ({g.version_label}) "
+                     f"{g.closure}" + (f"; booted {state.booted}" if reboot else ""))
+        return True, state.to_json(h.name)
+
+    with _display(hosts, json) as display:
+        fleet.run(hosts, job, outcomes, forks)
+    _finish(outcomes, json, sorted(lines))
 
 
 @user_task(help={"host": "host to reboot", "inventory": INVENTORY_HELP})
@@ -128,22 +198,41 @@ def reboot(c, host=None, inventory=None):
     print(f"{host}: booted {state.booted or 'bare (no generation)'}")
 
 
-@user_task(help={"host": "host to ask", "inventory": INVENTORY_HELP, "json": "print JSON"})
-def status(c, host=None, inventory=None, json=False):
-    """What a host booted, and its current and rollback generations."""
+@user_task(help={"host": "host to ask", "limit": LIMIT_HELP, "forks": FORKS_HELP,
+                 "inventory": INVENTORY_HELP, "json": "print JSON"})
+def status(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, json=False):
+    """What hosts booted, and their current and rollback generations."""
     from . import deploy as deploy_mod
-    _need_host(host, "status")
-    state = deploy_mod.status(Controller(inventory), host)
-    doc = state.to_json(host)
-    if json:
-        _print_json(doc)
+    ctl = Controller(inventory)
+    hosts = _targets(ctl, host, limit, "status")
+    outcomes, docs = fleet.Outcomes(h.name for h in hosts), {}
+
+    def job(h):
+        docs[h.name] = deploy_mod.status(ctl, h.name).to_json(h.name)
+        return False, docs[h.name]
+
+    fleet.run(hosts, job, outcomes, forks)
+    if json and host:
+        if host in docs:
+            _print_json(docs[host])
+        _finish(outcomes, False)
         return
-    print(f"host:     {host}")
-    print(f"booted:   {doc['booted'] or '-'}")
-    for key in ("current", "rollback", "next_boot"):
-        g = doc[key]
-        print(f"{key + ':':9} " + (f"generation {g['generation']}: {g['base']} "
-                                   f"({g['version_label']}) {g['closure']}" if g else "-"))
+    if json:
+        _finish(outcomes, True)
+        return
+    lines = []
+    for h in hosts:
+        doc = docs.get(h.name)
+        if doc is None:
+            continue
+        lines.append(f"host:     {h.name}")
+        lines.append(f"booted:   {doc['booted'] or '-'}")
+        for key in ("current", "rollback", "next_boot"):
+            g = doc[key]
+            lines.append(f"{key + ':':9} " + (f"generation {g['generation']}: {g['base']} "
+                                              f"({g['version_label']}) {g['closure']}"
+                                              if g else "-"))
+    _finish(outcomes, False, lines)
 
 
 @user_task(help={"host": "host to ask", "inventory": INVENTORY_HELP, "json": "print JSON"})

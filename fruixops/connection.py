@@ -10,6 +10,7 @@ import base64
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from fabric import Config, Connection
 from .errors import HostError, HostKeyError, HostUnreachable
 
 CHUNK = 256 * 1024
+
+
+class CommandTimeout(HostError):
+    pass
 
 
 @dataclass
@@ -113,11 +118,12 @@ class HostConnection:
 
     # -- running -------------------------------------------------------------
 
-    def run(self, command, stdin=None, progress=None):
+    def run(self, command, stdin=None, progress=None, timeout=None):
         """Run *command* on the host; feed it *stdin* (bytes or an iterable of
         byte chunks) while draining its output. Returns a Result.
 
-        A dropped connection raises HostUnreachable."""
+        A dropped connection raises HostUnreachable; past *timeout* seconds the
+        command's channel is closed and CommandTimeout raised."""
         transport = self.conn.transport if self.conn else None
         if transport is None or not transport.is_active():
             raise HostUnreachable(self.name, "connection lost")
@@ -149,8 +155,12 @@ class HostConnection:
                 chan.shutdown_write()
             except (OSError, EOFError):
                 pass
+        deadline = None if timeout is None else time.monotonic() + timeout
         for t in readers:
-            t.join()
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                chan.close()
+                raise CommandTimeout(self.name, f"command timed out after {timeout}s")
         status = chan.recv_exit_status()
         chan.close()
         if status == -1 or (send_error and not transport.is_active()):

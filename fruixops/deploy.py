@@ -1,13 +1,24 @@
 """Deploy: build, sign, push, switch, and optionally reboot into the new
-closure and check what booted — for one host. Fleet-wide runs call this once
-per host."""
+closure and check what booted — for one host. Fleet runs call these once per
+host, in parallel.
 
+A trial deploy (FreeBSD's ``nextboot`` / ``bectl activate -t``) records the
+new generation as the host's one-shot next boot while ``current`` stays; the
+host reboots into it; if the checks pass it becomes current, and if they fail
+(or the host does not come back) the host is rebooted (or power-cycled) and
+comes back on its previous generation by itself.
+"""
+
+import shlex
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
-from . import boot, push, switch
+from . import boot, checks as checks_mod, push, switch
 from .connection import HostConnection
 from .controller import deployer_identity
-from .errors import HostError
+from .errors import HostError, HostUnreachable
+from .events import ConsoleEvents
 
 
 @dataclass
@@ -17,65 +28,182 @@ class DeployResult:
     base: str
     version_label: str
     generation: int | None = None
+    previous_generation: int | None = None
+    previous_closure: str | None = None
     changed: bool = False
     items_sent: int = 0
     bytes_sent: int = 0
     booted: str | None = None
+    rolled_back: bool = False
+    checks: dict = field(default_factory=dict)     # name -> "ok" or why it failed
     notes: list = field(default_factory=list)
 
     def to_json(self):
         return dict(self.__dict__)
 
 
+class DeployFailed(HostError):
+    """A deploy that went wrong after it started; .result says how far it got."""
+
+    def __init__(self, host, message, result):
+        super().__init__(host, message)
+        self.result = result
+
+
 def connect(ctl, host):
     return HostConnection(host, ctl.inventory.settings.known_hosts).open()
 
 
-def deploy(ctl, host_name, base_name=None, reboot=False, trial=False):
+def prepare(ctl, host_name, base_name=None):
+    """Build the host's closure and sign its manifest (controller only)."""
+    return ctl.make_manifest(host_name, base_name)
+
+
+def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
+           events=None, prepared=None):
+    """Deploy to one host; return a DeployResult or raise (DeployFailed carries
+    the partial result; HostUnreachable when the host cannot be reached)."""
+    events = events or ConsoleEvents()
     host = ctl.inventory.host(host_name)
-    m, data, sig = ctl.make_manifest(host_name, base_name)
+    events.phase(host.name, "build")
+    m, data, sig = prepared or prepare(ctl, host_name, base_name)
     result = DeployResult(host.name, str(m.system), m.base, m.version_label)
+    events.phase(host.name, "plan")
     hc = connect(ctl, host)
     try:
         state = push.plan(hc, data, sig, ctl.trusted_keys())
-        already = state.current_closure == str(m.system) and not state.missing
-        if already and not trial:
+        result.previous_generation = state.current
+        result.previous_closure = state.current_closure
+        if state.current_closure == str(m.system) and not state.missing and not trial:
             result.generation = state.current
             result.notes.append("closure already current; nothing sent")
         else:
+            events.phase(host.name, "push")
             before = hc.bytes_sent
-            result.generation, _landed = push.push(
-                hc, m, data, sig, state.missing, ctl.builder.store, deployer_identity(),
-                trial=trial)
+            result.generation, _ = push.push(hc, m, data, sig, state.missing, ctl.builder.store,
+                                             deployer_identity(), trial=trial, events=events)
             result.items_sent = len(state.missing)
             result.bytes_sent = hc.bytes_sent - before
             result.changed = True
-        if reboot or trial:
-            hc = boot.reboot(hc)
-            now = boot.state(hc)
-            result.booted = now.booted
-            if result.booted != str(m.system):
-                raise HostError(host.name, f"booted {result.booted or 'nothing'}, "
-                                           f"expected {m.system}")
-            if trial:
-                switch.confirm(hc, result.generation)
+        if trial:
+            hc = _trial(ctl, hc, host, result, checks, events)
+        else:
+            if reboot:
+                events.phase(host.name, "reboot")
+                hc = boot.reboot(hc)
+            _run_checks(hc, result, checks, rebooted=reboot, events=events)
+        events.phase(host.name, "done")
         return result
+    except HostUnreachable:
+        events.phase(host.name, "unreachable")
+        raise
+    except DeployFailed:
+        events.phase(host.name, "failed")
+        raise
+    except HostError as exc:
+        events.phase(host.name, "failed")
+        raise DeployFailed(host.name, str(exc).split(": ", 1)[1], result) from None
     finally:
         hc.close()
 
 
-def rollback(ctl, host_name, to=None, reboot=False):
+def _run_checks(hc, result, checks, rebooted, events):
+    """Checks after the switch (after the reboot, if any). The booted-closure
+    check always runs after a reboot."""
+    todo = list(checks)
+    if rebooted:
+        todo.insert(0, checks_mod.booted_closure_check(result.closure))
+        result.booted = boot.state(hc).booted
+    if not todo:
+        return
+    events.phase(result.host, "checks")
+    failed = []
+    for r in checks_mod.run_all(hc, todo):
+        result.checks[r.name] = "ok" if r.ok else r.detail
+        if not r.ok:
+            failed.append(f"{r.name} ({r.detail})")
+    if failed:
+        raise DeployFailed(result.host, "check failed: " + "; ".join(failed), result)
+
+
+def _trial(ctl, hc, host, result, checks, events):
+    events.phase(host.name, "trial boot")
+    try:
+        hc = boot.reboot(hc)
+    except HostUnreachable as exc:
+        events.phase(host.name, "power-cycle")
+        hc = power_cycle(ctl, host, why=str(exc))
+        _came_back(hc, result)
+        raise DeployFailed(host.name, f"trial of generation {result.generation} did not come "
+                           f"back; power-cycled; back on generation "
+                           f"{result.previous_generation} ({result.booted})", result) from None
+    try:
+        _run_checks(hc, result, checks, rebooted=True, events=events)
+    except DeployFailed as failed:
+        # The host answers: a plain reboot takes it back, the one-shot
+        # selection having been consumed by the trial boot.
+        events.phase(host.name, "reboot back")
+        hc = boot.reboot(hc)
+        _came_back(hc, result)
+        raise DeployFailed(host.name, f"trial of generation {result.generation} failed "
+                           f"({str(failed).split(': ', 1)[1]}); rebooted back to generation "
+                           f"{result.previous_generation}", result) from None
+    switch.confirm(hc, result.generation)
+    result.notes.append(f"trial boot passed; generation {result.generation} is current")
+    return hc
+
+
+def _came_back(hc, result):
+    state = boot.state(hc)
+    result.booted = state.booted
+    result.rolled_back = True
+    if state.booted != result.previous_closure:
+        raise DeployFailed(result.host, f"after the failed trial it booted "
+                           f"{state.booted or 'nothing'}, not its previous closure "
+                           f"{result.previous_closure}", result)
+
+
+def power_cycle(ctl, host, why=""):
+    """Run the inventory's power_cycle_command on the controller, then wait for
+    the host. Placeholders: {host}, {inventory}, {python}."""
+    command = host.var("power_cycle_command")
+    if not command:
+        raise HostUnreachable(host.name, f"{why}; no power_cycle_command in the inventory: "
+                              "power-cycle it by hand (it will boot its previous generation)")
+    line = command.format(host=shlex.quote(host.name),
+                          inventory=shlex.quote(str(ctl.inventory.path)),
+                          python=shlex.quote(sys.executable))
+    proc = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise HostUnreachable(host.name, f"power_cycle_command failed: "
+                              f"{(proc.stderr or proc.stdout).strip()[-200:]}")
+    return boot.wait_for_boot(host, ctl.inventory.settings.known_hosts,
+                              host.var("reboot_timeout", 300))
+
+
+def rollback(ctl, host_name, to=None, reboot=False, checks=(), events=None):
+    """Make generation *to* (default: the rollback one) current; return
+    (generation, HostState)."""
+    events = events or ConsoleEvents()
     host = ctl.inventory.host(host_name)
+    events.phase(host.name, "rollback")
     hc = connect(ctl, host)
     try:
         generation = switch.rollback(hc, to)
         state = boot.state(hc)
         if reboot:
+            events.phase(host.name, "reboot")
             hc = boot.reboot(hc)
             state = boot.state(hc)
             if state.booted != state.current_closure:
                 raise HostError(host.name, f"booted {state.booted or 'nothing'}, expected "
                                            f"{state.current_closure}")
+        if checks:
+            events.phase(host.name, "checks")
+            bad = [f"{r.name} ({r.detail})" for r in checks_mod.run_all(hc, checks) if not r.ok]
+            if bad:
+                raise HostError(host.name, "check failed: " + "; ".join(bad))
+        events.phase(host.name, "done")
         return generation, state
     finally:
         hc.close()

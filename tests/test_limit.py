@@ -1,0 +1,64 @@
+"""--limit patterns over the lab inventory (unit tests, no hosts needed)."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fruixops import inventory
+from fruixops.errors import UserError
+from fruixops.limit import select
+
+
+@pytest.fixture(scope="module")
+def inv():
+    return inventory.load("inventories/lab.yaml")
+
+
+def names(inv, pattern):
+    return [h.name for h in select(inv, pattern)]
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("web1", ["web1"]),
+    ("web", ["web2", "web3", "web1"]),
+    ("canary", ["web1"]),
+    ("all", ["web2", "web3", "web1", "db1", "db2", "mon1"]),
+    ("db*", ["db1", "db2"]),
+    ("web[12]", ["web2", "web1"]),
+    ("web:db", ["web2", "web3", "web1", "db1", "db2"]),
+    ("web,db1", ["web2", "web3", "web1", "db1"]),
+    ("web:!canary", ["web2", "web3"]),
+    ("all:!web:!db", ["mon1"]),
+    ("web:&canary", ["web1"]),
+    ("all:&db:!db2", ["db1"]),
+    ("!web", ["db1", "db2", "mon1"]),            # only exclusions: from all
+    ("&db", ["db1", "db2"]),
+    ("!canary:web", ["web2", "web3"]),           # order of terms does not matter
+    ("d?1", ["db1"]),
+    ("inf*", ["mon1"]),                          # a glob over group names too
+])
+def test_patterns(inv, pattern, expected):
+    assert names(inv, pattern) == expected
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("nosuch", "no host or group named 'nosuch'"),
+    ("web:!nosuch", "no host or group named 'nosuch'"),
+    ("web:&db", "matches no host"),
+    ("zz*", "matches no host"),
+    ("web::db", "empty term"),
+    ("", "empty host pattern"),
+])
+def test_bad_patterns_name_the_pattern(inv, pattern, message):
+    with pytest.raises(UserError, match=message):
+        select(inv, pattern)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="webd12*?[]!&:,all ", max_size=20))
+def test_limit_parser_never_crashes(inv, pattern):
+    try:
+        result = select(inv, pattern)
+        assert result and all(h.name in inv.hosts for h in result)
+    except UserError:
+        pass
