@@ -122,27 +122,12 @@ def _finish(outcomes, json, lines=()):
 def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=None,
            inventory=None, forks=fleet.DEFAULT_FORKS, json=False):
     """Build, push only the missing items, switch the hosts' boot generation."""
-    from . import checks as checks_mod
-    from . import deploy as deploy_mod
     ctl = Controller(inventory, key=key)
     hosts = _targets(ctl, host, limit, "deploy")
-    # Build and sign everything first, once: shared items are built once.
-    prepared = {h.name: deploy_mod.prepare(ctl, h.name, base) for h in hosts}
-    outcomes, lines = fleet.Outcomes(h.name for h in hosts), []
-
-    def job(h):
-        r = deploy_mod.deploy(ctl, h.name, reboot=reboot, trial=trial, events=display,
-                              prepared=prepared[h.name],
-                              checks=checks_mod.BOOT_CHECKS if trial else ())
-        what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
-                if r.changed else "unchanged (already current)")
-        lines.append(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}"
-                     + (f"; booted {r.booted}" if r.booted else ""))
-        return r.changed, r.to_json()
-
     with _display(hosts, json) as display:
-        fleet.run(hosts, job, outcomes, forks)
-    _finish(outcomes, json, sorted(lines))
+        outcomes, lines = fleet.deploy_many(ctl, hosts, base, reboot=reboot, trial=trial,
+                                            forks=forks, events=display)
+    _finish(outcomes, json, lines)
 
 
 def _display(hosts, json):
@@ -171,22 +156,35 @@ class _Nullcontext:
 def rollback(c, host=None, limit=None, to=None, reboot=False, inventory=None,
              forks=fleet.DEFAULT_FORKS, json=False):
     """Make the previous generation (or --to N) current again; the store is untouched."""
-    from . import deploy as deploy_mod
     ctl = Controller(inventory)
     hosts = _targets(ctl, host, limit, "rollback")
-    to = _generation_number(to)
-    outcomes, lines = fleet.Outcomes(h.name for h in hosts), []
-
-    def job(h):
-        gen, state = deploy_mod.rollback(ctl, h.name, to, reboot=reboot, events=display)
-        g = state.gen(gen)
-        lines.append(f"{h.name}: current is generation {gen}: {g.base} ({g.version_label}) "
-                     f"{g.closure}" + (f"; booted {state.booted}" if reboot else ""))
-        return True, state.to_json(h.name)
-
     with _display(hosts, json) as display:
-        fleet.run(hosts, job, outcomes, forks)
-    _finish(outcomes, json, sorted(lines))
+        outcomes, lines = fleet.rollback_many(ctl, hosts, _generation_number(to), reboot=reboot,
+                                              forks=forks, events=display)
+    _finish(outcomes, json, lines)
+
+
+@user_task(positional=["playbook"],
+           help={"playbook": "playbook file (playbooks/NAME.yaml)", "limit": LIMIT_HELP,
+                 "forks": FORKS_HELP, "inventory": INVENTORY_HELP, "key": "signing key",
+                 "json": "print a machine-readable result per host"})
+def play(c, playbook=None, limit=None, forks=fleet.DEFAULT_FORKS, inventory=None, key=None,
+         json=False):
+    """Run a staged rollout: canary, batches, checks, halt and roll back on failure."""
+    from . import playbook as playbook_mod
+    from . import rollout
+    if not playbook:
+        raise _usage("play needs a playbook file: inv play playbooks/NAME.yaml")
+    ctl = Controller(inventory, key=key)
+    book = playbook_mod.load(playbook, ctl.inventory)
+    out = (lambda line: print(line, file=sys.stderr)) if json else print
+    report = rollout.run(ctl, book, limit=limit, forks=forks, say=out)
+    if json:
+        _print_json(report.to_json())
+    else:
+        print(report.outcomes.recap())
+    if report.outcomes.exit_status():
+        raise Exit(code=report.outcomes.exit_status())
 
 
 @user_task(help={"host": "host to reboot", "inventory": INVENTORY_HELP})
@@ -202,16 +200,9 @@ def reboot(c, host=None, inventory=None):
                  "inventory": INVENTORY_HELP, "json": "print JSON"})
 def status(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, json=False):
     """What hosts booted, and their current and rollback generations."""
-    from . import deploy as deploy_mod
     ctl = Controller(inventory)
     hosts = _targets(ctl, host, limit, "status")
-    outcomes, docs = fleet.Outcomes(h.name for h in hosts), {}
-
-    def job(h):
-        docs[h.name] = deploy_mod.status(ctl, h.name).to_json(h.name)
-        return False, docs[h.name]
-
-    fleet.run(hosts, job, outcomes, forks)
+    outcomes, docs = fleet.status_many(ctl, hosts, forks=forks)
     if json and host:
         if host in docs:
             _print_json(docs[host])
@@ -420,7 +411,8 @@ for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
     lab_ns.add_task(t, name=n)
 
 ns = Collection()
-for t in (build, manifest, deploy, rollback, reboot, status, generations, bootstrap, demo):
+for t in (build, manifest, deploy, rollback, reboot, status, generations, bootstrap, demo,
+          play):
     ns.add_task(t)
 for sub in (keys_ns, trust_ns, lab_ns):
     ns.add_collection(sub)

@@ -101,3 +101,55 @@ def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
     with ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts) or 1))) as pool:
         list(pool.map(one, hosts))
     return bad
+
+
+def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
+                forks=DEFAULT_FORKS, events=None):
+    """Deploy to *hosts* in parallel. Every closure is built and signed first,
+    once, in this thread, so an item shared by many hosts is built once.
+    Returns (Outcomes, one summary line per host that succeeded)."""
+    from . import checks as checks_mod
+    from . import deploy as deploy_mod
+    checks = checks if checks is not None else (checks_mod.BOOT_CHECKS if trial else ())
+    prepared = {h.name: deploy_mod.prepare(ctl, h.name, base) for h in hosts}
+    outcomes, lines = Outcomes(h.name for h in hosts), []
+
+    def job(h):
+        r = deploy_mod.deploy(ctl, h.name, reboot=reboot, trial=trial, checks=checks,
+                              events=events, prepared=prepared[h.name])
+        what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
+                if r.changed else "unchanged (already current)")
+        lines.append(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}"
+                     + (f"; booted {r.booted}" if r.booted else ""))
+        return r.changed, r.to_json()
+
+    run(hosts, job, outcomes, forks)
+    return outcomes, sorted(lines)
+
+
+def rollback_many(ctl, hosts, to=None, reboot=False, forks=DEFAULT_FORKS, events=None):
+    from . import deploy as deploy_mod
+    outcomes, lines = Outcomes(h.name for h in hosts), []
+
+    def job(h):
+        gen, state = deploy_mod.rollback(ctl, h.name, to, reboot=reboot, events=events)
+        g = state.gen(gen)
+        lines.append(f"{h.name}: current is generation {gen}: {g.base} ({g.version_label}) "
+                     f"{g.closure}" + (f"; booted {state.booted}" if reboot else ""))
+        return True, state.to_json(h.name)
+
+    run(hosts, job, outcomes, forks)
+    return outcomes, sorted(lines)
+
+
+def status_many(ctl, hosts, forks=DEFAULT_FORKS):
+    """Returns (Outcomes, {host: status JSON})."""
+    from . import deploy as deploy_mod
+    outcomes, docs = Outcomes(h.name for h in hosts), {}
+
+    def job(h):
+        docs[h.name] = deploy_mod.status(ctl, h.name).to_json(h.name)
+        return False, docs[h.name]
+
+    run(hosts, job, outcomes, forks)
+    return outcomes, docs
