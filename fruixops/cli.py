@@ -347,10 +347,10 @@ def lab_up(c, inventory=None, host=None, bare=False):
     like a machine delivered with Fruix on it, unless --bare is given."""
     lab, hosts = _lab(inventory, host)
     lab.up(hosts)
-    installed = {} if bare else {r.host: r for r in lab.install(Controller(inventory), hosts)}
+    installed = {} if bare else {r["host"]: r for r in lab.install(Controller(inventory), hosts)}
     for h in hosts:
-        how = (f", installed {installed[h.name].base} as generation "
-               f"{installed[h.name].generation}" if h.name in installed else "")
+        how = (f", installed {installed[h.name]['base']} as generation "
+               f"{installed[h.name]['generation']}" if h.name in installed else "")
         print(f"{h.name}: up on {h.var('ssh_host')}:{h.var('ssh_port')} "
               f"(disk {lab.disk(h.name)}{how})")
 

@@ -7,6 +7,7 @@ variables. Unknown or changed host keys are refused, never added.
 """
 
 import base64
+import logging
 import os
 import socket
 import threading
@@ -20,6 +21,12 @@ from fabric import Config, Connection
 from .errors import HostError, HostKeyError, HostUnreachable
 
 CHUNK = 256 * 1024
+
+# paramiko logs (with tracebacks) every connection its transport thread loses;
+# during a reboot that is expected, and real failures reach us as exceptions.
+_paramiko_log = logging.getLogger("paramiko")
+_paramiko_log.addHandler(logging.NullHandler())
+_paramiko_log.propagate = False
 
 
 class CommandTimeout(HostError):

@@ -22,6 +22,7 @@ def make_project(dest, port_shift=PORT_SHIFT):
     text = (ROOT / "inventories" / "lab.yaml").read_text()
     text = re.sub(r"ssh_port: (\d+)", lambda m: f"ssh_port: {int(m.group(1)) + port_shift}", text)
     (dest / "inventories" / "lab.yaml").write_text(text)
+    shutil.copytree(ROOT / "playbooks", dest / "playbooks")
     return dest / "inventories" / "lab.yaml"
 
 

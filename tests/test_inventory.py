@@ -94,3 +94,13 @@ def test_bad_inventories_are_one_line_errors(tmp_path, text, pattern):
 def test_missing_inventory(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         inventory.load(tmp_path / "nope.yaml")
+
+
+def test_example_production_inventory_loads():
+    inv = inventory.load("inventories/example-production.yaml")
+    assert inv.host("web01").var("power_cycle_command").startswith("ipmitool")
+    assert inv.host("web01").var("ssh_host_key").startswith("ssh-ed25519 ")
+    assert inv.host("db01").var("reboot_timeout") == 900          # group beats all
+    assert inv.host("web02").var("services") == ["sshd", "ntpd", "nginx"]
+    assert inv.base("stable-canary").source == inv.base("stable-default").source
+    assert "canary" in inv.host("web01").groups

@@ -153,10 +153,18 @@ class Lab:
 
     def install(self, ctl, hosts):
         """Install bare hosts the way a machine arrives with Fruix on it: deploy
-        each one's inventory base and boot it (generation 1). Returns the
-        DeployResults of the hosts that were installed."""
-        from ..deploy import deploy
-        return [deploy(ctl, h.name, reboot=True) for h in hosts if self.is_bare(h.name)]
+        each one's inventory base and boot it (generation 1), in parallel.
+        Returns the DeployResults (as JSON) of the hosts that were installed."""
+        from .. import fleet
+        from ..errors import HostError
+        bare = [h for h in hosts if self.is_bare(h.name)]
+        if not bare:
+            return []
+        outcomes, _ = fleet.deploy_many(ctl, bare, reboot=True)
+        for o in outcomes.values():
+            if o.status in ("failed", "unreachable"):
+                raise HostError(o.host, f"lab install failed: {'; '.join(o.messages)}")
+        return [o.results[0] for o in outcomes.values()]
 
     def power_cycle(self, name):
         pid = self.supervisor_pid(name)
