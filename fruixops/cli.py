@@ -187,6 +187,45 @@ def play(c, playbook=None, limit=None, forks=fleet.DEFAULT_FORKS, inventory=None
         raise Exit(code=report.outcomes.exit_status())
 
 
+@user_task(help={"host": "host to check", "limit": LIMIT_HELP, "forks": FORKS_HELP,
+                 "inventory": INVENTORY_HELP, "json": "print a machine-readable result"})
+def verify(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, json=False):
+    """Re-hash every store item on the hosts against what it recorded; report drift."""
+    ctl = Controller(inventory)
+    hosts = _targets(ctl, host, limit, "verify")
+    outcomes, lines = fleet.verify_many(ctl, hosts, forks=forks)
+    _finish(outcomes, json, lines)
+
+
+@user_task(name="accept", help={"host": "host whose SSH host key to accept",
+                                "fingerprint": "accept only this key (SHA256:...), checked "
+                                               "out of band",
+                                "inventory": INVENTORY_HELP})
+def hostkey_accept(c, host=None, fingerprint=None, inventory=None):
+    """Record a host's new SSH host key in the inventory's known_hosts, explicitly."""
+    from pathlib import Path
+    from . import connection
+    _need_host(host, "hostkey.accept")
+    ctl = Controller(inventory)
+    h = ctl.inventory.host(host)
+    entry, key = connection.presented_host_key(h)
+    fp = connection.fingerprint(key)
+    print(f"{host}: {entry} presents {key.get_name()} {fp}")
+    if fingerprint:
+        if fingerprint != fp:
+            raise _usage(f"{host}: presented key {fp} is not the expected {fingerprint}; "
+                         "not recorded")
+    elif sys.stdin.isatty():
+        if input("accept this key? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise _usage("not accepted")
+    else:
+        raise _usage("give --fingerprint SHA256:... (checked out of band) to accept a host "
+                     "key without a terminal")
+    target = ctl.inventory.settings.known_hosts or Path("~/.ssh/known_hosts")
+    connection.record_host_key(target, entry, key)
+    print(f"{host}: recorded in {target}")
+
+
 @user_task(help={"host": "host to reboot", "inventory": INVENTORY_HELP})
 def reboot(c, host=None, inventory=None):
     """Reboot a host, wait for it, and report what it booted."""
@@ -405,6 +444,9 @@ trust_ns = Collection("trust")
 trust_ns.add_task(trust_add, name="add")
 trust_ns.add_task(trust_remove, name="remove")
 
+hostkey_ns = Collection("hostkey")
+hostkey_ns.add_task(hostkey_accept, name="accept")
+
 lab_ns = Collection("lab")
 for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
              (lab_power_cycle, "power-cycle")):
@@ -412,9 +454,9 @@ for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
 
 ns = Collection()
 for t in (build, manifest, deploy, rollback, reboot, status, generations, bootstrap, demo,
-          play):
+          play, verify):
     ns.add_task(t)
-for sub in (keys_ns, trust_ns, lab_ns):
+for sub in (keys_ns, trust_ns, hostkey_ns, lab_ns):
     ns.add_collection(sub)
 
 

@@ -7,6 +7,7 @@ variables. Unknown or changed host keys are refused, never added.
 """
 
 import base64
+import hashlib
 import logging
 import os
 import socket
@@ -206,3 +207,43 @@ def _pin(client, hostname, port, pinned, name):
         raise HostKeyError(name, f"bad ssh_host_key in the inventory: {exc}") from None
     entry = hostname if port in (None, 22) else f"[{hostname}]:{port}"
     client.get_host_keys().add(entry, key_type, key)
+
+
+def presented_host_key(host, timeout=10):
+    """The SSH host key *host* presents, fetched without authenticating
+    (for `inv hostkey.accept`). Returns (known_hosts entry name, PKey)."""
+    conn = Connection(host=host.ssh_host, user=host.var("ssh_user"), port=host.var("ssh_port"),
+                      config=Config())
+    addr = (conn.host, int(conn.port or 22))
+    try:
+        sock = socket.create_connection(addr, timeout=timeout)
+    except OSError as exc:
+        raise HostUnreachable(host.name, f"cannot reach {addr[0]}:{addr[1]}: "
+                              f"{exc.strerror or exc}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise HostUnreachable(host.name, f"SSH handshake failed: {exc}") from None
+    finally:
+        transport.close()
+    entry = addr[0] if addr[1] == 22 else f"[{addr[0]}]:{addr[1]}"
+    return entry, key
+
+
+def fingerprint(key):
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def record_host_key(known_hosts, entry, key):
+    """Write *entry*'s key into *known_hosts*, replacing any old key for it."""
+    path = Path(known_hosts).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = path.read_text().splitlines(True) if path.exists() else []
+    kept = [ln for ln in lines if not ln.split() or entry not in ln.split()[0].split(",")]
+    kept.append(f"{entry} {key.get_name()} {key.get_base64()}\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)

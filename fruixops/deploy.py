@@ -226,3 +226,20 @@ def status(ctl, host_name):
         return boot.state(hc)
     finally:
         hc.close()
+
+
+def verify(ctl, host_name):
+    """Re-hash every store item the host's generations refer to against the
+    listing recorded when it landed. Returns (ok, [report lines])."""
+    from . import receiver
+    from .bootstrap import install_receiver_if_missing
+    host = ctl.inventory.host(host_name)
+    hc = connect(ctl, host)
+    try:
+        install_receiver_if_missing(hc)
+        r = hc.run(receiver.command("verify"))
+    finally:
+        hc.close()
+    if r.status not in (0, 2):
+        raise HostError(host.name, r.last_error_line())
+    return r.status == 0, r.out.splitlines()

@@ -153,3 +153,24 @@ def status_many(ctl, hosts, forks=DEFAULT_FORKS):
 
     run(hosts, job, outcomes, forks)
     return outcomes, docs
+
+
+def verify_many(ctl, hosts, forks=DEFAULT_FORKS):
+    """Returns (Outcomes, lines): drift on a host counts as a failure."""
+    from . import deploy as deploy_mod
+    from .errors import HostError
+    outcomes, lines = Outcomes(h.name for h in hosts), []
+
+    def job(h):
+        ok, report = deploy_mod.verify(ctl, h.name)
+        bad = [ln for ln in report if not ln.startswith(("ok ", "checked "))]
+        checked = next((ln.split()[1] for ln in report if ln.startswith("checked ")), "0")
+        if not ok:
+            for ln in bad:
+                lines.append(f"{h.name}: {ln}")
+            raise HostError(h.name, f"{len(bad)} of {checked} store items drifted")
+        lines.append(f"{h.name}: {checked} store items match what they recorded")
+        return False, {"checked": int(checked)}
+
+    run(hosts, job, outcomes, forks)
+    return outcomes, sorted(lines)

@@ -35,13 +35,12 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     by_path = {str(it.path): it for it in manifest.items}
     items = [by_path[p] for p in missing]
     members = [bundle.member("manifest", manifest_bytes),
-               bundle.member("manifest.sig", signature),
-               bundle.member("deployer", deployer.encode() + b"\n")]
+               bundle.member("manifest.sig", signature)]
     for it in items:
         members.append(bundle.file_member(f"items/{it.path.base}.tar",
                                           store.archive(it.path), it.size))
     events.start_push(hc.name, len(items), sum(it.size for it in items))
-    args = ["receive"] + (["--trial"] if trial else [])
+    args = ["receive", "--deployer", deployer] + (["--trial"] if trial else [])
     result = hc.run(receiver.command(*args), stdin=bundle.stream(members),
                     progress=lambda n: events.sent(hc.name, n))
     if result.status != 0:

@@ -13,13 +13,16 @@
 # Commands (stdin, where used, carries a tar "bundle"):
 #   plan               bundle: manifest, manifest.sig. Verify; print the items
 #                      this host lacks and its state. Changes nothing.
-#   receive [--trial]  bundle: manifest, manifest.sig, deployer, items/*.tar.
-#                      Verify, land the items, record generation N+1 and make it
-#                      current (--trial: the one-shot next boot instead).
+#   receive [--trial] [--deployer WHO]
+#                      bundle: manifest, manifest.sig, items/*.tar. Take the
+#                      lock, verify, land the items, record generation N+1 and
+#                      make it current (--trial: the one-shot next boot instead).
 #   confirm N          make generation N current (after a good trial boot).
 #   rollback [N]       make generation N (default: the rollback one) current.
 #   status             print the state: current, rollback, booted, next-boot,
 #                      and one line per generation.
+#   verify             re-hash every item the generations refer to against the
+#                      listing recorded when it landed; exit 2 on any drift.
 #   trust-init         bundle: NAME.pem files. Trust them, only if this host
 #                      trusts no key yet (first contact).
 #   trust-add NAME     stdin: a PEM public key. Trust it.
@@ -33,6 +36,7 @@ umask 022
 
 STORE=/frx/store
 GCROOTS=/frx/var/fruix/gcroots
+SUMS=/frx/var/fruix/items
 SYSTEM=/var/lib/fruix/system
 GENS=$SYSTEM/generations
 STATE=/var/lib/fruix/fruixops
@@ -106,6 +110,9 @@ new_tmp() {
 read_bundle() {
     mkdir "$TMP/bundle"
     if ! err=$(tar -xf - -C "$TMP/bundle" 2>&1); then
+        case $err in
+            *"No space left"*) die "disk full on $STORE: the bundle does not fit" ;;
+        esac
         die "cannot read the bundle: $(echo "$err" | tail -n 1)"
     fi
     if [ ! -f "$TMP/bundle/manifest" ] || [ ! -f "$TMP/bundle/manifest.sig" ]; then
@@ -185,19 +192,47 @@ land_item() {
     dest=$TMP/unpack/$name
     mkdir -p "$dest"
     if ! err=$(tar -xf "$archive" -C "$dest" --no-same-owner 2>&1); then
+        case $err in
+            *"No space left"*) die "disk full on $STORE: item $name does not fit" ;;
+        esac
         die "item $name: cannot unpack: $(echo "$err" | tail -n 1)"
     fi
     if [ -n "$(find "$dest" \( -type b -o -type c -o -type p -o -type s \
             -o -perm -4000 -o -perm -2000 \) -print | head -n 1)" ]; then
         die "item $name: device node, fifo, socket or setuid/setgid file"
     fi
+    # A hard link must have all its names inside the item: a link to a file
+    # elsewhere on this file system shows as more links than names here.
+    if find "$dest" -type f -links +1 -exec ls -il {} + |
+            awk '{ n[$1] = $3; c[$1]++ } END { for (i in n) if (c[i] != n[i]) bad = 1; exit !bad }'
+    then
+        die "item $name: hard link to a file outside the item"
+    fi
     rm -f "$archive"
     chmod -R a-w "$dest"
     chmod u+w "$dest"          # the item root is renamed, then sealed
     if [ -e "$1" ]; then return 0; fi
+    # The listing first: an item in the store always has one.
+    mkdir -p "$SUMS"
+    listing "$dest" >"$SUMS/.$name.sums.new"
+    mv -f "$SUMS/.$name.sums.new" "$SUMS/$name.sums"
     mv "$dest" "$1"
     chmod a-w "$1"
     LANDED=$((LANDED + 1))
+}
+
+# listing DIR: every entry of an item tree, sorted: "f SHA256 path",
+# "l TARGET path", "d - path". What verify compares against.
+listing() {
+    (
+        cd "$1"
+        find . -type f -exec openssl dgst -sha256 -r {} + |
+            awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "f " h " " $0 }'
+        find . -type l | while IFS= read -r l; do
+            printf 'l %s %s\n' "$(readlink "$l")" "$l"
+        done
+        find . -type d | sed 's/^/d - /'
+    ) | LC_ALL=C sort
 }
 
 # --- generations ---------------------------------------------------------------
@@ -252,26 +287,33 @@ cmd_plan() {
 }
 
 cmd_receive() {
-    trial=
-    [ "${1:-}" = --trial ] && trial=1
-    new_tmp
-    read_bundle
-    deployer=$(head -n 1 "$TMP/bundle/deployer" 2>/dev/null | tr -d '\n' |
-        tr -c 'A-Za-z0-9@._:-' '_') || deployer=
+    trial=''
+    deployer=-
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --trial) trial=1 ;;
+            --deployer) shift; deployer=$(printf '%s' "${1:-}" | tr -c 'A-Za-z0-9@._:-' '_') ;;
+            *) die "receive: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    # Lock before reading anything: a second deploy fails at once.
     lock "$deployer"
     # Holding the lock, no other receiver runs: leftovers are from killed ones.
     for old in "$STORE"/.fruixops-tmp.*; do
-        [ "$old" = "$TMP" ] || [ ! -e "$old" ] || { chmod -R u+w "$old"; rm -rf "$old"; }
+        [ ! -e "$old" ] || { chmod -R u+w "$old"; rm -rf "$old"; }
     done
+    new_tmp
+    read_bundle
     verify_manifest
-    # From here this manifest can never be accepted again.
-    printf '%s\n' "$M_SERIAL" >"$STATE/.last-serial.new"
-    mv -f "$STATE/.last-serial.new" "$STATE/last-serial"
     LANDED=0
     mkdir "$TMP/unpack"
     while read -r p sha size _; do
         [ -d "$p" ] || land_item "$p" "$sha" "$size"
     done <"$TMP/items"
+    # Every item is in: from here this manifest can never be accepted again.
+    printf '%s\n' "$M_SERIAL" >"$STATE/.last-serial.new"
+    mv -f "$STATE/.last-serial.new" "$STATE/last-serial"
     n=$(($(last_generation) + 1))
     g=$GENS/.new.$$
     mkdir -p "$GENS"
@@ -281,7 +323,7 @@ cmd_receive() {
     ln -s "$M_SYSTEM" "$g/closure"
     {
         echo "received=$(date +%s)"
-        echo "deployer=${deployer:--}"
+        echo "deployer=$deployer"
         echo "signer=$SIGNER"
         echo "base=$M_BASE"
         echo "version-label=$M_LABEL"
@@ -351,6 +393,31 @@ print_generations() {
     done
 }
 
+cmd_verify() {
+    drift=0 n=0
+    new_tmp
+    for m in "$GENS"/*/manifest; do
+        [ -f "$m" ] && awk '$1 == "item" { print $2 }' "$m"
+    done | sort -u >"$TMP/items"
+    while read -r p; do
+        n=$((n + 1))
+        name=$(basename "$p")
+        if [ ! -d "$p" ]; then
+            echo "missing $p"; drift=1
+        elif [ ! -f "$SUMS/$name.sums" ]; then
+            echo "unrecorded $p"; drift=1
+        elif ! listing "$p" | cmp -s - "$SUMS/$name.sums"; then
+            echo "drift $p $(listing "$p" | diff "$SUMS/$name.sums" - | grep '^[<>]' |
+                head -n 3 | tr '\n' ' ')"
+            drift=1
+        else
+            echo "ok $p"
+        fi
+    done <"$TMP/items"
+    echo "checked $n"
+    [ "$drift" = 0 ] || exit 2
+}
+
 check_key_name() {
     case $1 in ''|.*|*[!A-Za-z0-9._-]*) die "bad key name '$1'" ;; esac
 }
@@ -418,9 +485,10 @@ case $CMD in
     confirm) cmd_confirm "$@" ;;
     rollback) cmd_rollback "$@" ;;
     status) cmd_status ;;
+    verify) cmd_verify ;;
     trust-init) cmd_trust_init ;;
     trust-add) cmd_trust_add "$@" ;;
     trust-remove) cmd_trust_remove "$@" ;;
     set-host-name) cmd_set_host_name "$@" ;;
-    *) die "unknown command '$CMD' (plan receive confirm rollback status trust-init trust-add trust-remove set-host-name)" ;;
+    *) die "unknown command '$CMD' (plan receive confirm rollback status verify trust-init trust-add trust-remove set-host-name)" ;;
 esac

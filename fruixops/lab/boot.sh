@@ -3,7 +3,7 @@
 # namespace, inside its own mount namespace.
 #
 # It mounts the host's disk over the real absolute paths (/frx, /root,
-# /var/lib/fruix) and a fresh /run, resolves the boot selection the way a
+# /var/lib/fruix) and a fresh /run and /tmp, resolves the boot selection the way a
 # loader would (the one-shot next-boot selection if present, consumed;
 # otherwise `current`), points /run/current-system at that generation's
 # closure, runs its activation hook and starts sshd. A host with no generation
@@ -23,6 +23,7 @@ mount --bind "$hostdir/root/var/lib/fruix" /var/lib/fruix
 mkdir -p "$hostdir/root/root"
 mount --bind "$hostdir/root/root" /root
 mount -t tmpfs -o mode=0755 lab-run /run
+mount -t tmpfs -o mode=1777 lab-tmp /tmp
 mkdir -p /run/sshd
 chmod 0755 /run/sshd
 if [ "$tar_kind" = bsdtar ]; then
