@@ -41,6 +41,7 @@ HOST_VARS = {
     "reboot_timeout": int,
     "manifest_lifetime": int,
     "lab_tar": str,         # lab only: "gnu" or "bsdtar", the host's tar
+    "lab_frx_tmpfs_mb": int,  # lab only: a small tmpfs as /frx (disk-full tests)
 }
 INITS = ("shepherd-pid1",)
 DEFAULT_REBOOT_COMMAND = "shutdown -r now"

@@ -26,10 +26,18 @@ def make_project(dest, port_shift=PORT_SHIFT):
     return dest / "inventories" / "lab.yaml"
 
 
+TEST_LAB = ROOT / ".test-lab"
+
+
 @pytest.fixture(scope="session")
-def project(tmp_path_factory):
-    """A session-wide project (inventory, keys, store) for builds and the lab."""
-    return make_project(tmp_path_factory.mktemp("project"))
+def project():
+    """A session-wide project (inventory, keys, store) for builds and the lab.
+    It lives in the repository (git-ignored), not in /tmp: lab hosts get a /tmp
+    of their own and must still see their lab directory."""
+    if TEST_LAB.exists():
+        subprocess.run(["chmod", "-R", "u+w", str(TEST_LAB)], check=False)
+        shutil.rmtree(TEST_LAB)
+    yield make_project(TEST_LAB / "project")
 
 
 @pytest.fixture(scope="session")

@@ -195,7 +195,7 @@ land_item() {
         case $err in
             *"No space left"*) die "disk full on $STORE: item $name does not fit" ;;
         esac
-        die "item $name: cannot unpack: $(echo "$err" | tail -n 1)"
+        die "item $name: cannot unpack: $(echo "$err" | head -n 1)"
     fi
     if [ -n "$(find "$dest" \( -type b -o -type c -o -type p -o -type s \
             -o -perm -4000 -o -perm -2000 \) -print | head -n 1)" ]; then

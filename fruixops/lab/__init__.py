@@ -106,7 +106,7 @@ class Lab:
             log = open(d / "console.log", "ab")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "fruixops.lab.supervisor", str(d),
-                 host.var("lab_tar") or "gnu"],
+                 host.var("lab_tar") or "gnu", str(host.var("lab_frx_tmpfs_mb") or "")],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 cwd="/")
             self._pidfile(host.name).write_text(f"{proc.pid}\n")

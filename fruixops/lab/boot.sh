@@ -12,12 +12,19 @@
 # SIGTERM (the lab's reboot command, `kill -TERM 1`) ends every process; the
 # supervisor then boots the host again from its disk.
 #
-# Usage: boot.sh HOSTDIR TAR   (TAR: gnu or bsdtar)
+# Usage: boot.sh HOSTDIR TAR [FRX_TMPFS_MB]
+#   TAR: gnu or bsdtar. FRX_TMPFS_MB: give the host a small, empty tmpfs as
+#   /frx instead of its disk (for disk-full tests; it does not survive a boot).
 set -eu
 hostdir=$1
 tar_kind=${2:-gnu}
+frx_mb=${3:-}
 
-mount --bind "$hostdir/root/frx" /frx
+if [ -n "$frx_mb" ]; then
+    mount -t tmpfs -o "size=${frx_mb}m,mode=0755" lab-frx /frx
+else
+    mount --bind "$hostdir/root/frx" /frx
+fi
 mount --bind "$hostdir/root/var/lib/fruix" /var/lib/fruix
 # The host's own home for root, not the controller's (and its shell start-up).
 mkdir -p "$hostdir/root/root"

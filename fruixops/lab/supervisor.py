@@ -15,7 +15,7 @@ from . import BOOT
 HALTED = 3      # boot.sh: the kernel was refused; the host stays down
 
 
-def main(hostdir, tar_kind):
+def main(hostdir, tar_kind, frx_mb=""):
     events = []
     signal.signal(signal.SIGTERM, lambda *_: events.append("off"))
     signal.signal(signal.SIGUSR1, lambda *_: events.append("cycle"))
@@ -26,7 +26,7 @@ def main(hostdir, tar_kind):
         # with it every process of the host.
         proc = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "--mount-proc",
                                  "--propagation", "private", "--kill-child",
-                                 "sh", str(BOOT), hostdir, tar_kind],
+                                 "sh", str(BOOT), hostdir, tar_kind, frx_mb],
                                 stdin=subprocess.DEVNULL)
         while proc.poll() is None and not events:
             _sleep_until_signal(proc)
@@ -55,4 +55,5 @@ def log(message):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "gnu")
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "gnu",
+         sys.argv[3] if len(sys.argv) > 3 else "")

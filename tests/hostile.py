@@ -1,0 +1,68 @@
+"""Crafting what an attacker (or a compromised but trusted signer) would send,
+to check what the host itself refuses. Test helper, not product code."""
+
+import hashlib
+import io
+import os
+import tarfile
+import time
+
+from fruixops import manifest, push
+from fruixops.connection import HostConnection
+from fruixops.controller import deployer_identity
+from fruixops.store import Item, LocalStore, StorePath
+
+
+def tar_of(members):
+    """A tar archive from (name, kind, payload, mode) tuples; kind is one of
+    file, dir, symlink, hardlink, chardev, fifo."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, payload, mode in members:
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime = mode, 1
+            data = None
+            if kind == "file":
+                data = payload
+                info.size = len(data)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+            elif kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, payload
+            elif kind == "chardev":
+                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            elif kind == "fifo":
+                info.type = tarfile.FIFOTYPE
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_manifest=None):
+    """Send a signed manifest naming *archives* ({name: tar bytes}) to a host.
+    *tamper* changes an archive's bytes after the manifest is made (in
+    transit); *edit_manifest* changes manifest bytes after signing."""
+    store = LocalStore(tmp_path / f"hostile-store-{time.time_ns()}")
+    store.items_dir.mkdir(parents=True)
+    items = []
+    for name, data in archives.items():
+        path = StorePath.make(hashlib.sha256(name.encode() + os.urandom(8)).hexdigest(), name)
+        sent = tamper(data) if tamper else data
+        store.archive(path).write_bytes(sent)
+        items.append(Item(path, hashlib.sha256(data).hexdigest(), len(data), ()))
+    now = int(time.time())
+    m = manifest.Manifest(host=host_name, serial=time.time_ns() // 1000, issued=now,
+                          expires=now + 600, system=items[-1].path, base="hostile",
+                          version_label="x", signer="lab", items=tuple(items))
+    data = m.render()
+    sig = manifest.sign(data, sign_key or ctl.signing_key)
+    if edit_manifest:
+        data = edit_manifest(data)
+    hc = HostConnection(ctl.inventory.host(host_name), ctl.inventory.settings.known_hosts).open()
+    try:
+        state = push.plan(hc, data, sig, ctl.trusted_keys())
+        return push.push(hc, m, data, sig, state.missing or [str(i.path) for i in items],
+                         store, deployer_identity())
+    finally:
+        hc.close()

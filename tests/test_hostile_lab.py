@@ -1,0 +1,109 @@
+"""Hostile input: every case is refused by the host itself, with a clear
+message, and nothing on the host changes (a snapshot of every path, mode,
+link target and content hash of its disk is the same before and after)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import host_snapshot
+from fruixops import deploy
+from fruixops.errors import HostError
+from hostile import offer, tar_of
+
+GOOD = [("./bin", "dir", None, 0o555), ("./bin/tool", "file", b"#!/bin/sh\necho hi\n", 0o555)]
+SENTINEL = "/var/lib/fruix/sentinel"       # a directory outside /frx/store on the host
+
+HOSTILE = {
+    "dotdot": ([("./ok", "file", b"x", 0o444), ("../../../../var/lib/fruix/sentinel/pwned",
+                                                 "file", b"owned", 0o444)],
+               r"absolute or '\.\.' member"),
+    "absolute": ([("/var/lib/fruix/sentinel/pwned", "file", b"owned", 0o444)],
+                 r"absolute or '\.\.' member"),
+    "symlink_abs_write_through": ([("./evil", "symlink", SENTINEL, 0o777),
+                                   ("./evil/pwned", "file", b"owned", 0o444)],
+                                  r"cannot unpack|refused"),
+    "symlink_rel_write_through": ([("./evil", "symlink", "../../../../../var/lib/fruix/sentinel",
+                                    0o777), ("./evil/pwned", "file", b"owned", 0o444)],
+                                  r"cannot unpack|refused"),
+    "device_node": ([("./dev", "dir", None, 0o555), ("./dev/null", "chardev", None, 0o666)],
+                    r"device node|cannot unpack"),
+    "fifo": ([("./pipe", "fifo", None, 0o644)], r"device node, fifo"),
+    "setuid": (GOOD[:1] + [("./bin/su", "file", b"\x7fELF", 0o4555)], r"setuid/setgid"),
+    "setgid": (GOOD[:1] + [("./bin/wall", "file", b"\x7fELF", 0o2555)], r"setuid/setgid"),
+    "hardlink_out_abs": ([("./link", "hardlink", "/var/lib/fruix/fruixops/host-name", 0o444)],
+                         r"cannot unpack|hard link"),
+    "hardlink_out_rel": ([("./link", "hardlink", "../../../../../var/lib/fruix/fruixops/host-name",
+                           0o444)], r"absolute or '\.\.' member|cannot unpack|hard link"),
+}
+
+
+@pytest.fixture(scope="module", params=["web2", "web3"], ids=["gnu-tar", "bsdtar"])
+def target(request, lab, project):
+    """A lab host installed with stable-default, with a sentinel directory."""
+    from fruixops import inventory
+    from fruixops.controller import Controller
+    inv = inventory.load(project)
+    host = inv.host(request.param)
+    lab.reset([host])
+    lab.up([host])
+    ctl = Controller(project)
+    lab.install(ctl, [host])
+    (lab.disk(host.name) / SENTINEL.lstrip("/")).mkdir(parents=True)
+    return ctl, host.name, lab.disk(host.name)
+
+
+def test_a_well_formed_item_is_accepted(target, tmp_path):
+    """The control case: the crafting helper itself produces acceptable items."""
+    ctl, host, disk = target
+    gen, landed = offer(ctl, host, {"fruix-system-ok": tar_of(GOOD)}, tmp_path)
+    assert landed == 1
+    deploy.rollback(ctl, host)      # back to the installed generation
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_is_refused(target, tmp_path, case):
+    ctl, host, disk = target
+    members, message = HOSTILE[case]
+    before = host_snapshot(disk)
+    with pytest.raises(HostError, match=message):
+        offer(ctl, host, {"fruix-system-hostile": tar_of(members)}, tmp_path)
+    assert host_snapshot(disk) == before
+    assert not list((disk / SENTINEL.lstrip("/")).iterdir())
+    assert not [p for p in (disk / "frx/store").iterdir() if p.name.startswith(".")]
+
+
+def test_flipped_byte_in_transit_is_refused(target, tmp_path):
+    ctl, host, disk = target
+    before = host_snapshot(disk)
+
+    def flip(data):
+        b = bytearray(data)
+        b[700] ^= 0x01
+        return bytes(b)
+    with pytest.raises(HostError, match="content hash does not match"):
+        offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path, tamper=flip)
+    assert host_snapshot(disk) == before
+
+
+def test_changed_manifest_byte_is_refused(target, tmp_path):
+    ctl, host, disk = target
+    before = host_snapshot(disk)
+
+    def edit(data):
+        return data.replace(b"version-label x", b"version-label y")
+    with pytest.raises(HostError, match="does not verify against any trusted key"):
+        offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path, edit_manifest=edit)
+    assert host_snapshot(disk) == before
+
+
+def test_untrusted_signer_is_refused_before_any_item_is_sent(target, tmp_path):
+    from fruixops import keys
+    ctl, host, disk = target
+    key_path, _ = keys.generate(tmp_path, "mallory")
+    before = host_snapshot(disk)
+    with pytest.raises(HostError, match="does not verify"):
+        offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path,
+              sign_key=keys.load_private(key_path))
+    assert host_snapshot(disk) == before
