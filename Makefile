@@ -5,7 +5,7 @@ VENV    ?= .venv
 PYTHON  ?= python3
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint sysdeps venv clean lab-down
+.PHONY: demo test faults lint sysdeps venv clean lab-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: venv sysdeps
 
 test: venv sysdeps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# The long fault campaign: 100 controller kills instead of make test's 20.
+faults: venv sysdeps
+	FRUIXOPS_FAULT_TRIALS=$${FRUIXOPS_FAULT_TRIALS:-100} $(VENV)/bin/python -m pytest -q -s tests/test_faults_lab.py
 
 lint: venv sysdeps
 	shellcheck -s sh fruixops/host/*.sh scripts/system-deps

@@ -29,11 +29,36 @@ def make_project(dest, port_shift=PORT_SHIFT):
 TEST_LAB = ROOT / ".test-lab"
 
 
+def stop_stray_supervisors(under):
+    """Switch off lab hosts an earlier, interrupted session left running."""
+    import signal
+    import time
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"fruixops.lab.supervisor" in argv and any(a.startswith(str(under).encode())
+                                                       for a in argv):
+            pids.append(int(proc.name))
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists()
+                and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]]
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 def project():
     """A session-wide project (inventory, keys, store) for builds and the lab.
     It lives in the repository (git-ignored), not in /tmp: lab hosts get a /tmp
     of their own and must still see their lab directory."""
+    stop_stray_supervisors(TEST_LAB)
     if TEST_LAB.exists():
         subprocess.run(["chmod", "-R", "u+w", str(TEST_LAB)], check=False)
         shutil.rmtree(TEST_LAB)

@@ -197,6 +197,15 @@ def test_unknown_and_changed_host_keys_are_refused(lab, project, tmp_path):
     proc = inv_cmd(inv2, "status", "--host", "mon1")
     assert proc.returncode == 2 and "unknown SSH host key" in proc.stderr
     assert empty.read_text() == ""
+    # Accepted only explicitly: without a terminal, only with the right fingerprint.
+    refused = inv_cmd(inv2, "hostkey.accept", "--host", "mon1")
+    assert refused.returncode == 2 and empty.read_text() == ""
+    fp = refused.stdout.split()[-1]
+    assert fp.startswith("SHA256:")
+    wrong = inv_cmd(inv2, "hostkey.accept", "--host", "mon1", "--fingerprint", "SHA256:nope")
+    assert wrong.returncode == 2 and empty.read_text() == ""
+    inv_cmd(inv2, "hostkey.accept", "--host", "mon1", "--fingerprint", fp, check=True)
+    assert inv_cmd(inv2, "status", "--host", "mon1").returncode == 0
 
 
 def test_unreachable_host_exits_4(project, tmp_path, lab):

@@ -104,3 +104,63 @@ def test_example_production_inventory_loads():
     assert inv.host("web02").var("services") == ["sshd", "ntpd", "nginx"]
     assert inv.base("stable-canary").source == inv.base("stable-default").source
     assert "canary" in inv.host("web01").groups
+
+
+# -- fuzzing: the loader only ever fails with a one-line UserError -------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KEYS = ["all", "children", "hosts", "vars", "bases", "fruixops", "source", "dist", "tree",
+         "base", "kernel", "path", "sha256", "version_label", "release", "branch", "web1",
+         "web", "ssh_port", "ssh_host", "services", "init", "lab", "store", "signing_key",
+         "trusted_keys", "synthetic", "seed", "size_mb", "boots", "url"]
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.sampled_from(_KEYS),
+                     st.text(max_size=8))
+_docs = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)),
+    max_leaves=25)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_docs)
+def test_inventory_loader_fuzz_structures(tmp_path, doc):
+    import io
+    from ruamel.yaml import YAML
+    buf = io.StringIO()
+    YAML().dump({"root": doc} if not isinstance(doc, dict) else doc, buf)
+    p = tmp_path / "fuzz.yaml"
+    p.write_text(buf.getvalue())
+    try:
+        inventory.load(p)
+    except UserError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(st.sampled_from(list("ab:{}[]-,'\"&*!|> \n\t#%@`") + _KEYS),
+                     max_size=60))
+def test_inventory_loader_fuzz_text(tmp_path, parts):
+    p = tmp_path / "fuzz.yaml"
+    p.write_text("".join(parts))
+    try:
+        inventory.load(p)
+    except UserError as exc:
+        assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda t: t.replace("  stable-canary:\n", "  stable-canary: [\n", 1), r":\d+:\d+: "),
+    (lambda t: t + "all: {}\n", r":\d+:1: duplicate key"),
+    (lambda t: t.replace("    branch: stable/15\n", "    branch: stable/15\n    colour: red\n", 1),
+     r":\d+:\d+: unknown field 'colour'"),
+    (lambda t: t.replace("ssh_port: 23101", "ssh_port: '23101'"), r":\d+:\d+: .*must be an integer"),
+])
+def test_cli_bad_inventory_is_one_line_exit_2(project, tmp_path, edit, pattern):
+    from conftest import inv_cmd
+    bad = project.with_name("bad-inventory.yaml")
+    bad.write_text(edit(project.read_text()))
+    proc = inv_cmd(bad, "status", "--host", "web1")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert re.search(r"bad-inventory\.yaml" + pattern, proc.stderr), proc.stderr

@@ -286,6 +286,15 @@ cmd_plan() {
     echo "verified $SIGNER"
 }
 
+# Holding the lock, no other receiver runs: temporary files are leftovers of
+# killed ones (none of them is visible as a store item or a generation).
+clean_leftovers() {
+    for old in "$STORE"/.fruixops-tmp.* "$GENS"/.new.* "$SUMS"/.*.sums.new \
+            "$SYSTEM"/.*.new.* "$GCROOTS"/.*.new.* "$STATE"/.last-serial.new; do
+        if [ -e "$old" ] || [ -L "$old" ]; then chmod -R u+w "$old" 2>/dev/null || :; rm -rf "$old"; fi
+    done
+}
+
 cmd_receive() {
     trial=''
     deployer=-
@@ -299,10 +308,7 @@ cmd_receive() {
     done
     # Lock before reading anything: a second deploy fails at once.
     lock "$deployer"
-    # Holding the lock, no other receiver runs: leftovers are from killed ones.
-    for old in "$STORE"/.fruixops-tmp.*; do
-        [ ! -e "$old" ] || { chmod -R u+w "$old"; rm -rf "$old"; }
-    done
+    clean_leftovers
     new_tmp
     read_bundle
     verify_manifest

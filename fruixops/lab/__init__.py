@@ -102,6 +102,7 @@ class Lab:
         for host in hosts:
             if self.supervisor_pid(host.name):
                 continue
+            _check_port_free(host)
             d = self.host_dir(host.name)
             log = open(d / "console.log", "ab")
             proc = subprocess.Popen(
@@ -171,6 +172,19 @@ class Lab:
         if not pid:
             raise UserError(f"lab host {name} is not running (inv lab.up)")
         os.kill(pid, signal.SIGUSR1)
+
+
+def _check_port_free(host):
+    """A lab host's port must be free before it boots: otherwise whatever
+    listens there would answer in its place."""
+    addr = (host.var("ssh_host", "127.0.0.1"), host.var("ssh_port", 22))
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError:
+            raise UserError(f"lab host {host.name}: port {addr[1]} is already in use by "
+                            "another process (another lab? `inv lab.down`)") from None
 
 
 def _alive(pid):

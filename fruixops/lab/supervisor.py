@@ -35,12 +35,18 @@ def main(hostdir, tar_kind, frx_mb=""):
             proc.wait()
             log("power " + ("off" if "off" in events else "cycle"))
             continue
-        if proc.returncode == HALTED:
-            log("halted; waiting for a power cycle")
+        if not os.path.isdir(hostdir):
+            log("the host's directory is gone; switching off")
+            return
+        if proc.returncode != 0:
+            # HALTED: the kernel was refused; anything else: the boot itself
+            # failed. Either way the host stays down until power-cycled, as a
+            # machine would (and no boot loop burns the CPU).
+            log(f"halted (init exited {proc.returncode}); waiting for a power cycle")
             while not events:
                 signal.pause()
             continue
-        log(f"reboot (init exited {proc.returncode})")
+        log("reboot")
 
 
 def _sleep_until_signal(proc):

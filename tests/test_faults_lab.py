@@ -1,0 +1,244 @@
+"""Faults against the lab: the controller killed at random points of a deploy,
+the connection cut mid-stream, the host power-cycled mid-deploy, a full disk,
+two deploys at once. After each: no incomplete item is visible, `current`
+names a complete generation, every item matches what it recorded, and the
+next deploy completes and cleans up what was left.
+
+FRUIXOPS_FAULT_TRIALS sets the number of controller kills (default 20; e.g.
+`make faults` runs 100)."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT, host_snapshot
+from faultlab import check_host, fault_inventory, leftovers, wait_lock_free_or_stale
+from fruixops import bundle, deploy, inventory, push, receiver
+from fruixops.connection import HostConnection
+from fruixops.controller import Controller
+from fruixops.errors import HostError, HostUnreachable
+
+TRIALS = int(os.environ.get("FRUIXOPS_FAULT_TRIALS", "20"))
+HOST = "db1"
+
+CHILD = """
+import sys, time
+from fruixops.controller import Controller
+from fruixops import deploy
+from fruixops.events import Events
+ctl = Controller(sys.argv[1])
+prepared = deploy.prepare(ctl, sys.argv[2], sys.argv[3])
+print("go", flush=True)
+t0 = time.monotonic()
+deploy.deploy(ctl, sys.argv[2], events=Events(), prepared=prepared)
+print(f"done {time.monotonic() - t0:.3f}", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def faults(lab, project):
+    path = fault_inventory(project, TRIALS + 8)
+    ctl = Controller(path)
+    for name in ctl.inventory.bases:           # build every closure once, up front
+        if name.startswith("fault-"):
+            ctl.build(name, HOST)
+    host = ctl.inventory.host(HOST)
+    lab.reset([host])
+    lab.up([host])
+    lab.install(ctl, [host])
+    return ctl, lab.disk(HOST), iter(range(TRIALS + 8))
+
+
+def next_base(faults):
+    return f"fault-{next(faults[2]):02d}"
+
+
+def spawn(ctl, base):
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(ctl.inventory.path), HOST, base],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    assert proc.stdout.readline().strip() == "go", proc.stderr.read()
+    return proc
+
+
+def host_conn(ctl):
+    return HostConnection(ctl.inventory.host(HOST), ctl.inventory.settings.known_hosts).open()
+
+
+def test_controller_killed_at_random_points(faults, capsys):
+    ctl, disk, _ = faults
+    # Baseline: how long a whole deploy of one fault closure takes here.
+    proc = spawn(ctl, next_base(faults))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    duration = float(out.split()[-1])
+    rng = random.Random(20261126)
+    completed = interrupted = 0
+    hc = host_conn(ctl)
+    try:
+        for i in range(TRIALS):
+            gens_before = len(list((disk / "var/lib/fruix/system/generations").glob("[0-9]*")))
+            offset = duration * (i + rng.random()) / TRIALS * 1.1
+            proc = spawn(ctl, next_base(faults))
+            time.sleep(offset)                  # the fault's timing, not a wait for a result
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            wait_lock_free_or_stale(hc)
+            check_host(disk)
+            gens_after = len(list((disk / "var/lib/fruix/system/generations").glob("[0-9]*")))
+            if gens_after > gens_before:
+                completed += 1
+            else:
+                interrupted += 1
+    finally:
+        hc.close()
+    # The next deploy completes and removes whatever the killed ones left.
+    r = deploy.deploy(ctl, HOST, next_base(faults))
+    assert r.changed
+    current = check_host(disk)
+    assert current == r.generation and leftovers(disk) == []
+    ok, report = deploy.verify(ctl, HOST)
+    assert ok, report
+    with capsys.disabled():
+        print(f"\ncontroller SIGKILL: {TRIALS} trials over 0..{duration * 1.1:.2f}s "
+              f"({interrupted} interrupted mid-deploy, {completed} after the switch), "
+              "0 incomplete items visible, 0 corrupt, next deploy ok")
+    assert interrupted >= TRIALS // 4         # the offsets really hit the middle of deploys
+
+
+def _wait_receiving(disk, timeout=30):
+    """Wait until a receiver is mid-stream: its bundle directory has data."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for tmp in (disk / "frx/store").glob(".fruixops-tmp.*"):
+            items = tmp / "bundle" / "items"
+            if items.is_dir() and any(items.iterdir()):
+                return int(tmp.name.rsplit(".", 1)[1])
+        assert time.monotonic() < deadline, "no receiver started receiving"
+        time.sleep(0.005)
+
+
+def test_connection_cut_mid_stream(faults):
+    ctl, disk, _ = faults
+    before = check_host(disk)
+    proc = spawn(ctl, next_base(faults))
+    pid = _wait_receiving(disk)
+    hc = host_conn(ctl)
+    try:
+        # Kill the sshd session process serving the receiver (the receiver's
+        # parent, or its grandparent when a shell sits between them).
+        hc.check(f"p=$(ps -o ppid= -p {pid} | tr -d ' '); "
+                 "case $(ps -o comm= -p $p) in sshd*) ;; *) p=$(ps -o ppid= -p $p | tr -d ' ');; "
+                 "esac; kill -9 $p")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0                       # the controller saw it fail
+        wait_lock_free_or_stale(hc)
+    finally:
+        hc.close()
+    assert check_host(disk) == before                     # boot selection unchanged
+    r = deploy.deploy(ctl, HOST, next_base(faults))
+    assert r.changed and check_host(disk) == r.generation and leftovers(disk) == []
+
+
+def test_host_power_cycled_mid_deploy(faults, lab):
+    ctl, disk, _ = faults
+    before = check_host(disk)
+    proc = spawn(ctl, next_base(faults))
+    _wait_receiving(disk)
+    lab.power_cycle(HOST)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    lab.wait_ssh(ctl.inventory.host(HOST), 30)
+    assert check_host(disk) == before
+    state = deploy.status(ctl, HOST)
+    assert state.booted == state.current_closure          # it booted what it had
+    r = deploy.deploy(ctl, HOST, next_base(faults), reboot=True)
+    assert r.booted == r.closure and leftovers(disk) == []
+
+
+def test_two_deploys_at_once_one_waits_for_nobody(faults):
+    """The second deploy fails at once, naming the holder; the first completes."""
+    ctl, disk, _ = faults
+    first_base, second_base = next_base(faults), next_base(faults)
+    m, data, sig = deploy.prepare(ctl, HOST, first_base)
+    hc = host_conn(ctl)
+    gate, holding = threading.Event(), threading.Event()
+    state = push.plan(hc, data, sig, ctl.trusted_keys())
+    items = [it for it in m.items if str(it.path) in state.missing]
+    members = [bundle.member("manifest", data), bundle.member("manifest.sig", sig)] + [
+        bundle.file_member(f"items/{it.path.base}.tar", ctl.builder.store.archive(it.path),
+                           it.size) for it in items]
+
+    def gated():
+        stream = bundle.stream(members)
+        yield next(stream)
+        holding.set()
+        gate.wait(60)          # the first deploy holds the lock, mid-stream
+        yield from stream
+
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", hc.run(
+        receiver.command("receive", "--deployer", "alice@console"), stdin=gated())))
+    t.start()
+    try:
+        assert holding.wait(30)
+        hc2 = host_conn(ctl)
+        try:   # wait until the first receiver has taken the lock
+            while hc2.run("test -L /run/fruixops/lock").status != 0:
+                time.sleep(0.01)
+        finally:
+            hc2.close()
+        t0 = time.monotonic()
+        with pytest.raises(HostError, match=r"locked: another deploy holds this host "
+                                            r"\(pid=\d+,since=\d+,by=alice@console"):
+            deploy.deploy(ctl, HOST, second_base)
+        refused_in = time.monotonic() - t0
+    finally:
+        gate.set()
+        t.join(60)
+        hc.close()
+    assert result["r"].status == 0, result["r"].err
+    assert "generation" in result["r"].out
+    gen = check_host(disk)
+    assert deploy.status(ctl, HOST).gen(gen).base == first_base
+    assert refused_in < 5
+
+
+def test_disk_full_leaves_nothing_partial(lab, project, faults):
+    ctl0, _, _ = faults
+    text = project.read_text().replace("mon1: {ssh_port:", "mon1: {lab_frx_tmpfs_mb: 16, ssh_port:")
+    tiny = project.with_name("tiny.yaml")
+    tiny.write_text(text)
+    ctl = Controller(tiny)
+    host = ctl.inventory.host("mon1")
+    lab.reset([host])
+    lab.up([host])
+    try:
+        first = deploy.deploy(ctl, "mon1", "stable-default")
+        hc = HostConnection(host, ctl.inventory.settings.known_hosts).open()
+        try:
+            hc.check("dd if=/dev/zero of=/frx/filler bs=1M count=6 2>/dev/null")
+            before = hc.check("ls -a /frx/store; readlink /var/lib/fruix/system/current; "
+                              "ls /var/lib/fruix/system/generations").out
+            with pytest.raises(HostError, match="disk full on /frx/store"):
+                deploy.deploy(ctl, "mon1", "stable-canary")
+            after = hc.check("ls -a /frx/store; readlink /var/lib/fruix/system/current; "
+                             "ls /var/lib/fruix/system/generations").out
+            assert after == before               # nothing partial, selection unchanged
+            hc.check("rm /frx/filler")
+        finally:
+            hc.close()
+        again = deploy.deploy(ctl, "mon1", "stable-canary")
+        assert again.changed and again.generation == first.generation + 1
+        ok, report = deploy.verify(ctl, "mon1")
+        assert ok, report
+    finally:
+        normal = inventory.load(project).host("mon1")
+        lab.reset([normal])
+        lab.up([normal])
