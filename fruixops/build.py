@@ -83,15 +83,20 @@ class Builder:
         self._bases[base.name] = result
         return result
 
+    def system_path(self, host, base, base_paths=None):
+        """The store path *host*'s system on *base* builds to (nothing is built)."""
+        paths = base_paths or self.base_paths(base)
+        refs = tuple(paths[p] for p in BASE_PARTS)
+        return StorePath.make(
+            _digest({"builder": BUILDER_VERSION, "system": system_declaration(host, base),
+                     "references": [str(r) for r in refs]}),
+            f"fruix-system-{host.name}"), refs
+
     def build_system(self, host, base):
         """Build *host*'s system on *base*; return its Item (the closure's top)."""
         bb = self.build_base(base)
-        refs = tuple(bb.items[p].path for p in BASE_PARTS)
+        path, refs = self.system_path(host, base, {p: bb.items[p].path for p in BASE_PARTS})
         decl = system_declaration(host, base)
-        path = StorePath.make(
-            _digest({"builder": BUILDER_VERSION, "system": decl,
-                     "references": [str(r) for r in refs]}),
-            f"fruix-system-{host.name}")
         existing = self.store.get(path)
         if existing:
             return existing

@@ -47,3 +47,14 @@ def stream(members):
     for m in members:
         yield from m
     yield from end()
+
+
+def stream_size(small, files):
+    """The exact length of the bundle stream of *small* in-memory members
+    ((name, bytes)) and *files* ((name, size)), without reading the files."""
+    total = 0
+    for name, data in small:
+        total += len(_header(name, len(data))) + len(data) + len(_pad(len(data)))
+    for name, size in files:
+        total += len(_header(name, size)) + size + len(_pad(size))
+    return total + 2 * BLOCK

@@ -118,12 +118,15 @@ def _finish(outcomes, json, lines=()):
                  "trial": "boot the new generation once; make it current only if it boots "
                           "and its checks pass, else come back to the previous one",
                  "key": "signing key (default: the inventory's)", "inventory": INVENTORY_HELP,
-                 "json": "print a machine-readable result per host"})
+                 "json": "print a machine-readable result per host",
+                 "check": "change nothing: show what the deploy would do (as inv plan)"})
 def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=None,
-           inventory=None, forks=fleet.DEFAULT_FORKS, json=False):
+           inventory=None, forks=fleet.DEFAULT_FORKS, json=False, check=False):
     """Build, push only the missing items, switch the hosts' boot generation."""
     ctl = Controller(inventory, key=key)
     hosts = _targets(ctl, host, limit, "deploy")
+    if check:
+        return _plan(ctl, hosts, base, forks, json)
     with _display(hosts, json) as display:
         outcomes, lines = fleet.deploy_many(ctl, hosts, base, reboot=reboot, trial=trial,
                                             forks=forks, events=display)
@@ -226,6 +229,94 @@ def hostkey_accept(c, host=None, fingerprint=None, inventory=None):
     print(f"{host}: recorded in {target}")
 
 
+def _plan(ctl, hosts, base, forks, json):
+    from . import lifecycle
+    outcomes, changes = fleet.plan_many(ctl, hosts, base, forks=forks)
+    if json:
+        if len(hosts) == 1 and hosts[0].name in changes:
+            _print_json(changes[hosts[0].name].to_json())
+            _finish(outcomes, False)
+        else:
+            _finish(outcomes, True)
+        return
+    _finish(outcomes, False, [lifecycle.format_change(changes[h.name])
+                              for h in hosts if h.name in changes])
+
+
+@user_task(help={"host": "host to plan for", "limit": LIMIT_HELP, "forks": FORKS_HELP,
+                 "base": "base (default: each host's)", "key": "signing key",
+                 "inventory": INVENTORY_HELP, "json": "print JSON"})
+def plan(c, host=None, limit=None, base=None, key=None, inventory=None,
+         forks=fleet.DEFAULT_FORKS, json=False):
+    """What a deploy would do, changing nothing: closures, base and label old -> new,
+    items added and removed with sizes, bytes to send, whether a reboot is needed."""
+    ctl = Controller(inventory, key=key)
+    _plan(ctl, _targets(ctl, host, limit, "plan"), base, forks, json)
+
+
+@user_task(name="diff", help={"host": "host", "from_": "generation (default: rollback)",
+                              "to": "generation (default: current)",
+                              "inventory": INVENTORY_HELP, "json": "print JSON"})
+def diff_generations(c, host=None, from_=None, to=None, inventory=None, json=False):
+    """Compare two generations on a host: closures, base, label, items and sizes."""
+    from . import lifecycle
+    _need_host(host, "diff")
+    change = lifecycle.diff(Controller(inventory), host, _generation_number(from_),
+                            _generation_number(to))
+    if json:
+        _print_json(change.to_json())
+        return
+    print(lifecycle.format_change(change, title=(
+        f"{host}: generation {change.old_generation} {change.old_base} ({change.old_label}) -> "
+        f"generation {change.new_generation} {change.new_base} ({change.new_label})")))
+
+
+@user_task(help={"host": "host to collect", "limit": LIMIT_HELP, "forks": FORKS_HELP,
+                 "keep": "generations to keep, newest first (current, rollback, next-boot, "
+                         "booted and pinned ones are always kept)",
+                 "dry_run": "list what would go; delete nothing",
+                 "inventory": INVENTORY_HELP, "json": "print JSON"})
+def gc(c, host=None, limit=None, keep=None, dry_run=False, inventory=None,
+       forks=fleet.DEFAULT_FORKS, json=False):
+    """Delete old generations and the store items nothing refers to any more."""
+    if keep is None or not str(keep).isdigit():
+        raise _usage("gc needs --keep N (a number of generations)")
+    ctl = Controller(inventory)
+    hosts = _targets(ctl, host, limit, "gc")
+    outcomes, reports = fleet.gc_many(ctl, hosts, int(keep), dry_run=dry_run, forks=forks)
+    lines = []
+    for h in hosts:
+        r = reports.get(h.name)
+        if r is None:
+            continue
+        verb = "would delete" if dry_run else "deleted"
+        lines.append(f"{h.name}: {verb} generations {r.deleted_generations or '-'}, "
+                     f"{len(r.deleted_items)} store items, {r.freed} bytes "
+                     f"({r.freed / 2**20:.1f} MiB); kept "
+                     + (", ".join(f"{n} ({why})" for n, why in sorted(r.kept.items())) or "-"))
+        if dry_run:
+            lines += [f"  {p} {b}" for p, b in r.deleted_items]
+    _finish(outcomes, json, lines)
+
+
+@user_task(name="gc", help={"keep": "also keep the N most recently built other items",
+                            "dry_run": "list what would go", "inventory": INVENTORY_HELP})
+def store_gc(c, keep=0, dry_run=False, inventory=None):
+    """Collect the controller's local store: keep what the inventories' current
+    declarations build (and the --keep N most recent others)."""
+    from . import lifecycle
+    if not str(keep).isdigit():
+        raise _usage("store.gc --keep takes a number")
+    ctl = Controller(inventory)
+    deleted, freed, notes = lifecycle.store_gc(ctl, int(keep), dry_run=dry_run)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    for p, b in deleted:
+        print(f"{'would delete' if dry_run else 'deleted'} {p} {b}")
+    print(f"{'would free' if dry_run else 'freed'} {freed} bytes ({freed / 2**20:.1f} MiB) "
+          f"in {ctl.store_root}")
+
+
 @user_task(help={"host": "host to reboot", "inventory": INVENTORY_HELP})
 def reboot(c, host=None, inventory=None):
     """Reboot a host, wait for it, and report what it booted."""
@@ -285,13 +376,17 @@ def generations(c, host=None, inventory=None, json=False):
         _print_json(rows)
         return
     print(f"{'GEN':>4}  {'WHEN (UTC)':19}  {'BASE':15} {'LABEL':16} {'SIGNER':8} "
-          f"{'DEPLOYER':18} MARKS  CLOSURE")
+          f"{'DEPLOYER':18} {'SIZE':>9}  MARKS  CLOSURE")
     for r in rows:
         when = (timemod.strftime("%Y-%m-%d %H:%M:%S", timemod.gmtime(r["received"]))
                 if r["received"] else "-")
         print(f"{r['generation']:>4}  {when:19}  {r['base'] or '-':15} "
               f"{r['version_label'] or '-':16} {r['signer'] or '-':8} {r['deployer'] or '-':18} "
-              f"{','.join(r['marks']) or '-':6} {r['closure']}")
+              f"{_mib(r['size']):>9}  {','.join(r['marks']) or '-':6} {r['closure']}")
+
+
+def _mib(n):
+    return "-" if n is None else f"{n / 2**20:.1f}MiB"
 
 
 def _booted_generation(state):
@@ -444,6 +539,9 @@ trust_ns = Collection("trust")
 trust_ns.add_task(trust_add, name="add")
 trust_ns.add_task(trust_remove, name="remove")
 
+store_ns = Collection("store")
+store_ns.add_task(store_gc, name="gc")
+
 hostkey_ns = Collection("hostkey")
 hostkey_ns.add_task(hostkey_accept, name="accept")
 
@@ -454,9 +552,10 @@ for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
 
 ns = Collection()
 for t in (build, manifest, deploy, rollback, reboot, status, generations, bootstrap, demo,
-          play, verify):
+          play, verify, plan, gc):
     ns.add_task(t)
-for sub in (keys_ns, trust_ns, hostkey_ns, lab_ns):
+ns.add_task(diff_generations, name="diff")
+for sub in (keys_ns, trust_ns, hostkey_ns, store_ns, lab_ns):
     ns.add_collection(sub)
 
 

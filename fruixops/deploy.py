@@ -220,9 +220,15 @@ def reboot_host(ctl, host_name):
 
 
 def status(ctl, host_name):
+    """The host's state; an outdated receiver is updated first (its answers
+    grow with fruixops), a missing one is not installed."""
+    from .bootstrap import install_receiver
+    from . import receiver
     host = ctl.inventory.host(host_name)
     hc = connect(ctl, host)
     try:
+        if hc.run(receiver.probe()).out.strip() == "outdated":
+            install_receiver(hc)
         return boot.state(hc)
     finally:
         hc.close()

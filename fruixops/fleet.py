@@ -174,3 +174,32 @@ def verify_many(ctl, hosts, forks=DEFAULT_FORKS):
 
     run(hosts, job, outcomes, forks)
     return outcomes, sorted(lines)
+
+
+def plan_many(ctl, hosts, base=None, forks=DEFAULT_FORKS):
+    """Returns (Outcomes, {host: Change})."""
+    from . import lifecycle
+    outcomes, changes = Outcomes(h.name for h in hosts), {}
+    for h in hosts:                      # build once, in this thread
+        ctl.closure(h, ctl.inventory.base_for(h, base))
+
+    def job(h):
+        changes[h.name] = lifecycle.plan(ctl, h.name, base)
+        return False, changes[h.name].to_json()
+
+    run(hosts, job, outcomes, forks)
+    return outcomes, changes
+
+
+def gc_many(ctl, hosts, keep, dry_run=False, forks=DEFAULT_FORKS):
+    """Returns (Outcomes, {host: GcReport})."""
+    from . import lifecycle
+    outcomes, reports = Outcomes(h.name for h in hosts), {}
+
+    def job(h):
+        reports[h.name] = lifecycle.gc(ctl, h.name, keep, dry_run=dry_run)
+        r = reports[h.name]
+        return bool(r.deleted_generations or r.deleted_items) and not dry_run, r.to_json()
+
+    run(hosts, job, outcomes, forks)
+    return outcomes, reports

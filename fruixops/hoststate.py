@@ -13,9 +13,11 @@ class Generation:
     signer: str | None = None
     base: str | None = None
     version_label: str | None = None
+    size: int | None = None       # bytes of the closure's item archives
 
     def to_json(self):
         return {"generation": self.number, "closure": self.closure, "base": self.base,
+                "size": self.size,
                 "version_label": self.version_label, "signer": self.signer,
                 "deployer": self.deployer, "received": self.received}
 
@@ -81,6 +83,7 @@ def parse(text):
             kv = dict(f.split("=", 1) for f in fields.split() if "=" in f)
             g = Generation(int(number), kv.get("closure", ""), _num(kv.get("received")),
                            kv.get("deployer") or None, kv.get("signer") or None,
-                           kv.get("base") or None, kv.get("version-label") or None)
+                           kv.get("base") or None, kv.get("version-label") or None,
+                           _num(kv.get("size")))
             state.generations[g.number] = g
     return state

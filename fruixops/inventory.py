@@ -40,6 +40,7 @@ HOST_VARS = {
     "power_cycle_command": str,
     "reboot_timeout": int,
     "manifest_lifetime": int,
+    "pinned_generations": list,  # generations `inv gc` never deletes
     "lab_tar": str,         # lab only: "gnu" or "bsdtar", the host's tar
     "lab_frx_tmpfs_mb": int,  # lab only: a small tmpfs as /frx (disk-full tests)
 }
@@ -348,6 +349,10 @@ def _check_host(host, bases):
         if not isinstance(svc, str) or not NAME_RE.match(svc):
             raise UserError(f"host {host.name}: bad service name {svc!r}",
                             where=where.get("services", host.where))
+    for n in host.var("pinned_generations", []):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UserError(f"host {host.name}: pinned_generations holds generation numbers",
+                            where=where.get("pinned_generations", host.where))
     tar = host.var("lab_tar")
     if tar not in (None, "gnu", "bsdtar"):
         raise UserError(f"host {host.name}: lab_tar must be 'gnu' or 'bsdtar'",

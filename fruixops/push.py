@@ -28,6 +28,14 @@ def plan(hc, manifest_bytes, signature, trusted_keys):
     return hoststate.parse(result.out)
 
 
+def bundle_bytes(manifest, manifest_bytes, signature, missing):
+    """The exact number of bytes push() will send for these missing items."""
+    by_path = {str(it.path): it for it in manifest.items}
+    return bundle.stream_size(
+        [("manifest", manifest_bytes), ("manifest.sig", signature)],
+        [(f"items/{by_path[p].path.base}.tar", by_path[p].size) for p in missing])
+
+
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
          events=None):
     """Send the missing items; return (generation number, items landed)."""

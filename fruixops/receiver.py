@@ -37,3 +37,9 @@ def install_command():
     return (f"set -e; umask 022; mkdir -p {STATE}; cat > {STATE}/.receiver.new; "
             f"mv -f {STATE}/.receiver.new {PATH}; "
             f"openssl dgst -sha256 -r {PATH} | cut -c1-64")
+
+
+def probe():
+    """A shell line printing "current", "outdated" or "missing"."""
+    return (f"if [ ! -f {PATH} ]; then echo missing; elif [ \"$(openssl dgst -sha256 -r {PATH} | "
+            f"cut -c1-64)\" = {version()} ]; then echo current; else echo outdated; fi")

@@ -97,6 +97,30 @@ class LocalStore:
         os.chmod(tmp, 0o444)
         os.replace(tmp, record)
 
+    def paths(self):
+        """Every complete item in the store."""
+        if not self.items_dir.exists():
+            return []
+        return [StorePath(f"/frx/store/{f.name[:-5]}") for f in self.items_dir.glob("*.json")]
+
+    def delete(self, path):
+        """Remove an item: its record first (then it is no longer in the store),
+        then its archive. Returns the bytes freed."""
+        freed = 0
+        for f in (self._record(path), self.archive(path)):
+            try:
+                freed += f.stat().st_size
+                f.unlink()
+            except FileNotFoundError:
+                pass
+        return freed
+
+    def last_used(self, path):
+        try:
+            return self._record(path).stat().st_mtime
+        except FileNotFoundError:
+            return 0
+
     def closure(self, top):
         """*top* and everything it refers to, transitively, in a stable order
         (references before the items that refer to them)."""

@@ -112,14 +112,54 @@ def test_controller_killed_at_random_points(faults, capsys):
     assert interrupted >= TRIALS // 4         # the offsets really hit the middle of deploys
 
 
-def _wait_receiving(disk, timeout=30):
-    """Wait until a receiver is mid-stream: its bundle directory has data."""
+class GatedDeploy:
+    """A real deploy whose bundle stream stops after its first part until
+    released: the host's receiver holds the lock and waits mid-stream, so a
+    fault can be injected at exactly that point."""
+
+    def __init__(self, ctl, base, deployer="alice@console"):
+        m, data, sig = deploy.prepare(ctl, HOST, base)
+        self.hc = host_conn(ctl)
+        state = push.plan(self.hc, data, sig, ctl.trusted_keys())
+        items = [it for it in m.items if str(it.path) in state.missing]
+        assert items, "nothing to send"
+        self.members = [bundle.member("manifest", data), bundle.member("manifest.sig", sig)] + [
+            bundle.file_member(f"items/{it.path.base}.tar", ctl.builder.store.archive(it.path),
+                               it.size) for it in items]
+        self.gate, self.holding, self.result = threading.Event(), threading.Event(), {}
+        self.command = receiver.command("receive", "--deployer", deployer)
+        self.thread = threading.Thread(target=self._run)
+
+    def _stream(self):
+        stream = bundle.stream(self.members)
+        for _ in range(3):                 # manifest, signature, the first item's header
+            yield next(stream)
+        self.holding.set()
+        self.gate.wait(60)
+        yield from stream
+
+    def _run(self):
+        try:
+            self.result["r"] = self.hc.run(self.command, stdin=self._stream())
+        except HostUnreachable as exc:
+            self.result["error"] = exc
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.holding.wait(30)
+        return self
+
+    def __exit__(self, *exc):
+        self.gate.set()
+        self.thread.join(60)
+        self.hc.close()
+
+
+def _receiver_pid(disk, timeout=30):
     deadline = time.monotonic() + timeout
     while True:
         for tmp in (disk / "frx/store").glob(".fruixops-tmp.*"):
-            items = tmp / "bundle" / "items"
-            if items.is_dir() and any(items.iterdir()):
-                return int(tmp.name.rsplit(".", 1)[1])
+            return int(tmp.name.rsplit(".", 1)[1])
         assert time.monotonic() < deadline, "no receiver started receiving"
         time.sleep(0.005)
 
@@ -127,21 +167,22 @@ def _wait_receiving(disk, timeout=30):
 def test_connection_cut_mid_stream(faults):
     ctl, disk, _ = faults
     before = check_host(disk)
-    proc = spawn(ctl, next_base(faults))
-    pid = _wait_receiving(disk)
-    hc = host_conn(ctl)
-    try:
-        # Kill the sshd session process serving the receiver (the receiver's
-        # parent, or its grandparent when a shell sits between them).
-        hc.check(f"p=$(ps -o ppid= -p {pid} | tr -d ' '); "
-                 "case $(ps -o comm= -p $p) in sshd*) ;; *) p=$(ps -o ppid= -p $p | tr -d ' ');; "
-                 "esac; kill -9 $p")
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode != 0                       # the controller saw it fail
-        wait_lock_free_or_stale(hc)
-    finally:
-        hc.close()
-    assert check_host(disk) == before                     # boot selection unchanged
+    with GatedDeploy(ctl, next_base(faults)) as gd:
+        pid = _receiver_pid(disk)
+        hc = host_conn(ctl)
+        try:
+            # Kill the sshd session process serving the receiver (its parent,
+            # or its grandparent when a shell sits between them).
+            hc.check(f"p=$(ps -o ppid= -p {pid} | tr -d ' '); "
+                     "case $(ps -o comm= -p $p) in sshd*) ;; *) p=$(ps -o ppid= -p $p | tr -d ' ');; "
+                     "esac; kill -9 $p")
+            gd.gate.set()
+            gd.thread.join(60)
+            wait_lock_free_or_stale(hc)
+        finally:
+            hc.close()
+    assert "error" in gd.result or gd.result["r"].status != 0   # the controller saw it fail
+    assert check_host(disk) == before                           # boot selection unchanged
     r = deploy.deploy(ctl, HOST, next_base(faults))
     assert r.changed and check_host(disk) == r.generation and leftovers(disk) == []
 
@@ -149,11 +190,12 @@ def test_connection_cut_mid_stream(faults):
 def test_host_power_cycled_mid_deploy(faults, lab):
     ctl, disk, _ = faults
     before = check_host(disk)
-    proc = spawn(ctl, next_base(faults))
-    _wait_receiving(disk)
-    lab.power_cycle(HOST)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    with GatedDeploy(ctl, next_base(faults)) as gd:
+        _receiver_pid(disk)
+        lab.power_cycle(HOST)
+        gd.gate.set()
+        gd.thread.join(60)
+    assert "error" in gd.result or gd.result["r"].status != 0
     lab.wait_ssh(ctl.inventory.host(HOST), 30)
     assert check_host(disk) == before
     state = deploy.status(ctl, HOST)
@@ -166,45 +208,15 @@ def test_two_deploys_at_once_one_waits_for_nobody(faults):
     """The second deploy fails at once, naming the holder; the first completes."""
     ctl, disk, _ = faults
     first_base, second_base = next_base(faults), next_base(faults)
-    m, data, sig = deploy.prepare(ctl, HOST, first_base)
-    hc = host_conn(ctl)
-    gate, holding = threading.Event(), threading.Event()
-    state = push.plan(hc, data, sig, ctl.trusted_keys())
-    items = [it for it in m.items if str(it.path) in state.missing]
-    members = [bundle.member("manifest", data), bundle.member("manifest.sig", sig)] + [
-        bundle.file_member(f"items/{it.path.base}.tar", ctl.builder.store.archive(it.path),
-                           it.size) for it in items]
-
-    def gated():
-        stream = bundle.stream(members)
-        yield next(stream)
-        holding.set()
-        gate.wait(60)          # the first deploy holds the lock, mid-stream
-        yield from stream
-
-    result = {}
-    t = threading.Thread(target=lambda: result.setdefault("r", hc.run(
-        receiver.command("receive", "--deployer", "alice@console"), stdin=gated())))
-    t.start()
-    try:
-        assert holding.wait(30)
-        hc2 = host_conn(ctl)
-        try:   # wait until the first receiver has taken the lock
-            while hc2.run("test -L /run/fruixops/lock").status != 0:
-                time.sleep(0.01)
-        finally:
-            hc2.close()
+    with GatedDeploy(ctl, first_base) as gd:
+        _receiver_pid(disk)      # the first receiver holds the lock (taken before its temp dir)
         t0 = time.monotonic()
         with pytest.raises(HostError, match=r"locked: another deploy holds this host "
                                             r"\(pid=\d+,since=\d+,by=alice@console"):
             deploy.deploy(ctl, HOST, second_base)
         refused_in = time.monotonic() - t0
-    finally:
-        gate.set()
-        t.join(60)
-        hc.close()
-    assert result["r"].status == 0, result["r"].err
-    assert "generation" in result["r"].out
+    assert gd.result["r"].status == 0, gd.result["r"].err
+    assert "generation" in gd.result["r"].out
     gen = check_host(disk)
     assert deploy.status(ctl, HOST).gen(gen).base == first_base
     assert refused_in < 5

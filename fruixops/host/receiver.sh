@@ -23,6 +23,10 @@
 #                      and one line per generation.
 #   verify             re-hash every item the generations refer to against the
 #                      listing recorded when it landed; exit 2 on any drift.
+#   gc KEEP [--dry-run] [--pin N]...
+#                      delete generations beyond the newest KEEP (never the
+#                      current, rollback, next-boot, booted or pinned ones), then
+#                      the store items no remaining generation refers to.
 #   trust-init         bundle: NAME.pem files. Trust them, only if this host
 #                      trusts no key yet (first contact).
 #   trust-add NAME     stdin: a PEM public key. Trust it.
@@ -289,7 +293,8 @@ cmd_plan() {
 # Holding the lock, no other receiver runs: temporary files are leftovers of
 # killed ones (none of them is visible as a store item or a generation).
 clean_leftovers() {
-    for old in "$STORE"/.fruixops-tmp.* "$GENS"/.new.* "$SUMS"/.*.sums.new \
+    for old in "$STORE"/.fruixops-tmp.* "$STORE"/.gc-* "$GENS"/.new.* "$GENS"/.gc.* \
+            "$SUMS"/.*.sums.new \
             "$SYSTEM"/.*.new.* "$GCROOTS"/.*.new.* "$STATE"/.last-serial.new; do
         if [ -e "$old" ] || [ -L "$old" ]; then chmod -R u+w "$old" 2>/dev/null || :; rm -rf "$old"; fi
     done
@@ -391,8 +396,9 @@ print_generations() {
         n=$(basename "$g")
         case $n in ''|*[!0-9]*) continue ;; esac
         p=$g/provenance
-        printf 'generation %s closure=%s received=%s deployer=%s signer=%s base=%s version-label=%s\n' \
+        printf 'generation %s closure=%s size=%s received=%s deployer=%s signer=%s base=%s version-label=%s\n' \
             "$n" "$(readlink "$g/closure")" \
+            "$(awk '$1 == "item" { s += $4 } END { print s + 0 }' "$g/manifest")" \
             "$(sed -n 's/^received=//p' "$p")" "$(sed -n 's/^deployer=//p' "$p")" \
             "$(sed -n 's/^signer=//p' "$p")" "$(sed -n 's/^base=//p' "$p")" \
             "$(sed -n 's/^version-label=//p' "$p")"
@@ -422,6 +428,78 @@ cmd_verify() {
     done <"$TMP/items"
     echo "checked $n"
     [ "$drift" = 0 ] || exit 2
+}
+
+# size_of DIR: the bytes of the regular files below DIR.
+size_of() {
+    find "$1" -type f -exec ls -ln {} + | awk '{ s += $5 } END { print s + 0 }'
+}
+
+cmd_gc() {
+    keep=${1:-}
+    case $keep in ''|*[!0-9]*) die "gc needs the number of generations to keep" ;; esac
+    shift
+    dry='' pins=' '
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --dry-run) dry=1 ;;
+            --pin) shift; case ${1:-} in ''|*[!0-9]*) die "--pin needs a number" ;; esac
+                   pins="$pins$1 " ;;
+            *) die "gc: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    lock gc
+    clean_leftovers
+    new_tmp
+    booted=$(readlink /run/current-system 2>/dev/null) || booted=
+    protect=" $(gen_of "$SYSTEM/current") $(gen_of "$SYSTEM/rollback") $(gen_of "$SYSTEM/next-boot")$pins"
+    # Newest first; the first KEEP stay, as do the protected ones.
+    for g in "$GENS"/*; do
+        n=$(basename "$g"); case $n in ''|*[!0-9]*) continue ;; esac; echo "$n"
+    done | sort -rn >"$TMP/gens"
+    i=0
+    : >"$TMP/doomed"
+    while read -r n; do
+        i=$((i + 1))
+        [ "$i" -le "$keep" ] && continue
+        case $protect in *" $n "*) echo "keep-generation $n protected"; continue ;; esac
+        if [ -n "$booted" ] && [ "$(readlink "$GENS/$n/closure")" = "$booted" ]; then
+            echo "keep-generation $n booted"; continue
+        fi
+        echo "$n" >>"$TMP/doomed"
+    done <"$TMP/gens"
+    # Generations go first, each by one rename out of sight: no generation
+    # that remains can refer to an item deleted below.
+    while read -r n; do
+        echo "delete-generation $n"
+        [ -n "$dry" ] && continue
+        mv "$GENS/$n" "$GENS/.gc.$n"
+        rm -f "$GCROOTS/system-$n"
+        rm -rf "$GENS/.gc.$n"
+    done <"$TMP/doomed"
+    # Live: every item of every generation left (for a dry run, as if deleted).
+    for g in "$GENS"/*; do
+        n=$(basename "$g"); case $n in ''|*[!0-9]*) continue ;; esac
+        grep -qx "$n" "$TMP/doomed" && continue
+        awk '$1 == "item" { print $2 }' "$g/manifest"
+    done | sort -u >"$TMP/live"
+    freed=0
+    for p in "$STORE"/*; do
+        [ -d "$p" ] || continue
+        grep -qx "$p" "$TMP/live" && continue
+        size=$(size_of "$p")
+        echo "delete-item $p $size"
+        freed=$((freed + size))
+        [ -n "$dry" ] && continue
+        name=$(basename "$p")
+        chmod u+w "$p"
+        mv "$p" "$STORE/.gc-$name"
+        rm -f "$SUMS/$name.sums"
+        chmod -R u+w "$STORE/.gc-$name"
+        rm -rf "$STORE/.gc-$name"
+    done
+    echo "freed $freed${dry:+ (dry run)}"
 }
 
 check_key_name() {
@@ -492,9 +570,10 @@ case $CMD in
     rollback) cmd_rollback "$@" ;;
     status) cmd_status ;;
     verify) cmd_verify ;;
+    gc) cmd_gc "$@" ;;
     trust-init) cmd_trust_init ;;
     trust-add) cmd_trust_add "$@" ;;
     trust-remove) cmd_trust_remove "$@" ;;
     set-host-name) cmd_set_host_name "$@" ;;
-    *) die "unknown command '$CMD' (plan receive confirm rollback status verify trust-init trust-add trust-remove set-host-name)" ;;
+    *) die "unknown command '$CMD' (plan receive confirm rollback status verify gc trust-init trust-add trust-remove set-host-name)" ;;
 esac

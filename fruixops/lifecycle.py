@@ -1,0 +1,225 @@
+"""The generation lifecycle: what a deploy would change (plan), what changed
+between two generations (diff), and garbage collection on hosts and in the
+controller's local store."""
+
+import shlex
+from dataclasses import dataclass, field
+
+from . import hoststate, push, receiver
+from .bootstrap import install_receiver_if_missing
+from .deploy import connect
+from .errors import HostError, UserError
+from .manifest import ManifestError, parse
+from .store import StorePath
+
+
+@dataclass
+class Change:
+    """What goes from one closure to another: items added (with the bytes to
+    send for them) and removed, base and version label before and after."""
+    host: str
+    old_closure: str | None
+    new_closure: str | None
+    old_base: str | None = None
+    old_label: str | None = None
+    new_base: str | None = None
+    new_label: str | None = None
+    added: list = field(default_factory=list)       # (path, size)
+    removed: list = field(default_factory=list)     # (path, size)
+    send: list = field(default_factory=list)        # paths the host lacks
+    bytes_to_send: int = 0
+    reboot_needed: bool = False
+    old_generation: int | None = None
+    new_generation: int | None = None
+
+    @property
+    def unchanged(self):
+        return self.old_closure == self.new_closure and not self.send
+
+    def to_json(self):
+        d = dict(self.__dict__)
+        d["added"] = [{"path": p, "size": s} for p, s in self.added]
+        d["removed"] = [{"path": p, "size": s} for p, s in self.removed]
+        d["unchanged"] = self.unchanged
+        return d
+
+
+def _manifest_lines(text, prefix):
+    lines = [ln[len(prefix):] for ln in text.splitlines() if ln.startswith(prefix)]
+    return ("\n".join(lines) + "\n").encode() if lines else None
+
+
+def _items_of(manifest_bytes):
+    try:
+        m = parse(manifest_bytes)
+    except ManifestError:
+        return None, {}
+    return m, {str(it.path): it.size for it in m.items}
+
+
+def plan(ctl, host_name, base_name=None):
+    """What `deploy` would do to a host, changing nothing anywhere."""
+    host = ctl.inventory.host(host_name)
+    m, data, sig = ctl.make_manifest(host_name, base_name)
+    paths = "".join(f"{it.path}\n" for it in m.items).encode()
+    script = (
+        'while read -r p; do [ -d "$p" ] || echo "missing $p"; done; '
+        f'if [ -f {receiver.PATH} ]; then sh {receiver.PATH} status; '
+        'else echo "booted $(readlink /run/current-system 2>/dev/null)"; fi; '
+        'm=/var/lib/fruix/system/current/manifest; '
+        '[ -f $m ] && sed "s/^/current-manifest /" $m; exit 0')
+    hc = connect(ctl, host)
+    try:
+        r = hc.run(f"sh -c {shlex.quote(script)}", stdin=paths)
+    finally:
+        hc.close()
+    if r.status != 0:
+        raise HostError(host.name, r.last_error_line())
+    state = hoststate.parse(r.out)
+    old, old_items = _items_of(_manifest_lines(r.out, "current-manifest ") or b"")
+    new_items = {str(it.path): it.size for it in m.items}
+    change = Change(host.name, str(old.system) if old else None, str(m.system),
+                    old.base if old else None, old.version_label if old else None,
+                    m.base, m.version_label, old_generation=state.current)
+    change.added = [(p, s) for p, s in new_items.items() if p not in old_items]
+    change.removed = [(p, s) for p, s in old_items.items() if p not in new_items]
+    if not (change.old_closure == change.new_closure and not state.missing):
+        change.send = list(state.missing)
+        change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing)
+    change.reboot_needed = state.booted != str(m.system)
+    return change
+
+
+def diff(ctl, host_name, from_gen=None, to_gen=None):
+    """The change between two generations on a host (default: rollback -> current)."""
+    host = ctl.inventory.host(host_name)
+    hc = connect(ctl, host)
+    try:
+        install_receiver_if_missing(hc)
+        state = hoststate.parse(hc.check(receiver.command("status")).out)
+        a = from_gen if from_gen is not None else state.rollback
+        b = to_gen if to_gen is not None else state.current
+        if a is None or b is None:
+            raise UserError(f"{host.name}: no generation to compare (give --from and --to)")
+        for n in (a, b):
+            if n not in state.generations:
+                raise UserError(f"{host.name}: no generation {n}")
+        g = "/var/lib/fruix/system/generations"
+        out = hc.check(f"sed 's/^/A /' {g}/{a}/manifest; sed 's/^/B /' {g}/{b}/manifest").out
+    finally:
+        hc.close()
+    ma, ia = _items_of(_manifest_lines(out, "A "))
+    mb, ib = _items_of(_manifest_lines(out, "B "))
+    change = Change(host.name, str(ma.system) if ma else None, str(mb.system) if mb else None,
+                    ma.base if ma else None, ma.version_label if ma else None,
+                    mb.base if mb else None, mb.version_label if mb else None,
+                    old_generation=a, new_generation=b)
+    change.added = [(p, s) for p, s in ib.items() if p not in ia]
+    change.removed = [(p, s) for p, s in ia.items() if p not in ib]
+    change.reboot_needed = state.booted != change.new_closure
+    return change
+
+
+def format_change(c, title=None):
+    """A human table of a Change."""
+    def mib(n):
+        return f"{n / 2**20:8.2f} MiB"
+    lines = [title or (f"{c.host}: {c.old_base or '-'} ({c.old_label or '-'}) -> "
+                       f"{c.new_base} ({c.new_label})")]
+    lines.append(f"  from  {c.old_closure or '(nothing)'}")
+    lines.append(f"  to    {c.new_closure}")
+    send = set(c.send)
+    for p, s in sorted(c.added, key=lambda x: StorePath(x[0]).name):
+        lines.append(f"  + {StorePath(p).name:48} {mib(s)}" + ("  (to send)" if p in send else ""))
+    for p, s in sorted(c.removed, key=lambda x: StorePath(x[0]).name):
+        lines.append(f"  - {StorePath(p).name:48} {mib(s)}")
+    if c.unchanged:
+        lines.append("  no change: the closure is already current")
+    lines.append(f"  items added {len(c.added)} ({sum(s for _, s in c.added)} bytes), removed "
+                 f"{len(c.removed)} ({sum(s for _, s in c.removed)} bytes); to send "
+                 f"{len(c.send)} items, {c.bytes_to_send} bytes; reboot needed: "
+                 f"{'yes' if c.reboot_needed else 'no'}")
+    return "\n".join(lines)
+
+
+@dataclass
+class GcReport:
+    host: str
+    deleted_generations: list = field(default_factory=list)
+    kept: dict = field(default_factory=dict)        # generation -> why
+    deleted_items: list = field(default_factory=list)   # (path, bytes)
+    freed: int = 0
+    dry_run: bool = False
+
+    def to_json(self):
+        return {"host": self.host, "deleted_generations": self.deleted_generations,
+                "kept": self.kept, "freed": self.freed, "dry_run": self.dry_run,
+                "deleted_items": [{"path": p, "bytes": b} for p, b in self.deleted_items]}
+
+
+def gc(ctl, host_name, keep, dry_run=False):
+    """Delete old generations and unreachable items on a host (under its lock)."""
+    host = ctl.inventory.host(host_name)
+    pins = host.var("pinned_generations", [])
+    args = ["gc", keep] + (["--dry-run"] if dry_run else [])
+    for n in pins:
+        args += ["--pin", n]
+    hc = connect(ctl, host)
+    try:
+        install_receiver_if_missing(hc)
+        out = hc.check(receiver.command(*args)).out
+    finally:
+        hc.close()
+    report = GcReport(host.name, dry_run=dry_run)
+    for line in out.splitlines():
+        f = line.split()
+        if f[0] == "delete-generation":
+            report.deleted_generations.append(int(f[1]))
+        elif f[0] == "keep-generation":
+            report.kept[int(f[1])] = f[2]
+        elif f[0] == "delete-item":
+            report.deleted_items.append((f[1], int(f[2])))
+        elif f[0] == "freed":
+            report.freed = int(f[1])
+    return report
+
+
+def store_gc(ctl, keep=0, dry_run=False):
+    """Collect the controller's local store: keep every item that any
+    inventory's current declarations build (every base, and every host's
+    system on every base of its inventory) plus the *keep* most recently built
+    other items; delete the rest. Returns (deleted [(path, bytes)], freed,
+    notes)."""
+    from pathlib import Path
+
+    from . import inventory as inventory_mod
+    from .build import Builder
+    store = ctl.builder.store
+    root = store.root.resolve()
+    live, notes = set(), []
+    for inv_path in sorted(Path(ctl.inventory.path).parent.glob("*.yaml")):
+        try:
+            inv = inventory_mod.load(inv_path)
+        except UserError as exc:
+            notes.append(f"skipped {inv_path}: {exc}")
+            continue
+        if (inv.settings.store or Path(".frx")).resolve() != root:
+            continue
+        builder = Builder(root)
+        for base in inv.bases.values():
+            try:
+                paths = builder.base_paths(base)
+            except UserError as exc:
+                notes.append(f"skipped base {base.name} of {inv_path.name}: {exc}")
+                continue
+            live.update(paths.values())
+            for host in inv.hosts.values():
+                live.add(builder.system_path(host, base, paths)[0])
+    others = sorted((p for p in store.paths() if p not in live),
+                    key=store.last_used, reverse=True)
+    deleted, freed = [], 0
+    for p in others[keep:]:
+        size = store.archive(p).stat().st_size if store.archive(p).exists() else 0
+        deleted.append((str(p), size))
+        freed += size if dry_run else store.delete(p)
+    return deleted, freed, notes
