@@ -32,6 +32,7 @@ class DeployResult:
     previous_closure: str | None = None
     changed: bool = False
     items_sent: int = 0
+    sent: list = field(default_factory=list)        # store paths sent
     bytes_sent: int = 0
     booted: str | None = None
     rolled_back: bool = False
@@ -83,6 +84,7 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             result.generation, _ = push.push(hc, m, data, sig, state.missing, ctl.builder.store,
                                              deployer_identity(), trial=trial, events=events)
             result.items_sent = len(state.missing)
+            result.sent = list(state.missing)
             result.bytes_sent = hc.bytes_sent - before
             result.changed = True
         if trial:
