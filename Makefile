@@ -5,7 +5,7 @@ VENV    ?= .venv
 PYTHON  ?= python3
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: demo test faults lint sysdeps venv clean lab-down
+.PHONY: demo test faults bench lint sysdeps venv clean lab-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: venv sysdeps
 # The long fault campaign: 100 controller kills instead of make test's 20.
 faults: venv sysdeps
 	FRUIXOPS_FAULT_TRIALS=$${FRUIXOPS_FAULT_TRIALS:-100} $(VENV)/bin/python -m pytest -q -s tests/test_faults_lab.py
+
+# Performance against OpenSSH tar|ssh on the lab (not part of make test).
+bench: venv sysdeps
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 lint: venv sysdeps
 	shellcheck -s sh fruixops/host/*.sh scripts/system-deps

@@ -123,3 +123,21 @@ def _info(name, kind, mode):
     info.uid = info.gid = 0
     info.uname, info.gname = "root", "wheel"
     return info
+
+
+def generate_tree(out_dir, seed="lab", size_mb=4):
+    """The same synthetic release as a staging tree (what `make installworld
+    installkernel DESTDIR=...` leaves), for large benchmarks without the cost
+    of xz. Returns the tree's path."""
+    out_dir = Path(out_dir)
+    rng, entries = _plan(seed, size_mb)
+    for _, path, size, kind, mode in sorted(entries, key=lambda e: (e[0] != "kernel", e[1])):
+        target = out_dir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = _SPECIAL[kind] if kind in _SPECIAL else _content(rng, size, kind)
+        target.write_bytes(data)
+        target.chmod(mode | 0o200)
+    link = out_dir / "usr/lib/libc.so"
+    if not link.is_symlink():
+        link.symlink_to("../../lib/libc.so.7")
+    return out_dir

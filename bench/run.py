@@ -1,0 +1,305 @@
+"""make bench: fruixops against the OpenSSH `tar | ssh` pipeline, on the lab.
+
+Every figure is measured side by side in the same run (alternating runs,
+medians) and given as a ratio against its baseline. Prints a table and one
+JSON line. Needs root (the lab). Work files go to .bench/ (git-ignored).
+
+    python bench/run.py [--quick]      (--quick: smaller sizes, 1 run each)
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fruixops import deploy, distgen, fleet, inventory, sources  # noqa: E402
+from fruixops.controller import Controller  # noqa: E402
+from fruixops.events import Events  # noqa: E402
+from fruixops.lab import Lab  # noqa: E402
+
+BENCH = ROOT / ".bench"
+PORT_SHIFT = 2000
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def setup(sizes):
+    from tests.conftest import stop_stray_supervisors  # the same clean-up the tests use
+    stop_stray_supervisors(BENCH)
+    if BENCH.exists():
+        subprocess.run(["chmod", "-R", "u+w", str(BENCH)], check=False)
+        shutil.rmtree(BENCH)
+    (BENCH / "inventories").mkdir(parents=True)
+    (BENCH / "keys").mkdir()
+    text = (ROOT / "inventories/lab.yaml").read_text()
+    text = re.sub(r"ssh_port: (\d+)", lambda m: f"ssh_port: {int(m.group(1)) + PORT_SHIFT}", text)
+    bases = ["bases:"]
+    for name, mb in sizes.items():
+        t0 = time.monotonic()
+        tree = distgen.generate_tree(BENCH / "trees" / name, seed=f"bench-{name}", size_mb=mb)
+        log(f"generated a {mb} MiB tree for {name} in {time.monotonic() - t0:.1f}s")
+        bases += [f"  {name}:", f"    version_label: 15.0-BENCH-{name}", "    release: 15.0-STABLE",
+                  "    branch: stable/15", f"    source: {{tree: {{path: {tree}}}}}"]
+    text = text.replace("bases:\n", "\n".join(bases) + "\n", 1)
+    inv = BENCH / "inventories/bench.yaml"
+    inv.write_text(text)
+    # The same fleet, web2 with one more service: only its system item changes.
+    (BENCH / "inventories/bench-svc.yaml").write_text(
+        text.replace("web2: {ssh_port:", "web2: {services: [sshd, ntpd], ssh_port:"))
+    return inv
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+class Bench:
+    def __init__(self, inv, runs):
+        self.inv_path, self.runs = inv, runs
+        self.inv = inventory.load(inv)
+        self.lab = Lab(self.inv)
+        self.results = {}
+
+    def host(self, name):
+        return self.inv.host(name)
+
+    def bare(self, *names):
+        hosts = [self.host(n) for n in names]
+        self.lab.reset(hosts)
+        self.lab.up(hosts)
+
+    def ssh(self, name, command, stdin=None):
+        h = self.host(name)
+        args = ["ssh", "-o", f"UserKnownHostsFile={self.inv.settings.known_hosts}",
+                "-o", "BatchMode=yes", "-i", h.var("ssh_key"), "-p", str(h.var("ssh_port")),
+                f"root@{h.ssh_host}", command]
+        return subprocess.run(args, stdin=stdin, capture_output=True, check=True)
+
+    # 1. cold deploy throughput --------------------------------------------------
+    def cold(self, base, host="web2"):
+        ctl = Controller(self.inv_path)
+        ctl.build(base, host)
+        m, _, _ = ctl.make_manifest(host, base)
+        size = sum(it.size for it in m.items)
+        nfiles = 0
+        items_dir = BENCH / "items" / base
+        if not items_dir.exists():            # the baseline copies the same items, as trees
+            for it in m.items:
+                d = items_dir / it.path.base
+                d.mkdir(parents=True)
+                with tarfile.open(ctl.builder.store.archive(it.path)) as tar:
+                    tar.extractall(d, filter="tar")
+        nfiles = sum(len(f) for _, _, f in os.walk(items_dir))
+        ours, theirs = [], []
+        for i in range(self.runs):
+            self.bare(host)
+            t0 = time.monotonic()
+            r = deploy.deploy(Controller(self.inv_path), host, base, events=Events())
+            ours.append(time.monotonic() - t0)
+            assert r.items_sent == len(m.items)
+            self.ssh(host, "rm -rf /frx/scratch")
+            t0 = time.monotonic()
+            tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(items_dir), "."],
+                                   stdout=subprocess.PIPE)
+            self.ssh(host, "mkdir -p /frx/scratch && tar -xf - -C /frx/scratch", stdin=tar.stdout)
+            tar.wait()
+            theirs.append(time.monotonic() - t0)
+            log(f"cold {base} run {i + 1}: fruixops {ours[-1]:.2f}s, tar|ssh {theirs[-1]:.2f}s")
+        self.ssh(host, "rm -rf /frx/scratch")
+        f, b = median(ours), median(theirs)
+        self.results["cold"] = {"bytes": size, "files": nfiles, "items": len(m.items),
+                                "fruixops_s": f, "baseline_s": b, "fruixops_MBps": size / f / 1e6,
+                                "baseline_MBps": size / b / 1e6, "ratio": b / f, "goal": 0.9}
+
+    # 3. no-op redeploy ------------------------------------------------------------
+    def noop(self, base, host="web2"):
+        from fruixops import connection
+        ours, theirs, runs_per = [], [], []
+        original = connection.HostConnection.run
+        counter = {"n": 0, "connections": 0}
+
+        def counting_run(self, *a, **kw):
+            counter["n"] += 1
+            return original(self, *a, **kw)
+        original_open = connection.HostConnection.open
+
+        def counting_open(self):
+            counter["connections"] += 1
+            return original_open(self)
+        connection.HostConnection.run = counting_run
+        connection.HostConnection.open = counting_open
+        try:
+            for _ in range(max(3, self.runs)):
+                counter.update(n=0, connections=0)
+                t0 = time.monotonic()
+                r = deploy.deploy(Controller(self.inv_path), host, base, events=Events())
+                ours.append(time.monotonic() - t0)
+                assert not r.changed and r.bytes_sent == 0
+                runs_per.append((counter["n"], counter["connections"]))
+                t0 = time.monotonic()
+                self.ssh(host, "true")
+                theirs.append(time.monotonic() - t0)
+        finally:
+            connection.HostConnection.run = original
+            connection.HostConnection.open = original_open
+        self.results["noop"] = {"fruixops_s": median(ours), "ssh_true_s": median(theirs),
+                                "round_trips": runs_per[-1][0], "connections": runs_per[-1][1],
+                                "item_bytes_sent": 0, "ratio": median(theirs) / median(ours)}
+
+    # 4. incremental -------------------------------------------------------------------
+    def incremental(self, base, host="web2"):
+        svc = BENCH / "inventories/bench-svc.yaml"
+        ctl = Controller(svc)
+        m, data, _ = ctl.make_manifest(host, base)
+        r = deploy.deploy(ctl, host, base, events=Events())
+        assert r.items_sent == 1
+        item = next(it for it in m.items if str(it.path) == r.sent[0])
+        limit = 1.01 * item.size + len(data)
+        self.results["incremental"] = {"items_sent": r.items_sent, "item": item.path.name,
+                                       "item_bytes": item.size, "manifest_bytes": len(data),
+                                       "bytes_sent": r.bytes_sent,
+                                       "ratio": r.bytes_sent / (item.size + len(data)),
+                                       "goal": "<= 1.01 x item + manifest",
+                                       "met": r.bytes_sent <= limit}
+
+    # 5. controller memory -----------------------------------------------------------
+    def memory(self, bases, host="db1"):
+        out = {}
+        for base in bases:
+            Controller(self.inv_path).build(base, host)        # build first, separately
+            self.bare(host)
+            code = ("import resource, sys; sys.path.insert(0, %r)\n"
+                    "from fruixops.controller import Controller\n"
+                    "from fruixops import deploy\nfrom fruixops.events import Events\n"
+                    "r = deploy.deploy(Controller(%r), %r, %r, events=Events())\n"
+                    "print(r.bytes_sent, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+                    % (str(ROOT), str(self.inv_path), host, base))
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True)
+            sent, rss_kib = map(int, p.stdout.split())
+            out[base] = {"bytes_sent": sent, "peak_rss_MiB": rss_kib / 1024}
+            log(f"memory {base}: {sent / 2**20:.0f} MiB sent, peak RSS {rss_kib / 1024:.1f} MiB")
+        self.bare(host)
+        self.results["memory"] = out
+
+    # 6. fleet ---------------------------------------------------------------------------
+    def fleet(self, base):
+        hosts = list(self.inv.hosts.values())
+        Controller(self.inv_path).build(base)
+        times = {1: [], 6: []}
+        for i in range(self.runs):
+            for forks in (6, 1):
+                self.bare(*[h.name for h in hosts])
+                ctl = Controller(self.inv_path)
+                t0 = time.monotonic()
+                outcomes, _ = fleet.deploy_many(ctl, hosts, base, forks=forks, events=Events())
+                times[forks].append(time.monotonic() - t0)
+                assert outcomes.exit_status() == 0
+                log(f"fleet run {i + 1} forks={forks}: {times[forks][-1]:.2f}s")
+        self.bare(*[h.name for h in hosts])
+        self.results["fleet"] = {"hosts": len(hosts), "forks6_s": median(times[6]),
+                                 "forks1_s": median(times[1]),
+                                 "ratio": median(times[1]) / median(times[6])}
+
+    # 7. build ---------------------------------------------------------------------------
+    def build(self, base):
+        tree = BENCH / "trees" / base
+        files = [str(p) for p in tree.rglob("*") if p.is_file() and not p.is_symlink()]
+        ours, theirs = [], []
+        for _ in range(self.runs):
+            cache = sources.HashCache(BENCH / "scratch-hash-cache.json")   # cold: empty cache
+            cache.entries = {}
+            t0 = time.monotonic()
+            sources.tree_hash(tree, cache)
+            ours.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            subprocess.run(["xargs", "-0", "sha256sum"], input="\0".join(files).encode(),
+                           stdout=subprocess.DEVNULL, check=True)
+            theirs.append(time.monotonic() - t0)
+        ctl = Controller(self.inv_path)
+        ctl.build(base, "web2")
+        hits = []
+        for _ in range(3):
+            ctl = Controller(self.inv_path)
+            t0 = time.monotonic()
+            ctl.build(base, "web2")
+            hits.append(time.monotonic() - t0)
+            assert ctl.builder.built == 0
+        size = sum(os.path.getsize(f) for f in files)
+        self.results["build"] = {"bytes": size, "hash_s": median(ours),
+                                 "sha256sum_s": median(theirs),
+                                 "ratio": median(theirs) / median(ours), "goal": 0.8,
+                                 "cache_hit_rebuild_s": median(hits)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: the lab needs root")
+    sizes = ({"cold": 64, "mem": 128, "fleet": 16} if args.quick
+             else {"cold": 512, "mem": 1024, "fleet": 64})
+    runs = 1 if args.quick else 3
+    t_start = time.monotonic()
+    inv = setup(sizes)
+    b = Bench(inv, runs)
+    b.lab.up(list(b.inv.hosts.values()))
+    try:
+        b.cold("cold")
+        b.noop("cold")
+        b.incremental("cold")
+        b.memory(["fleet", "mem"])
+        b.fleet("fleet")
+        b.build("mem")
+    finally:
+        b.lab.down(list(b.inv.hosts.values()))
+    r = b.results
+    r["meta"] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, "
+                 f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+                 f"{socket.gethostname()}", "runs": runs, "seconds": time.monotonic() - t_start}
+    c, n, inc, mem, fl, bd = (r[k] for k in ("cold", "noop", "incremental", "memory", "fleet",
+                                            "build"))
+    rows = [
+        ("1 cold deploy", f"{c['bytes'] / 2**20:.0f} MiB, {c['files']} files: fruixops "
+         f"{c['fruixops_s']:.2f}s ({c['fruixops_MBps']:.0f} MB/s), tar|ssh {c['baseline_s']:.2f}s "
+         f"({c['baseline_MBps']:.0f} MB/s)", f"{c['ratio']:.2f} (goal >= 0.9)"),
+        ("2 emulated link", "not measured (see README)", "-"),
+        ("3 no-op redeploy", f"{n['fruixops_s'] * 1000:.0f} ms, {n['connections']} connection, "
+         f"{n['round_trips']} round trips, 0 item bytes; ssh true {n['ssh_true_s'] * 1000:.0f} ms",
+         f"{n['ratio']:.2f} of ssh true"),
+        ("4 incremental", f"{inc['items_sent']} item ({inc['item']}, {inc['item_bytes']} B) + "
+         f"manifest {inc['manifest_bytes']} B: sent {inc['bytes_sent']} B",
+         f"{inc['ratio']:.4f} (goal <= 1.01)"),
+        ("5 controller memory", ", ".join(f"{v['bytes_sent'] / 2**20:.0f} MiB closure: peak RSS "
+                                          f"{v['peak_rss_MiB']:.0f} MiB" for v in mem.values()),
+         "goal <= 150 MiB, flat"),
+        ("6 fleet (6 hosts)", f"forks=6 {fl['forks6_s']:.2f}s, forks=1 {fl['forks1_s']:.2f}s",
+         f"{fl['ratio']:.2f}x"),
+        ("7 build", f"hash {bd['bytes'] / 2**20:.0f} MiB: {bd['hash_s']:.2f}s vs sha256sum "
+         f"{bd['sha256sum_s']:.2f}s; cache-hit rebuild {bd['cache_hit_rebuild_s'] * 1000:.0f} ms",
+         f"{bd['ratio']:.2f} (goal >= 0.8)"),
+    ]
+    print(f"fruixops bench {r['meta']['date']} on {r['meta']['machine']}, "
+          f"{runs} runs each (medians), {r['meta']['seconds']:.0f}s")
+    for name, what, ratio in rows:
+        print(f"{name:22} {ratio:26} {what}")
+    print(json.dumps(r, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
