@@ -34,6 +34,14 @@ class CommandTimeout(HostError):
     pass
 
 
+class _NoCommonCipher(Exception):
+    pass
+
+
+_NOT_GCM = ["aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc", "aes256-cbc",
+            "3des-cbc"]
+
+
 @dataclass
 class Result:
     status: int
@@ -49,7 +57,12 @@ class Result:
         return self.stderr.decode(errors="replace")
 
     def last_error_line(self):
+        """The line that says why: the receiver's own (refused: / locked:)
+        when it gave one, else the last line on stderr."""
         lines = [ln for ln in self.err.splitlines() if ln.strip()]
+        own = [ln for ln in lines if ln.startswith(("refused: ", "locked: "))]
+        if own:
+            return own[-1]
         return lines[-1] if lines else f"exit status {self.status}"
 
 
@@ -67,8 +80,16 @@ class HostConnection:
     # -- connecting ----------------------------------------------------------
 
     def open(self):
+        # AES-GCM first: the fastest cipher paramiko has (about 15% over
+        # AES-CTR here). A server without it gets paramiko's defaults.
+        try:
+            return self._open({"ciphers": _NOT_GCM})
+        except _NoCommonCipher:
+            return self._open({})
+
+    def _open(self, disabled):
         h = self.host
-        kwargs = {"allow_agent": False, "look_for_keys": False}
+        kwargs = {"allow_agent": False, "look_for_keys": False, "disabled_algorithms": disabled}
         if h.var("ssh_key"):
             kwargs["key_filename"] = os.path.expanduser(h.var("ssh_key"))
         else:
@@ -94,6 +115,12 @@ class HostConnection:
                                f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing. "
                                "If the host was reinstalled, update known_hosts or ssh_host_key"
                                ) from None
+        except paramiko.ssh_exception.IncompatiblePeer:
+            conn.close()
+            if disabled:
+                raise _NoCommonCipher() from None
+            raise HostUnreachable(self.name, f"SSH to {_addr(conn)}: no common algorithms"
+                                  ) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
                 raise HostKeyError(self.name, f"unknown SSH host key for {_addr(conn)}; "
@@ -175,12 +202,73 @@ class HostConnection:
             raise HostUnreachable(self.name, "connection lost during a command")
         return Result(status, b"".join(out), b"".join(err))
 
+    def session(self, command):
+        """Start *command* and talk with it line by line (see Session)."""
+        transport = self.conn.transport if self.conn else None
+        if transport is None or not transport.is_active():
+            raise HostUnreachable(self.name, "connection lost")
+        try:
+            chan = transport.open_session()
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostUnreachable(self.name, f"cannot start a command: {exc}") from None
+        return Session(self, chan)
+
     def check(self, command, stdin=None, progress=None):
         """run(), raising HostError with the host's own last line on failure."""
         result = self.run(command, stdin=stdin, progress=progress)
         if result.status != 0:
             raise HostError(self.name, result.last_error_line())
         return result
+
+
+class Session:
+    """A command on the host that the controller talks with: send bytes,
+    read answer lines as they come, then finish() for the Result."""
+
+    def __init__(self, hc, chan):
+        self.hc, self.chan = hc, chan
+        self.buffer, self.err = b"", []
+        self.err_reader = threading.Thread(target=_drain, args=(chan.recv_stderr, self.err),
+                                           daemon=True)
+        self.err_reader.start()
+
+    def send(self, data):
+        try:
+            self.chan.sendall(data)
+        except (OSError, paramiko.SSHException, EOFError):
+            return False       # the host stopped listening; finish() says why
+        self.hc.bytes_sent += len(data)
+        return True
+
+    def readline(self):
+        """The next line the host prints, or None when it printed its last."""
+        while b"\n" not in self.buffer:
+            try:
+                data = self.chan.recv(CHUNK)
+            except (OSError, EOFError):
+                data = b""
+            if not data:
+                line, self.buffer = self.buffer, b""
+                return line.decode(errors="replace") if line else None
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def finish(self):
+        """Close our side and wait for the command; returns its Result."""
+        try:
+            self.chan.shutdown_write()
+        except (OSError, EOFError):
+            pass
+        out = [self.buffer]
+        _drain(self.chan.recv, out)
+        self.err_reader.join()
+        status = self.chan.recv_exit_status()
+        self.chan.close()
+        if status == -1:
+            raise HostUnreachable(self.hc.name, "connection lost during a command")
+        return Result(status, b"".join(out), b"".join(self.err))
 
 
 def _drain(recv, sink):

@@ -7,6 +7,9 @@ and records the new generation (current, or the one-shot next boot for a
 trial) before it answers.
 """
 
+import base64
+from concurrent.futures import ThreadPoolExecutor
+
 from . import bundle, hoststate, receiver
 from .bootstrap import bootstrap
 from .errors import HostError
@@ -28,30 +31,67 @@ def plan(hc, manifest_bytes, signature, trusted_keys):
     return hoststate.parse(result.out)
 
 
+def _opening(manifest_bytes, signature):
+    return manifest_bytes + b"sig " + base64.b64encode(signature) + b"\n"
+
+
+COMMIT = b"commit\n"
+ITEMS_IN_FLIGHT = 2
+
+
 def bundle_bytes(manifest, manifest_bytes, signature, missing):
     """The exact number of bytes push() will send for these missing items."""
     by_path = {str(it.path): it for it in manifest.items}
-    return bundle.stream_size(
-        [("manifest", manifest_bytes), ("manifest.sig", signature)],
-        [(f"items/{by_path[p].path.base}.tar", by_path[p].size) for p in missing])
+    return (len(_opening(manifest_bytes, signature)) + len(COMMIT)
+            + sum(by_path[p].size for p in missing))
 
 
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
          events=None):
-    """Send the missing items; return (generation number, items landed)."""
+    """Send the missing items; return (generation number, items landed).
+
+    One receive session holds the host's lock and verifies the manifest; each
+    missing item then streams over a channel of its own straight into the
+    host's unpacking (hashed on the way), and "commit" lets the receiver check
+    and land them all and switch."""
     events = events or Events()
     by_path = {str(it.path): it for it in manifest.items}
     items = [by_path[p] for p in missing]
-    members = [bundle.member("manifest", manifest_bytes),
-               bundle.member("manifest.sig", signature)]
-    for it in items:
-        members.append(bundle.file_member(f"items/{it.path.base}.tar",
-                                          store.archive(it.path), it.size))
     events.start_push(hc.name, len(items), sum(it.size for it in items))
     args = ["receive", "--deployer", deployer] + (["--trial"] if trial else [])
-    result = hc.run(receiver.command(*args), stdin=bundle.stream(members),
-                    progress=lambda n: events.sent(hc.name, n))
+    session = hc.session(receiver.command(*args))
+    session.send(_opening(manifest_bytes, signature))
+    ready = session.readline()
+    if not ready or not ready.startswith("ready "):
+        result = session.finish()
+        raise HostError(hc.name, result.last_error_line())
+    pid = ready.split()[1]
+
+    def send_item(it):
+        return hc.run(receiver.command("item", pid, it.path.base),
+                      stdin=_chunks(store.archive(it.path), it.size),
+                      progress=lambda n: events.sent(hc.name, n))
+
+    # Two items in flight: one streams while the host audits the one before.
+    with ThreadPoolExecutor(max_workers=ITEMS_IN_FLIGHT) as pool:
+        results = list(pool.map(send_item, items))
+    failed = [r for r in results if r.status != 0]
+    if failed:
+        session.finish()          # no commit: the receiver gives up and cleans up
+        raise HostError(hc.name, failed[0].last_error_line())
+    session.send(COMMIT)
+    result = session.finish()
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
     fields = dict(line.split(" ", 1) for line in result.out.splitlines() if " " in line)
     return int(fields["generation"]), int(fields.get("landed", 0))
+
+
+def _chunks(path, size):
+    sent = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(bundle.CHUNK):
+            sent += len(chunk)
+            yield chunk
+    if sent != size:
+        raise IOError(f"{path} changed size while being sent ({sent} != {size})")

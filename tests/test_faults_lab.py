@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT, host_snapshot
 from faultlab import check_host, fault_inventory, leftovers, wait_lock_free_or_stale
-from fruixops import bundle, deploy, inventory, push, receiver
+from fruixops import deploy, inventory, push, receiver
 from fruixops.connection import HostConnection
 from fruixops.controller import Controller
 from fruixops.errors import HostError, HostUnreachable
@@ -113,36 +113,51 @@ def test_controller_killed_at_random_points(faults, capsys):
 
 
 class GatedDeploy:
-    """A real deploy whose bundle stream stops after its first part until
-    released: the host's receiver holds the lock and waits mid-stream, so a
-    fault can be injected at exactly that point."""
+    """A real deploy whose first item stops streaming after its first chunk
+    until released: the host's receiver holds the lock and waits mid-stream,
+    so a fault can be injected at exactly that point."""
 
     def __init__(self, ctl, base, deployer="alice@console"):
-        m, data, sig = deploy.prepare(ctl, HOST, base)
+        m, self.data, self.sig = deploy.prepare(ctl, HOST, base)
+        self.store = ctl.builder.store
         self.hc = host_conn(ctl)
-        state = push.plan(self.hc, data, sig, ctl.trusted_keys())
-        items = [it for it in m.items if str(it.path) in state.missing]
-        assert items, "nothing to send"
-        self.members = [bundle.member("manifest", data), bundle.member("manifest.sig", sig)] + [
-            bundle.file_member(f"items/{it.path.base}.tar", ctl.builder.store.archive(it.path),
-                               it.size) for it in items]
+        state = push.plan(self.hc, self.data, self.sig, ctl.trusted_keys())
+        self.items = [it for it in m.items if str(it.path) in state.missing]
+        assert self.items, "nothing to send"
         self.gate, self.holding, self.result = threading.Event(), threading.Event(), {}
         self.command = receiver.command("receive", "--deployer", deployer)
         self.thread = threading.Thread(target=self._run)
 
-    def _stream(self):
-        stream = bundle.stream(self.members)
-        for _ in range(3):                 # manifest, signature, the first item's header
-            yield next(stream)
-        self.holding.set()
-        self.gate.wait(60)
-        yield from stream
+    def _chunks(self, it, gated):
+        with open(self.store.archive(it.path), "rb") as f:
+            first = True
+            while chunk := f.read(1 << 16):
+                yield chunk
+                if gated and first:
+                    first = False
+                    self.holding.set()
+                    self.gate.wait(60)
 
     def _run(self):
         try:
-            self.result["r"] = self.hc.run(self.command, stdin=self._stream())
+            session = self.hc.session(self.command)
+            session.send(push._opening(self.data, self.sig))
+            ready = session.readline()
+            assert ready and ready.startswith("ready "), session.finish().err
+            pid = ready.split()[1]
+            for i, it in enumerate(self.items):
+                r = self.hc.run(receiver.command("item", pid, it.path.base),
+                                stdin=self._chunks(it, gated=(i == 0)))
+                if r.status != 0:
+                    self.result["r"] = r
+                    session.finish()
+                    return
+            session.send(push.COMMIT)
+            self.result["r"] = session.finish()
         except HostUnreachable as exc:
             self.result["error"] = exc
+        finally:
+            self.holding.set()
 
     def __enter__(self):
         self.thread.start()
@@ -235,7 +250,7 @@ def test_disk_full_leaves_nothing_partial(lab, project, faults):
         first = deploy.deploy(ctl, "mon1", "stable-default")
         hc = HostConnection(host, ctl.inventory.settings.known_hosts).open()
         try:
-            hc.check("dd if=/dev/zero of=/frx/filler bs=1M count=6 2>/dev/null")
+            hc.check("dd if=/dev/zero of=/frx/filler bs=1M count=9 2>/dev/null")
             before = hc.check("ls -a /frx/store; readlink /var/lib/fruix/system/current; "
                               "ls /var/lib/fruix/system/generations").out
             with pytest.raises(HostError, match="disk full on /frx/store"):

@@ -14,9 +14,14 @@
 #   plan               bundle: manifest, manifest.sig. Verify; print the items
 #                      this host lacks and its state. Changes nothing.
 #   receive [--trial] [--deployer WHO]
-#                      bundle: manifest, manifest.sig, items/*.tar. Take the
-#                      lock, verify, land the items, record generation N+1 and
-#                      make it current (--trial: the one-shot next boot instead).
+#                      stdin: the manifest's lines, then "sig BASE64". Take the
+#                      lock, verify, print "ready PID", then wait for "commit"
+#                      while the items arrive (item, below); check and land
+#                      them, record generation N+1 and make it current
+#                      (--trial: the one-shot next boot instead).
+#   item PID NAME      stdin: one item's archive, for the receive PID in
+#                      progress: unpacked out of sight while its sha256 is taken
+#                      from the same bytes (streamed, never stored whole).
 #   confirm N          make generation N current (after a good trial boot).
 #   rollback [N]       make generation N (default: the rollback one) current.
 #   status             print the state: current, rollback, booted, next-boot,
@@ -180,49 +185,49 @@ verify_manifest() {
 
 sha256_of() { openssl dgst -sha256 -r "$1" | cut -c1-64; }
 
-# land_item PATH SHA SIZE: check items/<base>.tar against the manifest and
-# move its unpacked tree into the store.
+# land_item PATH SHA: check what `item` unpacked and audited for PATH
+# against the manifest and move it into the store.
 land_item() {
     name=$(basename "$1")
-    archive=$TMP/bundle/items/$name.tar
-    [ -f "$archive" ] || die "item $name was not sent and is not in the store"
-    size=$(wc -c <"$archive" | tr -d ' ')
-    [ "$size" = "$3" ] || die "item $name: size $size, manifest says $3"
-    [ "$(sha256_of "$archive")" = "$2" ] || die "item $name: content hash does not match the manifest"
-    # Names: no absolute paths, no '..'.
-    if tar -tf "$archive" | awk '/^\// || /(^|\/)\.\.(\/|$)/ { bad = 1 } END { exit !bad }'; then
-        die "item $name: archive has an absolute or '..' member"
-    fi
-    dest=$TMP/unpack/$name
-    mkdir -p "$dest"
-    if ! err=$(tar -xf "$archive" -C "$dest" --no-same-owner 2>&1); then
-        case $err in
-            *"No space left"*) die "disk full on $STORE: item $name does not fit" ;;
-        esac
-        die "item $name: cannot unpack: $(echo "$err" | head -n 1)"
-    fi
-    if [ -n "$(find "$dest" \( -type b -o -type c -o -type p -o -type s \
-            -o -perm -4000 -o -perm -2000 \) -print | head -n 1)" ]; then
-        die "item $name: device node, fifo, socket or setuid/setgid file"
-    fi
-    # A hard link must have all its names inside the item: a link to a file
-    # elsewhere on this file system shows as more links than names here.
-    if find "$dest" -type f -links +1 -exec ls -il {} + |
-            awk '{ n[$1] = $3; c[$1]++ } END { for (i in n) if (c[i] != n[i]) bad = 1; exit !bad }'
-    then
-        die "item $name: hard link to a file outside the item"
-    fi
-    rm -f "$archive"
-    chmod -R a-w "$dest"
-    chmod u+w "$dest"          # the item root is renamed, then sealed
+    got=$TMP/got/$name
+    [ -f "$got.done" ] || die "item $name was not sent and is not in the store"
+    [ "$(cat "$got.sha")" = "$2" ] || die "item $name: content hash does not match the manifest"
+    [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
     if [ -e "$1" ]; then return 0; fi
     # The listing first: an item in the store always has one.
     mkdir -p "$SUMS"
-    listing "$dest" >"$SUMS/.$name.sums.new"
+    mv -f "$got.sums" "$SUMS/.$name.sums.new"
     mv -f "$SUMS/.$name.sums.new" "$SUMS/$name.sums"
+    dest=$TMP/unpack/$name
+    chmod u+w "$dest"          # the item root is renamed, then sealed
     mv "$dest" "$1"
     chmod a-w "$1"
     LANDED=$((LANDED + 1))
+}
+
+# audit_item NAME DIR: why an unpacked item must be refused, if it must.
+audit_item() {
+    if [ -s "$got.err" ]; then
+        case $(cat "$got.err") in
+            *"No space left"*) echo "disk full on $STORE: the item does not fit" ;;
+            *"Removing leading"*|*"contains '..'"*|*"contains \`..'"*)
+                echo "archive has an absolute or '..' member" ;;
+            *) echo "cannot unpack: $(head -n 1 "$got.err")" ;;
+        esac
+        return
+    fi
+    if [ -n "$(find "$2" \( -type b -o -type c -o -type p -o -type s \
+            -o -perm -4000 -o -perm -2000 \) -print | head -n 1)" ]; then
+        echo "device node, fifo, socket or setuid/setgid file"
+        return
+    fi
+    # A hard link must have all its names inside the item: a link to a file
+    # elsewhere on this file system shows as more links than names here.
+    if find "$2" -type f -links +1 -exec ls -il {} + |
+            awk '{ n[$1] = $3; c[$1]++ } END { for (i in n) if (c[i] != n[i]) bad = 1; exit !bad }'
+    then
+        echo "hard link to a file outside the item"
+    fi
 }
 
 # listing DIR: every entry of an item tree, sorted: "f SHA256 path",
@@ -315,12 +320,27 @@ cmd_receive() {
     lock "$deployer"
     clean_leftovers
     new_tmp
-    read_bundle
+    mkdir "$TMP/bundle" "$TMP/unpack" "$TMP/got"
+    : >"$TMP/bundle/manifest"
+    n=0
+    while IFS= read -r line; do
+        n=$((n + 1))
+        [ "$n" -le 100000 ] || die "manifest too long"
+        printf '%s\n' "$line" >>"$TMP/bundle/manifest"
+        [ "$line" = end ] && break
+    done
+    IFS= read -r line || die "no signature after the manifest"
+    case $line in "sig "*) ;; *) die "expected a signature line" ;; esac
+    printf '%s\n' "${line#sig }" | openssl base64 -d -A >"$TMP/bundle/manifest.sig" ||
+        die "the signature is not base64"
     verify_manifest
+    echo "ready $$"
+    # The items arrive now, each on a channel of its own (`item`).
+    IFS= read -r line || line=
+    [ "$line" = commit ] || die "the controller gave up before committing"
     LANDED=0
-    mkdir "$TMP/unpack"
-    while read -r p sha size _; do
-        [ -d "$p" ] || land_item "$p" "$sha" "$size"
+    while read -r p sha _; do
+        [ -d "$p" ] || land_item "$p" "$sha"
     done <"$TMP/items"
     # Every item is in: from here this manifest can never be accepted again.
     printf '%s\n' "$M_SERIAL" >"$STATE/.last-serial.new"
@@ -374,6 +394,51 @@ cmd_rollback() {
     generation_complete "$n" || die "generation $n is incomplete; not switching to it"
     make_current "$n"
     echo "current $n"
+}
+
+cmd_item() {
+    pid=${1:-} name=${2:-}
+    case $pid in ''|*[!0-9]*) die "item needs the receive's pid" ;; esac
+    case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
+    T=$STORE/.fruixops-tmp.$pid
+    holder=$(readlink "$LOCK" 2>/dev/null) || holder=
+    case $holder in "pid=$pid,"*) ;; *) die "no receive $pid holds the lock" ;; esac
+    [ -d "$T/got" ] || die "receive $pid is not ready for items"
+    awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { f = 1 } END { exit !f }' \
+        "$T/items" || die "item $name is not in the manifest being received"
+    dest=$T/unpack/$name
+    mkdir "$dest" || die "item $name was sent twice"
+    got=$T/got/$name
+    mkfifo "$got.hash"
+    { openssl dgst -sha256 -r | cut -c1-64; } <"$got.hash" >"$got.sha.part" 2>"$got.err2" &
+    hashing=$!
+    # One pass over the bytes: hashed and unpacked together; what tar leaves
+    # unread after the end of the archive is still hashed. Anything tar says
+    # (a stripped leading '/', a refused '..' member or link) refuses the item.
+    tee "$got.hash" | {
+        tar -xf - -C "$dest" --no-same-owner 2>"$got.err" ||
+            { echo "tar: exit status $?" >>"$got.err"; } 2>/dev/null || :
+        cat >/dev/null
+    }
+    wait "$hashing" || :
+    rm -f "$got.hash"
+    { cat "$got.err2" >>"$got.err"; } 2>/dev/null || :
+    if [ ! -s "$got.sha.part" ] || grep -q "No space left" "$got.err" 2>/dev/null; then
+        die "disk full on $STORE: item $name does not fit"
+    fi
+    mv "$got.sha.part" "$got.sha"
+    # The bytes first: a corrupted or substituted archive is refused as such,
+    # whatever tar made of it.
+    want=$(awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { print $2 }' "$T/items")
+    [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
+    # Audit and list it now, while the next item is on its way.
+    audit_item "$name" "$dest" >"$got.refused"
+    if [ ! -s "$got.refused" ]; then
+        listing "$dest" >"$got.sums"
+        chmod -R a-w "$dest"
+    fi
+    : >"$got.done"
+    if [ -s "$got.refused" ]; then die "item $name: $(cat "$got.refused")"; fi
 }
 
 print_state() {
@@ -566,6 +631,7 @@ CMD=${1:-}
 case $CMD in
     plan) cmd_plan ;;
     receive) cmd_receive "$@" ;;
+    item) cmd_item "$@" ;;
     confirm) cmd_confirm "$@" ;;
     rollback) cmd_rollback "$@" ;;
     status) cmd_status ;;
@@ -575,5 +641,5 @@ case $CMD in
     trust-add) cmd_trust_add "$@" ;;
     trust-remove) cmd_trust_remove "$@" ;;
     set-host-name) cmd_set_host_name "$@" ;;
-    *) die "unknown command '$CMD' (plan receive confirm rollback status verify gc trust-init trust-add trust-remove set-host-name)" ;;
+    *) die "unknown command '$CMD' (plan receive item confirm rollback status verify gc trust-init trust-add trust-remove set-host-name)" ;;
 esac
