@@ -70,6 +70,7 @@ def median(xs):
 class Bench:
     def __init__(self, inv, runs):
         self.inv_path, self.runs = inv, runs
+        self.cold_runs = max(runs, 5) if runs > 1 else 1
         self.inv = inventory.load(inv)
         self.lab = Lab(self.inv)
         self.results = {}
@@ -105,12 +106,15 @@ class Bench:
                     tar.extractall(d, filter="tar")
         nfiles = sum(len(f) for _, _, f in os.walk(items_dir))
         ours, theirs = [], []
-        for i in range(self.runs):
+
+        def ours_once():
             self.bare(host)
             t0 = time.monotonic()
             r = deploy.deploy(Controller(self.inv_path), host, base, events=Events())
             ours.append(time.monotonic() - t0)
             assert r.items_sent == len(m.items)
+
+        def theirs_once():
             self.ssh(host, "rm -rf /frx/scratch")
             t0 = time.monotonic()
             tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(items_dir), "."],
@@ -118,6 +122,11 @@ class Bench:
             self.ssh(host, "mkdir -p /frx/scratch && tar -xf - -C /frx/scratch", stdin=tar.stdout)
             tar.wait()
             theirs.append(time.monotonic() - t0)
+
+        # Alternate which goes first, so that drift on this machine cancels out.
+        for i in range(self.cold_runs):
+            for once in ((ours_once, theirs_once) if i % 2 == 0 else (theirs_once, ours_once)):
+                once()
             log(f"cold {base} run {i + 1}: fruixops {ours[-1]:.2f}s, tar|ssh {theirs[-1]:.2f}s")
         self.ssh(host, "rm -rf /frx/scratch")
         f, b = median(ours), median(theirs)
@@ -186,7 +195,10 @@ class Bench:
                     "from fruixops.controller import Controller\n"
                     "from fruixops import deploy\nfrom fruixops.events import Events\n"
                     "r = deploy.deploy(Controller(%r), %r, %r, events=Events())\n"
-                    "print(r.bytes_sent, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+                    # VmHWM: this process's own peak (ru_maxrss would include
+                    # the forking parent's, carried across exec on Linux).
+                    "hwm = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+                    "print(r.bytes_sent, hwm)"
                     % (str(ROOT), str(self.inv_path), host, base))
             p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True)
@@ -295,7 +307,7 @@ def main():
          f"{bd['ratio']:.2f} (goal >= 0.8)"),
     ]
     print(f"fruixops bench {r['meta']['date']} on {r['meta']['machine']}, "
-          f"{runs} runs each (medians), {r['meta']['seconds']:.0f}s")
+          f"{runs} runs each ({b.cold_runs} for figure 1; medians), {r['meta']['seconds']:.0f}s")
     for name, what, ratio in rows:
         print(f"{name:22} {ratio:26} {what}")
     print(json.dumps(r, sort_keys=True))
