@@ -221,6 +221,12 @@ audit_item() {
         echo "device node, fifo, socket or setuid/setgid file"
         return
     fi
+    # Store items are read-only as they come (canonical archives carry no
+    # write bit); a writable entry is refused rather than fixed up.
+    if [ -n "$(find "$2" -mindepth 1 ! -type l -perm -200 -print | head -n 1)" ]; then
+        echo "writable entry in a store item"
+        return
+    fi
     # A hard link must have all its names inside the item: a link to a file
     # elsewhere on this file system shows as more links than names here.
     if find "$2" -type f -links +1 -exec ls -il {} + |
@@ -435,7 +441,6 @@ cmd_item() {
     audit_item "$name" "$dest" >"$got.refused"
     if [ ! -s "$got.refused" ]; then
         listing "$dest" >"$got.sums"
-        chmod -R a-w "$dest"
     fi
     : >"$got.done"
     if [ -s "$got.refused" ]; then die "item $name: $(cat "$got.refused")"; fi
