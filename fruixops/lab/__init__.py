@@ -85,7 +85,10 @@ class Lab:
             for sub in ("frx/store", "var/lib/fruix"):
                 (self.disk(host.name) / sub).mkdir(parents=True, exist_ok=True)
             port = host.var("ssh_port", 22)
-            (d / "sshd_config").write_text(_sshd_config(port, hostkey, ssh / "authorized_keys"))
+            # Paths as the host's own boot sees them (boot.sh binds the host
+            # directory at /run/lab).
+            (d / "sshd_config").write_text(_sshd_config(
+                port, "/run/lab/ssh/ssh_host_ed25519_key", "/run/lab/ssh/authorized_keys"))
             key_type, key_b64 = hostkey.with_suffix(".pub").read_text().split()[:2]
             known.append(f"[{host.var('ssh_host', '127.0.0.1')}]:{port} {key_type} {key_b64}\n")
         # Record every lab host's key (the lab vouches for them itself).

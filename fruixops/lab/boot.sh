@@ -30,6 +30,10 @@ mount --bind "$hostdir/root/var/lib/fruix" /var/lib/fruix
 mkdir -p "$hostdir/root/root"
 mount --bind "$hostdir/root/root" /root
 mount -t tmpfs -o mode=0755 lab-run /run
+# sshd's configuration and keys, at a path that stays visible once the host's
+# own /tmp covers the real one (the project itself may live under /tmp).
+mkdir -p /run/lab
+mount --bind "$hostdir" /run/lab
 mount -t tmpfs -o mode=1777 lab-tmp /tmp
 mkdir -p /run/sshd
 chmod 0755 /run/sshd
@@ -63,7 +67,7 @@ else
     echo "lab boot: no generation; booting bare"
 fi
 
-/usr/sbin/sshd -D -e -f "$hostdir/sshd_config" &
+/usr/sbin/sshd -D -e -f /run/lab/sshd_config &
 sshd=$!
 trap 'kill -TERM "$sshd" 2>/dev/null; exit 0' TERM INT
 wait "$sshd"
