@@ -159,14 +159,7 @@ class HostConnection:
 
         A dropped connection raises HostUnreachable; past *timeout* seconds the
         command's channel is closed and CommandTimeout raised."""
-        transport = self.conn.transport if self.conn else None
-        if transport is None or not transport.is_active():
-            raise HostUnreachable(self.name, "connection lost")
-        try:
-            chan = transport.open_session()
-            chan.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise HostUnreachable(self.name, f"cannot start a command: {exc}") from None
+        transport, chan = self._exec(command)
         out, err = [], []
         readers = [threading.Thread(target=_drain, args=(chan.recv, out), daemon=True),
                    threading.Thread(target=_drain, args=(chan.recv_stderr, err), daemon=True)]
@@ -204,6 +197,10 @@ class HostConnection:
 
     def session(self, command):
         """Start *command* and talk with it line by line (see Session)."""
+        return Session(self, self._exec(command)[1])
+
+    def _exec(self, command):
+        """A new channel of this connection running *command*."""
         transport = self.conn.transport if self.conn else None
         if transport is None or not transport.is_active():
             raise HostUnreachable(self.name, "connection lost")
@@ -212,7 +209,7 @@ class HostConnection:
             chan.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostUnreachable(self.name, f"cannot start a command: {exc}") from None
-        return Session(self, chan)
+        return transport, chan
 
     def check(self, command, stdin=None, progress=None):
         """run(), raising HostError with the host's own last line on failure."""
