@@ -18,7 +18,7 @@ from . import boot, checks as checks_mod, push, switch
 from .connection import HostConnection
 from .controller import deployer_identity
 from .errors import HostError, HostUnreachable
-from .events import ConsoleEvents, Events  # noqa: F401
+from .events import ConsoleEvents
 
 
 @dataclass

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from . import limit as limit_mod
 from . import yamlfile
 from .checks import Check
-from .errors import UserError
 from .yamlfile import Fields, check_type, item_node, whole_node
 
 STAGE_FIELDS = {"name", "hosts", "base", "serial", "max_fail_percentage", "reboot", "trial",

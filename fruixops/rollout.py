@@ -10,6 +10,7 @@ from . import deploy as deploy_mod
 from . import fleet
 from . import limit as limit_mod
 from .errors import FruixopsError, UserError
+from .events import Events
 
 
 @dataclass
@@ -35,7 +36,7 @@ def run(ctl, book, limit=None, forks=fleet.DEFAULT_FORKS, events=None, say=print
     if not everyone:
         raise UserError(f"--limit {limit!r} leaves no host in any stage of {book.path}")
     report = RolloutReport(fleet.Outcomes(everyone))
-    events = events or deploy_mod.Events()
+    events = events or Events()
 
     for si, (stage, names) in enumerate(zip(book.stages, stage_hosts)):
         if not names:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from conftest import inv_cmd
-from fruixops import inventory
 from fruixops.build import Builder
 from fruixops.controller import Controller
 from fruixops.errors import UserError

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, host_snapshot
+from conftest import ROOT
 from faultlab import check_host, fault_inventory, leftovers, wait_lock_free_or_stale
 from fruixops import deploy, inventory, push, receiver
 from fruixops.connection import HostConnection

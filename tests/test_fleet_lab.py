@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import inv_cmd
-from fruixops import deploy, fleet, inventory, playbook, rollout
+from fruixops import deploy, fleet, inventory
 from fruixops.controller import Controller
 
 

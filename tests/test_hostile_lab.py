@@ -2,9 +2,6 @@
 message, and nothing on the host changes (a snapshot of every path, mode,
 link target and content hash of its disk is the same before and after)."""
 
-import os
-from pathlib import Path
-
 import pytest
 
 from conftest import host_snapshot

@@ -1,0 +1,48 @@
+"""The command line: Invoke tasks that parse arguments and call the library.
+
+``tasks.py`` at the project root re-exports this namespace for ``inv``; the
+``fruixops`` console script runs the same tasks. Errors a user can cause print
+one line and exit with the status documented in the README.
+"""
+
+from invoke import Collection, Program
+
+from .. import __version__
+from .hosts import (deploy, diff_generations, gc, generations, plan, play, reboot, rollback,
+                    status, verify)
+from .setup import (bootstrap, build, demo, hostkey_accept, keys_generate, lab_down,
+                    lab_power_cycle, lab_reset, lab_up, manifest, store_gc, trust_add,
+                    trust_remove)
+
+keys_ns = Collection("keys")
+keys_ns.add_task(keys_generate, name="generate")
+
+trust_ns = Collection("trust")
+trust_ns.add_task(trust_add, name="add")
+trust_ns.add_task(trust_remove, name="remove")
+
+store_ns = Collection("store")
+store_ns.add_task(store_gc, name="gc")
+
+hostkey_ns = Collection("hostkey")
+hostkey_ns.add_task(hostkey_accept, name="accept")
+
+lab_ns = Collection("lab")
+for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
+             (lab_power_cycle, "power-cycle")):
+    lab_ns.add_task(t, name=n)
+
+ns = Collection()
+for t in (build, manifest, deploy, rollback, reboot, status, generations, bootstrap, demo,
+          play, verify, plan, gc):
+    ns.add_task(t)
+ns.add_task(diff_generations, name="diff")
+for sub in (keys_ns, trust_ns, hostkey_ns, store_ns, lab_ns):
+    ns.add_collection(sub)
+
+
+def main():
+    Program(namespace=ns, version=__version__, name="fruixops", binary="fruixops").run()
+
+
+__all__ = ["ns", "main"]
