@@ -29,17 +29,17 @@ class ConsoleEvents(Events):
         self.pushes = {}
 
     def start_push(self, host, items, total_bytes):
-        self.pushes[host] = [items, total_bytes, 0, 0.0]
+        self.pushes[host] = {"items": items, "total": total_bytes, "sent": 0, "shown": 0.0}
 
     def sent(self, host, nbytes):
         with self.lock:
             p = self.pushes[host]
-            p[2] += nbytes
+            p["sent"] += nbytes
+            finished = p["sent"] >= p["total"]
             now = time.monotonic()
-            if self.tty and (now - p[3] > 0.1 or p[2] >= p[1]):
-                p[3] = now
-                self.stream.write(f"\r{host}: sending {p[0]} items "
-                                  f"{p[2] / 2**20:8.1f} / {p[1] / 2**20:.1f} MiB")
-                if p[2] >= p[1]:
-                    self.stream.write("\n")
+            if self.tty and p["shown"] is not None and (now - p["shown"] > 0.1 or finished):
+                p["shown"] = None if finished else now      # the last line is written once
+                self.stream.write(f"\r{host}: sending {p['items']} items "
+                                  f"{p['sent'] / 2**20:8.1f} / {p['total'] / 2**20:.1f} MiB"
+                                  + ("\n" if finished else ""))
                 self.stream.flush()
