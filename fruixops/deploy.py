@@ -36,6 +36,7 @@ class DeployResult:
     bytes_sent: int = 0
     booted: str | None = None
     rolled_back: bool = False
+    compressed: bool = False
     checks: dict = field(default_factory=dict)     # name -> "ok" or why it failed
     notes: list = field(default_factory=list)
 
@@ -60,8 +61,11 @@ def prepare(ctl, host_name, base_name=None):
     return ctl.make_manifest(host_name, base_name)
 
 
+COMPRESS_CHOICES = ("auto", "zstd", "none")
+
+
 def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
-           events=None, prepared=None):
+           events=None, prepared=None, compress=None):
     """Deploy to one host; return a DeployResult or raise (DeployFailed carries
     the partial result; HostUnreachable when the host cannot be reached)."""
     events = events or ConsoleEvents()
@@ -73,6 +77,7 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
     hc = connect(ctl, host)
     try:
         state = push.plan(hc, data, sig, ctl.trusted_keys())
+        result.compressed = _use_zstd(host, compress, state)
         result.previous_generation = state.current
         result.previous_closure = state.current_closure
         if state.current_closure == str(m.system) and not state.missing and not trial:
@@ -82,7 +87,8 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             events.phase(host.name, "push")
             before = hc.bytes_sent
             result.generation, _ = push.push(hc, m, data, sig, state.missing, ctl.builder.store,
-                                             deployer_identity(), trial=trial, events=events)
+                                             deployer_identity(), trial=trial, events=events,
+                                             compress=result.compressed)
             result.items_sent = len(state.missing)
             result.sent = list(state.missing)
             result.bytes_sent = hc.bytes_sent - before
@@ -107,6 +113,16 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
         raise DeployFailed(host.name, str(exc).split(": ", 1)[1], result) from None
     finally:
         hc.close()
+
+
+def _use_zstd(host, compress, state):
+    """auto (the default): zstd whenever the host has it; zstd: required."""
+    choice = compress or host.var("compress", "auto")
+    if choice not in COMPRESS_CHOICES:
+        raise HostError(host.name, f"compress must be one of {', '.join(COMPRESS_CHOICES)}")
+    if choice == "zstd" and not state.zstd:
+        raise HostError(host.name, "compress=zstd, but the host has no zstd")
+    return choice != "none" and state.zstd
 
 
 def _run_checks(hc, result, checks, rebooted, events):

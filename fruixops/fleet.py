@@ -104,7 +104,7 @@ def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
 
 
 def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
-                forks=DEFAULT_FORKS, events=None):
+                forks=DEFAULT_FORKS, events=None, compress=None):
     """Deploy to *hosts* in parallel. Every closure is built and signed first,
     once, in this thread, so an item shared by many hosts is built once.
     Returns (Outcomes, one summary line per host that succeeded)."""
@@ -116,7 +116,7 @@ def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
 
     def job(h):
         r = deploy_mod.deploy(ctl, h.name, reboot=reboot, trial=trial, checks=checks,
-                              events=events, prepared=prepared[h.name])
+                              events=events, prepared=prepared[h.name], compress=compress)
         what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
                 if r.changed else "unchanged (already current)")
         lines.append(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}"

@@ -34,6 +34,7 @@ class HostState:
     generations: dict = field(default_factory=dict)   # number -> Generation
     missing: list = field(default_factory=list)        # plan: store paths to send
     verified_by: str | None = None                     # plan: the key that verified
+    zstd: bool = False                                 # plan: the host can decompress zstd
 
     def gen(self, number):
         return self.generations.get(number) if number is not None else None
@@ -76,6 +77,8 @@ def parse(text):
             state.lock = rest
         elif key == "missing":
             state.missing.append(rest)
+        elif key == "zstd":
+            state.zstd = rest == "yes"
         elif key == "verified":
             state.verified_by = rest
         elif key == "generation":

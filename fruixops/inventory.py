@@ -40,6 +40,7 @@ HOST_VARS = {
     "power_cycle_command": str,
     "reboot_timeout": int,
     "manifest_lifetime": int,
+    "compress": str,        # item transfers: auto (zstd when the host has it), zstd, none
     "pinned_generations": list,  # generations `inv gc` never deletes
     "lab_tar": str,         # lab only: "gnu" or "bsdtar", the host's tar
     "lab_frx_tmpfs_mb": int,  # lab only: a small tmpfs as /frx (disk-full tests)
@@ -353,6 +354,9 @@ def _check_host(host, bases):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UserError(f"host {host.name}: pinned_generations holds generation numbers",
                             where=where.get("pinned_generations", host.where))
+    if host.var("compress", "auto") not in ("auto", "zstd", "none"):
+        raise UserError(f"host {host.name}: compress must be auto, zstd or none",
+                        where=where.get("compress", host.where))
     tar = host.var("lab_tar")
     if tar not in (None, "gnu", "bsdtar"):
         raise UserError(f"host {host.name}: lab_tar must be 'gnu' or 'bsdtar'",

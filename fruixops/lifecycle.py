@@ -29,6 +29,7 @@ class Change:
     send: list = field(default_factory=list)        # paths the host lacks
     bytes_to_send: int = 0
     reboot_needed: bool = False
+    compressed: bool = False     # the deploy would send zstd (bytes_to_send is before it)
     old_generation: int | None = None
     new_generation: int | None = None
 
@@ -66,6 +67,7 @@ def plan(ctl, host_name, base_name=None):
         'while read -r p; do [ -d "$p" ] || echo "missing $p"; done; '
         f'if [ -f {receiver.PATH} ]; then sh {receiver.PATH} status; '
         'else echo "booted $(readlink /run/current-system 2>/dev/null)"; fi; '
+        'if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; fi; '
         'm=/var/lib/fruix/system/current/manifest; '
         '[ -f $m ] && sed "s/^/current-manifest /" $m; exit 0')
     hc = connect(ctl, host)
@@ -87,7 +89,13 @@ def plan(ctl, host_name, base_name=None):
         change.send = list(state.missing)
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing)
     change.reboot_needed = state.booted != str(m.system)
+    change.compressed = (host.var("compress", "auto") != "none"
+                         and _has_zstd(r.out))
     return change
+
+
+def _has_zstd(plan_out):
+    return any(line == "zstd yes" for line in plan_out.splitlines())
 
 
 def diff(ctl, host_name, from_gen=None, to_gen=None):
@@ -137,7 +145,8 @@ def format_change(c, title=None):
         lines.append("  no change: the closure is already current")
     lines.append(f"  items added {len(c.added)} ({sum(s for _, s in c.added)} bytes), removed "
                  f"{len(c.removed)} ({sum(s for _, s in c.removed)} bytes); to send "
-                 f"{len(c.send)} items, {c.bytes_to_send} bytes; reboot needed: "
+                 f"{len(c.send)} items, {c.bytes_to_send} bytes"
+                 + (" before zstd" if c.compressed and c.send else "") + "; reboot needed: "
                  f"{'yes' if c.reboot_needed else 'no'}")
     return "\n".join(lines)
 

@@ -47,7 +47,7 @@ def bundle_bytes(manifest, manifest_bytes, signature, missing):
 
 
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
-         events=None):
+         events=None, compress=False):
     """Send the missing items; return (generation number, items landed).
 
     One receive session holds the host's lock and verifies the manifest; each
@@ -68,8 +68,11 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     pid = ready.split()[1]
 
     def send_item(it):
-        return hc.run(receiver.command("item", pid, it.path.base),
-                      stdin=_chunks(store.archive(it.path), it.size),
+        chunks = _chunks(store.archive(it.path), it.size)
+        args = ["item", pid, it.path.base]
+        if compress:
+            chunks, args = _zstd(chunks), args + ["zstd"]
+        return hc.run(receiver.command(*args), stdin=chunks,
                       progress=lambda n: events.sent(hc.name, n))
 
     # Two items in flight: one streams while the host audits the one before.
@@ -85,6 +88,18 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         raise HostError(hc.name, result.last_error_line())
     fields = dict(line.split(" ", 1) for line in result.out.splitlines() if " " in line)
     return int(fields["generation"]), int(fields.get("landed", 0))
+
+
+def _zstd(chunks):
+    """zstd level 1, streamed: about 1 GB/s here, and several times smaller
+    for OS binaries; the host decompresses before hashing."""
+    import zstandard
+    cobj = zstandard.ZstdCompressor(level=1).compressobj()
+    for chunk in chunks:
+        out = cobj.compress(chunk)
+        if out:
+            yield out
+    yield cobj.flush()
 
 
 def _chunks(path, size):

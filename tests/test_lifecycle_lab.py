@@ -58,17 +58,25 @@ def test_plan_predicts_exactly_what_deploy_sends(runtime_project):
         before = host_snapshot(disk)
         change = lifecycle.plan(ctl, HOST, base)
         assert host_snapshot(disk) == before                 # plan changes nothing
-        r = deploy.deploy(ctl, HOST, base)
+        r = deploy.deploy(ctl, HOST, base, compress="none")   # bytes exactly as planned
         assert sorted(change.send) == sorted(r.sent)
         assert change.bytes_to_send == r.bytes_sent
         assert len(change.send) == r.items_sent
         assert change.new_closure == r.closure
         assert change.unchanged == (not r.changed)
+    # Compressed (the default where the host has zstd), the same items, fewer bytes.
+    change_runtime(stage, 50)
+    ctl = Controller(path)
+    change = lifecycle.plan(ctl, HOST, "rt-canary")
+    assert change.compressed
+    r = deploy.deploy(ctl, HOST, "rt-canary")
+    assert r.compressed and sorted(r.sent) == sorted(change.send)
+    assert 0 < r.bytes_sent < change.bytes_to_send
     # --check through the command line, as JSON, says the same as plan.
     change_runtime(stage, 99)
     proc = inv_cmd(path, "deploy", "--host", HOST, "--base", "rt-canary", "--check", "--json")
     doc = json.loads(proc.stdout)
-    assert doc["old_label"] == "15.0-STABLE" and doc["new_label"] == "15.0-STABLE-p1"
+    assert doc["old_label"] == "15.0-STABLE-p1" and doc["new_label"] == "15.0-STABLE-p1"
     assert doc["reboot_needed"] is True and len(doc["send"]) == 4 and doc["bytes_to_send"] > 0
     assert {a["path"] for a in doc["added"]} >= set(doc["send"])
     assert doc["removed"] and all(r["size"] > 0 for r in doc["removed"])

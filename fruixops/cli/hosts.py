@@ -19,9 +19,11 @@ from .common import (FORKS_HELP, INVENTORY_HELP, LIMIT_HELP, _display, _finish,
                           "and its checks pass, else come back to the previous one",
                  "key": "signing key (default: the inventory's)", "inventory": INVENTORY_HELP,
                  "json": "print a machine-readable result per host",
-                 "check": "change nothing: show what the deploy would do (as inv plan)"})
+                 "check": "change nothing: show what the deploy would do (as inv plan)",
+                 "compress": "item transfers: auto (zstd when the host has it; default), "
+                             "zstd, none"})
 def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=None,
-           inventory=None, forks=fleet.DEFAULT_FORKS, json=False, check=False):
+           inventory=None, forks=fleet.DEFAULT_FORKS, json=False, check=False, compress=None):
     """Build, push only the missing items, switch the hosts' boot generation."""
     ctl = Controller(inventory, key=key)
     hosts = _targets(ctl, host, limit, "deploy")
@@ -29,7 +31,7 @@ def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=N
         return _plan(ctl, hosts, base, forks, json)
     with _display(hosts, json) as display:
         outcomes, lines = fleet.deploy_many(ctl, hosts, base, reboot=reboot, trial=trial,
-                                            forks=forks, events=display)
+                                            forks=forks, events=display, compress=compress)
     _finish(outcomes, json, lines)
 
 

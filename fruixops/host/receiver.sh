@@ -19,9 +19,11 @@
 #                      while the items arrive (item, below); check and land
 #                      them, record generation N+1 and make it current
 #                      (--trial: the one-shot next boot instead).
-#   item PID NAME      stdin: one item's archive, for the receive PID in
-#                      progress: unpacked out of sight while its sha256 is taken
-#                      from the same bytes (streamed, never stored whole).
+#   item PID NAME [zstd]
+#                      stdin: one item's archive (zstd-compressed with "zstd"),
+#                      for the receive PID in progress: unpacked out of sight
+#                      while its sha256 is taken from the same bytes (streamed,
+#                      never stored whole).
 #   confirm N          make generation N current (after a good trial boot).
 #   rollback [N]       make generation N (default: the rollback one) current.
 #   status             print the state: current, rollback, booted, next-boot,
@@ -295,6 +297,7 @@ cmd_plan() {
     verify_manifest
     print_state
     print_generations
+    if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; else echo "zstd no"; fi
     while read -r p _; do
         [ -d "$p" ] || echo "missing $p"
     done <"$TMP/items"
@@ -402,9 +405,15 @@ cmd_rollback() {
     echo "current $n"
 }
 
+# unpack_stream CODEC: stdin as sent -> the item's archive bytes.
+unpack_stream() {
+    if [ "$1" = zstd ]; then zstd -dcq; else cat; fi
+}
+
 cmd_item() {
-    pid=${1:-} name=${2:-}
+    pid=${1:-} name=${2:-} codec=${3:-}
     case $pid in ''|*[!0-9]*) die "item needs the receive's pid" ;; esac
+    case $codec in ''|zstd) ;; *) die "unknown codec '$codec'" ;; esac
     case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
     T=$STORE/.fruixops-tmp.$pid
     holder=$(readlink "$LOCK" 2>/dev/null) || holder=
@@ -421,7 +430,7 @@ cmd_item() {
     # One pass over the bytes: hashed and unpacked together; what tar leaves
     # unread after the end of the archive is still hashed. Anything tar says
     # (a stripped leading '/', a refused '..' member or link) refuses the item.
-    tee "$got.hash" | {
+    unpack_stream "$codec" | tee "$got.hash" | {
         tar -xf - -C "$dest" --no-same-owner 2>"$got.err" ||
             { echo "tar: exit status $?" >>"$got.err"; } 2>/dev/null || :
         cat >/dev/null
