@@ -133,6 +133,59 @@ class Bench:
                                 "fruixops_s": f, "baseline_s": b, "fruixops_MBps": size / f / 1e6,
                                 "baseline_MBps": size / b / 1e6, "ratio": b / f, "goal": 0.9}
 
+    # 2. the same over an emulated link ------------------------------------------------
+    def link(self, base, host="web2", mbit=200, delay_ms=10):
+        h = self.host(host)
+        port, relay = h.var("ssh_port"), h.var("ssh_port") + 500
+        proc = subprocess.Popen([sys.executable, str(ROOT / "bench/link.py"), str(relay),
+                                 str(port), "--mbit", str(mbit), "--delay-ms", str(delay_ms)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        kh = Path(self.inv.settings.known_hosts)
+        line = next(ln for ln in kh.read_text().splitlines()
+                    if ln.startswith(f"[127.0.0.1]:{port} "))
+        kh.write_text(kh.read_text() + line.replace(f":{port} ", f":{relay} ", 1) + "\n")
+        inv = BENCH / "inventories/bench-link.yaml"
+        inv.write_text(self.inv_path.read_text().replace(
+            f"{host}: {{ssh_port: {port}", f"{host}: {{ssh_port: {relay}", 1))
+        Controller(inv).build(base, host)
+        size = sum(it.size for it in Controller(inv).closure(
+            self.host(host), self.inv.base(base)))
+        items_dir = BENCH / "items" / base
+        if not items_dir.exists():
+            ctl = Controller(inv)
+            for it in ctl.closure(self.host(host), self.inv.base(base)):
+                d = items_dir / it.path.base
+                d.mkdir(parents=True)
+                with tarfile.open(ctl.builder.store.archive(it.path)) as tar:
+                    tar.extractall(d, filter="tar")
+        ours, theirs, sent = [], [], 0
+        try:
+            for i in range(self.runs):
+                self.bare(host)
+                t0 = time.monotonic()
+                r = deploy.deploy(Controller(inv), host, base, events=Events())
+                ours.append(time.monotonic() - t0)
+                sent = r.bytes_sent
+                self.ssh(host, "rm -rf /frx/scratch")
+                t0 = time.monotonic()
+                tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(items_dir), "."],
+                                       stdout=subprocess.PIPE)
+                args = ["ssh", "-o", f"UserKnownHostsFile={kh}", "-o", "BatchMode=yes",
+                        "-i", h.var("ssh_key"), "-p", str(relay), f"root@{h.ssh_host}",
+                        "mkdir -p /frx/scratch && tar -xf - -C /frx/scratch"]
+                subprocess.run(args, stdin=tar.stdout, check=True, capture_output=True)
+                tar.wait()
+                theirs.append(time.monotonic() - t0)
+                log(f"link run {i + 1}: fruixops {ours[-1]:.2f}s, tar|ssh {theirs[-1]:.2f}s")
+        finally:
+            proc.terminate()
+            proc.wait()
+        f, b = median(ours), median(theirs)
+        self.results["link"] = {"mbit": mbit, "delay_ms": delay_ms, "bytes": size,
+                                "bytes_sent": sent, "fruixops_s": f, "baseline_s": b,
+                                "ratio": b / f, "goal": 1.5}
+
     # 3. no-op redeploy ------------------------------------------------------------
     def noop(self, base, host="web2"):
         from fruixops import connection
@@ -272,6 +325,7 @@ def main():
     b.lab.up(list(b.inv.hosts.values()))
     try:
         b.cold("cold")
+        b.link("fleet")
         b.noop("cold")
         b.incremental("cold")
         b.memory(["fleet", "mem"])
@@ -283,13 +337,16 @@ def main():
     r["meta"] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, "
                  f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                  f"{socket.gethostname()}", "runs": runs, "seconds": time.monotonic() - t_start}
-    c, n, inc, mem, fl, bd = (r[k] for k in ("cold", "noop", "incremental", "memory", "fleet",
-                                            "build"))
+    c, lk, n, inc, mem, fl, bd = (r[k] for k in ("cold", "link", "noop", "incremental",
+                                                "memory", "fleet", "build"))
     rows = [
         ("1 cold deploy", f"{c['bytes'] / 2**20:.0f} MiB, {c['files']} files: fruixops "
          f"{c['fruixops_s']:.2f}s ({c['fruixops_MBps']:.0f} MB/s), tar|ssh {c['baseline_s']:.2f}s "
          f"({c['baseline_MBps']:.0f} MB/s)", f"{c['ratio']:.2f} (goal >= 0.9)"),
-        ("2 emulated link", "not measured (see README)", "-"),
+        ("2 emulated link", f"{lk['mbit']:.0f} Mbit/s, {lk['delay_ms']:.0f} ms each way, "
+         f"{lk['bytes'] / 2**20:.0f} MiB ({lk['bytes_sent'] / 2**20:.1f} MiB sent): fruixops "
+         f"{lk['fruixops_s']:.2f}s, tar|ssh {lk['baseline_s']:.2f}s",
+         f"{lk['ratio']:.2f}x (goal >= 1.5x)"),
         ("3 no-op redeploy", f"{n['fruixops_s'] * 1000:.0f} ms, {n['connections']} connection, "
          f"{n['round_trips']} round trips, 0 item bytes; ssh true {n['ssh_true_s'] * 1000:.0f} ms",
          f"{n['ratio']:.2f} of ssh true"),
