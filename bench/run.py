@@ -325,9 +325,9 @@ def main():
     b.lab.up(list(b.inv.hosts.values()))
     try:
         b.cold("cold")
-        b.link("fleet")
         b.noop("cold")
         b.incremental("cold")
+        b.link("fleet")
         b.memory(["fleet", "mem"])
         b.fleet("fleet")
         b.build("mem")
