@@ -47,8 +47,7 @@ def wait_for_boot(host, known_hosts, timeout):
 
 def state(hc):
     """The host's state (generations, current, booted...) in one round trip."""
-    result = hc.run(f"if [ -f {receiver.PATH} ]; then exec sh {receiver.PATH} status; "
-                    "else echo \"booted $(readlink /run/current-system 2>/dev/null)\"; fi")
+    result = hc.run(receiver.status_command())
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
     return hoststate.parse(result.out)

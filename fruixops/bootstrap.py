@@ -6,10 +6,7 @@ Trust is explicit: a host trusts the keys installed here from the inventory's
 A deploy never makes a host trust a key because that key signed a manifest.
 """
 
-import io
-import tarfile
-
-from . import receiver
+from . import bundle, receiver
 from .errors import HostError
 
 
@@ -30,13 +27,7 @@ def bootstrap(hc, trusted_keys):
 
 def key_bundle(trusted_keys):
     """A tar of NAME.pem files."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, pem in trusted_keys:
-            info = tarfile.TarInfo(f"{name}.pem")
-            info.size, info.mode, info.mtime = len(pem), 0o444, 1
-            tar.addfile(info, io.BytesIO(pem))
-    return buf.getvalue()
+    return bundle.small_tar({f"{name}.pem": pem for name, pem in trusted_keys})
 
 
 def trust_add(hc, name, pem):
@@ -50,5 +41,6 @@ def trust_remove(hc, name):
 
 
 def install_receiver_if_missing(hc):
-    if hc.run(receiver.if_current("status")).out.startswith(receiver.OUTDATED):
+    """Install the receiver when it is missing or outdated (one short probe)."""
+    if hc.run(receiver.probe()).out.strip() != "current":
         install_receiver(hc)

@@ -65,8 +65,7 @@ def plan(ctl, host_name, base_name=None):
     paths = "".join(f"{it.path}\n" for it in m.items).encode()
     script = (
         'while read -r p; do [ -d "$p" ] || echo "missing $p"; done; '
-        f'if [ -f {receiver.PATH} ]; then sh {receiver.PATH} status; '
-        'else echo "booted $(readlink /run/current-system 2>/dev/null)"; fi; '
+        f'{receiver.status_command()}; '
         'if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; fi; '
         'm=/var/lib/fruix/system/current/manifest; '
         '[ -f $m ] && sed "s/^/current-manifest /" $m; exit 0')

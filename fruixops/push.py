@@ -19,9 +19,7 @@ from .events import Events
 def plan(hc, manifest_bytes, signature, trusted_keys):
     """Ask the host what it lacks (installing the receiver first when it is
     missing or outdated). Returns a HostState with .missing filled in."""
-    sig_bundle = bundle.stream([bundle.member("manifest", manifest_bytes),
-                                bundle.member("manifest.sig", signature)])
-    payload = b"".join(sig_bundle)
+    payload = bundle.small_tar({"manifest": manifest_bytes, "manifest.sig": signature})
     result = hc.run(receiver.if_current("plan"), stdin=payload)
     if result.out.startswith(receiver.OUTDATED):
         bootstrap(hc, trusted_keys)
@@ -36,6 +34,7 @@ def _opening(manifest_bytes, signature):
 
 
 COMMIT = b"commit\n"
+CHUNK = 1 << 20
 ITEMS_IN_FLIGHT = 2
 
 
@@ -105,7 +104,7 @@ def _zstd(chunks):
 def _chunks(path, size):
     sent = 0
     with open(path, "rb") as f:
-        while chunk := f.read(bundle.CHUNK):
+        while chunk := f.read(CHUNK):
             sent += len(chunk)
             yield chunk
     if sent != size:

@@ -28,6 +28,13 @@ def if_current(command):
             f"{version()} ]; then exec sh {PATH} {command}; else echo {OUTDATED}; fi")
 
 
+def status_command():
+    """The host's state: the receiver's `status`, or, on a host that has no
+    receiver yet, just what it booted."""
+    return (f"if [ -f {PATH} ]; then sh {PATH} status; "
+            "else echo \"booted $(readlink /run/current-system 2>/dev/null)\"; fi")
+
+
 def command(*args):
     return " ".join(["sh", PATH] + [shlex.quote(str(a)) for a in args])
 

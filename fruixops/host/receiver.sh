@@ -58,7 +58,15 @@ HOLDING=
 
 die() { echo "refused: $*" >&2; exit 2; }
 
+# A full store file system fails whichever step writes next (tar, sort, cut,
+# mkdir...), each in its own words: any failure is explained here, once.
+store_full() { df -Pk "$STORE" 2>/dev/null | awk 'NR == 2 { exit !($4 < 1024) }'; }
+
 cleanup() {
+    status=$?
+    if [ "$status" -ne 0 ] && [ "$status" -ne 3 ] && store_full; then
+        echo "refused: disk full on $STORE" >&2
+    fi
     if [ -n "$TMP" ]; then chmod -R u+w "$TMP" 2>/dev/null || :; rm -rf "$TMP"; fi
     if [ -n "$HOLDING" ]; then rm -f "$LOCK"; fi
 }
@@ -185,7 +193,6 @@ verify_manifest() {
 
 # --- items ---------------------------------------------------------------------
 
-sha256_of() { openssl dgst -sha256 -r "$1" | cut -c1-64; }
 
 # land_item PATH SHA: check what `item` unpacked and audited for PATH
 # against the manifest and move it into the store.

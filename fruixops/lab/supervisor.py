@@ -12,8 +12,6 @@ import time
 
 from . import BOOT
 
-HALTED = 3      # boot.sh: the kernel was refused; the host stays down
-
 
 def main(hostdir, tar_kind, frx_mb=""):
     events = []
@@ -39,7 +37,7 @@ def main(hostdir, tar_kind, frx_mb=""):
             log("the host's directory is gone; switching off")
             return
         if proc.returncode != 0:
-            # HALTED: the kernel was refused; anything else: the boot itself
+            # 3: the kernel was refused (boot.sh); anything else: the boot itself
             # failed. Either way the host stays down until power-cycled, as a
             # machine would (and no boot loop burns the CPU).
             log(f"halted (init exited {proc.returncode}); waiting for a power cycle")
