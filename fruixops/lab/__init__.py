@@ -140,6 +140,9 @@ class Lab:
             if pid:
                 os.kill(pid, signal.SIGTERM)
                 _wait_gone(pid, 10)
+                # The host's processes die after its PID 1 (the kernel kills
+                # them asynchronously): off means its sshd has let go of the port.
+                _wait_port_free(host, 10)
             self._pidfile(host.name).unlink(missing_ok=True)
 
     def reset(self, hosts):
@@ -177,17 +180,29 @@ class Lab:
         os.kill(pid, signal.SIGUSR1)
 
 
-def _check_port_free(host):
-    """A lab host's port must be free before it boots: otherwise whatever
-    listens there would answer in its place."""
+def _port_free(host):
     addr = (host.var("ssh_host", "127.0.0.1"), host.var("ssh_port", 22))
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(addr)
+            return True
         except OSError:
-            raise UserError(f"lab host {host.name}: port {addr[1]} is already in use by "
-                            "another process (another lab? `inv lab.down`)") from None
+            return False
+
+
+def _check_port_free(host):
+    """A lab host's port must be free before it boots: otherwise whatever
+    listens there would answer in its place."""
+    if not _port_free(host):
+        raise UserError(f"lab host {host.name}: port {host.var('ssh_port', 22)} is already "
+                        "in use by another process (another lab? `inv lab.down`)")
+
+
+def _wait_port_free(host, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _port_free(host):
+        time.sleep(0.02)
 
 
 def _alive(pid):
