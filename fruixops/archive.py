@@ -73,6 +73,8 @@ def write_tree(out, root, select=None, extra=()):
         for i in range(1, len(parts)):
             generated.setdefault("/".join(parts[:i]), ("dir", None))
     paths = sorted(set(entries(root, select) if root else []) | set(generated))
+    for rel in paths:
+        _check_name(rel)
     seen_inodes = {}
     with tarfile.open(fileobj=hw, mode="w|", format=tarfile.PAX_FORMAT,
                       bufsize=CHUNK) as tar:
@@ -95,12 +97,51 @@ def write_tree(out, root, select=None, extra=()):
                     or stat.S_ISLNK(st.st_mode)):
                 raise ValueError(f"{rel}: only files, directories and symlinks go in a store item")
             info = _norm(tar.gettarinfo(full, arcname=name), st.st_mode)
+            if info.issym():
+                _check_name(info.linkname, "symlink target")
             if info.isreg():
                 with open(full, "rb") as f:
                     tar.addfile(info, f)
             else:
                 tar.addfile(info)
     return hw.sha.hexdigest(), hw.size
+
+
+def _check_name(rel, what="name"):
+    # A listing has one entry per line, and openssl escapes a name with a
+    # newline or backslash: such a name could not be checked on the host.
+    if "\n" in rel or "\\" in rel:
+        raise ValueError(f"{rel!r}: a {what} with a newline or backslash cannot go in a store item")
+
+
+def listing(fileobj):
+    """The listing of the item in the canonical archive *fileobj*: every
+    entry of the unpacked tree, byte-sorted, one per line: "f SHA256 ./path",
+    "l TARGET ./path", "d - ./path". Byte for byte what the host's receiver
+    computes over the unpacked item (`listing` in receiver.sh), which `inv
+    verify` compares the store against."""
+    lines, file_sha = [b"d - ."], {}
+    with tarfile.open(fileobj=fileobj, mode="r|") as tar:
+        for m in tar:
+            name = m.name.rstrip("/")
+            name = name if name.startswith("./") else f"./{name}"
+            if m.isreg():
+                sha, f = hashlib.sha256(), tar.extractfile(m)
+                while chunk := f.read(CHUNK):
+                    sha.update(chunk)
+                file_sha[name] = sha.hexdigest()
+                line = f"f {file_sha[name]} {name}"
+            elif m.islnk():
+                target = m.linkname if m.linkname.startswith("./") else f"./{m.linkname}"
+                line = f"f {file_sha[target]} {name}"
+            elif m.issym():
+                line = f"l {m.linkname} {name}"
+            elif m.isdir():
+                line = f"d - {name}"
+            else:
+                raise ValueError(f"{name}: not a file, directory or symlink")
+            lines.append(line.encode("utf-8", "surrogateescape"))
+    return b"".join(line + b"\n" for line in sorted(lines))
 
 
 def _add_generated(tar, name, kind, payload):

@@ -86,7 +86,7 @@ def plan(ctl, host_name, base_name=None):
     change.removed = [(p, s) for p, s in old_items.items() if p not in new_items]
     if not (change.old_closure == change.new_closure and not state.missing):
         change.send = list(state.missing)
-        change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing)
+        change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store)
     change.reboot_needed = state.booted != str(m.system)
     change.compressed = (host.var("compress", "auto") != "none"
                          and _has_zstd(r.out))

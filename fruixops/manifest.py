@@ -3,7 +3,7 @@ items with these content hashes".
 
 Line-oriented so that POSIX sh and awk read it on a host::
 
-    fruixops-manifest 1
+    fruixops-manifest 2
     host web1
     serial 1764175000123
     issued 1764175000
@@ -12,9 +12,12 @@ Line-oriented so that POSIX sh and awk read it on a host::
     base stable-canary
     version-label 15.0-STABLE-p1
     signer lab
-    item /frx/store/<hash>-<name> <sha256> <size> <ref,ref,...|->
+    item /frx/store/<hash>-<name> <sha256> <size> <ref,ref,...|-> <listing sha256>
     ...
     end
+
+An item's sha256 is its canonical archive's; the listing sha256 is that of
+its file listing (``archive.listing``), which the host keeps for ``verify``.
 
 The signature is Ed25519 over the exact bytes, raw 64 bytes, and verifies with
 ``openssl pkeyutl -verify -pubin -inkey KEY.pub -rawin -in manifest -sigfile sig``.
@@ -26,7 +29,10 @@ from dataclasses import dataclass
 
 from .store import Item, StorePath
 
-FORMAT = "fruixops-manifest 1"
+FORMAT = "fruixops-manifest 2"
+# Format 1 (no listing hashes) is still read: hosts keep the manifests of
+# generations deployed before format 2, and `plan` compares against them.
+_FORMATS = {"fruixops-manifest 1": 1, FORMAT: 2}
 DEFAULT_LIFETIME = 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -56,13 +62,16 @@ class Manifest:
                  f"version-label {self.version_label}", f"signer {self.signer}"]
         for it in self.items:
             refs = ",".join(str(r) for r in it.references) or "-"
-            lines.append(f"item {it.path} {it.sha256} {it.size} {refs}")
+            lines.append(f"item {it.path} {it.sha256} {it.size} {refs} {it.listing}")
         lines.append("end")
         return ("\n".join(lines) + "\n").encode()
 
 
 def new(host, closure, base, signer, serial=None, lifetime=DEFAULT_LIFETIME, now=None):
-    """A manifest for *host* to boot *closure* (a list of Items, top last)."""
+    """A manifest for *host* to boot *closure* (a list of Items with their
+    listing hashes, top last)."""
+    if any(it.listing is None for it in closure):
+        raise ValueError("every item of a manifest needs its listing hash")
     now = int(now if now is not None else time.time())
     serial = serial if serial is not None else time.time_ns() // 1_000_000
     return Manifest(host=host, serial=serial, issued=now, expires=now + lifetime,
@@ -83,8 +92,9 @@ def parse(data):
     if not text.endswith("\n"):
         raise ManifestError("manifest does not end with a newline")
     lines = text[:-1].split("\n")
-    if not lines or lines[0] != FORMAT:
+    if not lines or lines[0] not in _FORMATS:
         raise ManifestError(f"first line is not {FORMAT!r}")
+    version = _FORMATS[lines[0]]
     if lines[-1] != "end":
         raise ManifestError("last line is not 'end'")
     fields, items = {}, []
@@ -92,7 +102,7 @@ def parse(data):
     for n, line in enumerate(lines[1:-1], start=2):
         parts = line.split(" ")
         if parts[0] == "item":
-            items.append(_item(parts, n))
+            items.append(_item(parts, n, version))
             continue
         if len(parts) != 2 or parts[0] not in order:
             raise ManifestError(f"line {n}: unexpected {line[:60]!r}")
@@ -130,14 +140,17 @@ def parse(data):
                     signer=fields["signer"], items=tuple(items))
 
 
-def _item(parts, n):
-    if len(parts) != 5:
-        raise ManifestError(f"line {n}: item needs path, sha256, size, references")
-    _, path, sha, size, refs = parts
-    if not _HEX.match(sha) or not _NUM.match(size):
-        raise ManifestError(f"line {n}: bad sha256 or size")
+def _item(parts, n, version):
+    if version == 1 and len(parts) == 5:
+        parts = parts + [None]
+    if len(parts) != 6:
+        raise ManifestError(f"line {n}: item needs path, sha256, size, references, listing")
+    _, path, sha, size, refs, listing = parts
+    if not _HEX.match(sha) or not _NUM.match(size) or not (listing is None
+                                                            or _HEX.match(listing)):
+        raise ManifestError(f"line {n}: bad sha256, size or listing")
     try:
         references = () if refs == "-" else tuple(StorePath(r) for r in refs.split(","))
-        return Item(StorePath(path), sha, int(size), references)
+        return Item(StorePath(path), sha, int(size), references, listing)
     except ValueError as exc:
         raise ManifestError(f"line {n}: {exc}") from None

@@ -36,13 +36,30 @@ def _opening(manifest_bytes, signature):
 COMMIT = b"commit\n"
 CHUNK = 1 << 20
 ITEMS_IN_FLIGHT = 2
+# An item this big gets its file listing sent along (signed through the
+# manifest's listing hash) instead of the host hashing every file of it a
+# second time to make one; a smaller one is listed on the host, where that
+# costs less than sending it (and is checked against the same hash).
+SEND_LISTING_FROM = 1 << 20
 
 
-def bundle_bytes(manifest, manifest_bytes, signature, missing):
-    """The exact number of bytes push() will send for these missing items."""
+def _listed(items):
+    return [it for it in items if it.size >= SEND_LISTING_FROM]
+
+
+def _listings(items, store):
+    for it in items:
+        yield b"=" + it.path.base.encode() + b"\n" + store.listing(it.path)
+
+
+def bundle_bytes(manifest, manifest_bytes, signature, missing, store):
+    """The exact number of bytes push() will send for these missing items
+    (before compression)."""
     by_path = {str(it.path): it for it in manifest.items}
+    items = [by_path[p] for p in missing]
     return (len(_opening(manifest_bytes, signature)) + len(COMMIT)
-            + sum(by_path[p].size for p in missing))
+            + sum(it.size for it in items)
+            + sum(len(chunk) for chunk in _listings(_listed(items), store)))
 
 
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
@@ -66,17 +83,21 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         raise HostError(hc.name, result.last_error_line())
     pid = ready.split()[1]
 
-    def send_item(it):
-        chunks = _chunks(store.archive(it.path), it.size)
-        args = ["item", pid, it.path.base]
+    def send(args, chunks, progress=None):
         if compress:
             chunks, args = _zstd(chunks), args + ["zstd"]
-        return hc.run(receiver.command(*args), stdin=chunks,
-                      progress=lambda n: events.sent(hc.name, n))
+        return hc.run(receiver.command(*args), stdin=chunks, progress=progress)
 
-    # Two items in flight: one streams while the host audits the one before.
+    def send_item(it):
+        return send(["item", pid, it.path.base], _chunks(store.archive(it.path), it.size),
+                    progress=lambda n: events.sent(hc.name, n))
+
+    # Two items in flight: one streams while the host audits the one before;
+    # the listings of big items go first, on a channel of their own.
     with ThreadPoolExecutor(max_workers=ITEMS_IN_FLIGHT) as pool:
-        results = list(pool.map(send_item, items))
+        listed = _listed(items)
+        first = [pool.submit(send, ["listings", pid], _listings(listed, store))] if listed else []
+        results = [f.result() for f in first] + list(pool.map(send_item, items))
     failed = [r for r in results if r.status != 0]
     if failed:
         session.finish()          # no commit: the receiver gives up and cleans up

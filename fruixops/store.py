@@ -3,16 +3,20 @@
 A store path is ``/frx/store/<64 lowercase hex>-<name>``; the hash is
 input-addressed (see ``build.py``). The local store (default ``.frx/`` in the
 project) holds each item as its canonical archive ``<hash>-<name>.tar`` beside
-a record ``<hash>-<name>.json`` with the archive's sha256, size and references.
-The record is written last, by rename: an item without one is not in the store.
+a record ``<hash>-<name>.json`` with the archive's sha256, size and references,
+and its file listing ``<hash>-<name>.sums`` (see ``archive.listing``). The
+record is written last, by rename: an item without one is not in the store.
 Items are read-only once in.
 """
 
+import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from . import archive
 
 STORE_DIR = "/frx/store"
 _PATH_RE = re.compile(r"^/frx/store/([0-9a-f]{64})-([A-Za-z0-9][A-Za-z0-9._+-]*)$")
@@ -50,11 +54,13 @@ class StorePath:
 @dataclass(frozen=True)
 class Item:
     """A built item: its path, the sha256 and size of its canonical archive, and
-    the store paths it refers to."""
+    the store paths it refers to; in a manifest, also the sha256 of its file
+    listing."""
     path: StorePath
     sha256: str
     size: int
     references: tuple
+    listing: str = None
 
     def to_json(self):
         return {"path": str(self.path), "sha256": self.sha256, "size": self.size,
@@ -78,6 +84,28 @@ class LocalStore:
     def _record(self, path):
         return self.items_dir / f"{path.base}.json"
 
+    def _sums(self, path):
+        return self.items_dir / f"{path.base}.sums"
+
+    def listing(self, path):
+        """The item's file listing (bytes), made from its archive once and kept."""
+        sums = self._sums(path)
+        try:
+            return sums.read_bytes()
+        except FileNotFoundError:
+            pass
+        with open(self.archive(path), "rb") as f:
+            data = archive.listing(f)
+        tmp = sums.with_name(f".{sums.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, sums)
+        return data
+
+    def with_listing(self, item):
+        """*item* with the sha256 of its listing filled in (for a manifest)."""
+        return replace(item, listing=hashlib.sha256(self.listing(item.path)).hexdigest())
+
     def get(self, path):
         """The Item at *path*, or None when it is not (completely) in the store."""
         try:
@@ -91,6 +119,7 @@ class LocalStore:
         target = self.archive(item.path)
         os.chmod(archive_tmp, 0o444)
         os.replace(archive_tmp, target)
+        self.listing(item.path)
         record = self._record(item.path)
         tmp = record.with_name(f".{record.name}.{os.getpid()}")
         tmp.write_text(json.dumps(item.to_json(), indent=1, sort_keys=True) + "\n")
@@ -107,7 +136,7 @@ class LocalStore:
         """Remove an item: its record first (then it is no longer in the store),
         then its archive. Returns the bytes freed."""
         freed = 0
-        for f in (self._record(path), self.archive(path)):
+        for f in (self._record(path), self.archive(path), self._sums(path)):
             try:
                 freed += f.stat().st_size
                 f.unlink()

@@ -7,7 +7,7 @@ import os
 import tarfile
 import time
 
-from fruixops import manifest, push
+from fruixops import archive, manifest, push
 from fruixops.connection import HostConnection
 from fruixops.controller import deployer_identity
 from fruixops.store import Item, LocalStore, StorePath
@@ -39,10 +39,20 @@ def tar_of(members):
     return buf.getvalue()
 
 
-def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_manifest=None):
+def _listing(data):
+    try:
+        return archive.listing(io.BytesIO(data))
+    except (ValueError, KeyError):
+        return b""              # an archive no listing describes (refused anyway)
+
+
+def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_manifest=None,
+          tamper_listing=None):
     """Send a signed manifest naming *archives* ({name: tar bytes}) to a host.
     *tamper* changes an archive's bytes after the manifest is made (in
-    transit); *edit_manifest* changes manifest bytes after signing."""
+    transit); *edit_manifest* changes manifest bytes after signing;
+    *tamper_listing* changes the listing the manifest signs (a listing that is
+    sent, see push.SEND_LISTING_FROM, is the true one)."""
     store = LocalStore(tmp_path / f"hostile-store-{time.time_ns()}")
     store.items_dir.mkdir(parents=True)
     items = []
@@ -50,7 +60,9 @@ def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_m
         path = StorePath.make(hashlib.sha256(name.encode() + os.urandom(8)).hexdigest(), name)
         sent = tamper(data) if tamper else data
         store.archive(path).write_bytes(sent)
-        items.append(Item(path, hashlib.sha256(data).hexdigest(), len(data), ()))
+        listing = tamper_listing(_listing(data)) if tamper_listing else _listing(data)
+        items.append(Item(path, hashlib.sha256(data).hexdigest(), len(data), (),
+                          hashlib.sha256(listing).hexdigest()))
     now = int(time.time())
     m = manifest.Manifest(host=host_name, serial=time.time_ns() // 1000, issued=now,
                           expires=now + 600, system=items[-1].path, base="hostile",

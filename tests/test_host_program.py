@@ -24,3 +24,57 @@ def test_receiver_lists_every_command_it_accepts():
     assert len(commands) >= 8
     for c in commands:
         assert f"#   {c}" in header, f"{c} is not listed at the top of receiver.sh"
+
+
+def _receiver_function(name):
+    text = (PKG / "host/receiver.sh").read_text()
+    start = text.index(f"\n{name}() {{") + 1
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.parametrize("tar", ["tar", "bsdtar"])
+def test_controller_listing_is_what_the_host_lists(tmp_path, tar):
+    """The listing the controller signs (through the manifest) is byte for
+    byte the one the receiver's own `listing` makes of the unpacked item, with
+    GNU tar and bsdtar: otherwise `inv verify` would report drift that is
+    not there, and small items (listed on the host) would be refused."""
+    import io
+    import os
+    import shutil
+
+    from fruixops import archive
+    if not shutil.which(tar):
+        pytest.fail(f"{tar} is not installed (make sysdeps)")
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin/sh").write_bytes(b"#!/bin/sh\n" * 1000)
+    (tree / "bin/sh").chmod(0o755)
+    os.link(tree / "bin/sh", tree / "bin/[")                   # hard link
+    (tree / "sp ace-é ü").write_text("x")                      # space, UTF-8
+    (tree / "-dash").write_text("")                            # empty, leading dash
+    (tree / "empty dir").mkdir()
+    (tree / "lib").mkdir()
+    os.symlink("../bin/sh", tree / "lib/link to sh")
+    os.symlink("nowhere", tree / "dangling")
+    (tree / "a" / "b" / "c").mkdir(parents=True)
+    (tree / "a/b/c/deep").write_bytes(os.urandom(70000))
+    buf = io.BytesIO()
+    archive.write_tree(buf, tree)
+    ours = archive.listing(io.BytesIO(buf.getvalue()))
+    dest = tmp_path / "unpacked"
+    dest.mkdir()
+    subprocess.run([tar, "-xf", "-", "-C", str(dest)], input=buf.getvalue(), check=True)
+    theirs = subprocess.run(["sh", "-c", _receiver_function("listing") + 'listing "$1"', "sh",
+                             str(dest)], capture_output=True, check=True).stdout
+    assert ours == theirs
+    assert ours.count(b"\nf ") == 5 and b"l ../bin/sh ./lib/link to sh\n" in ours
+
+
+@pytest.mark.parametrize("name", ["new\nline", "back\\slash"])
+def test_names_a_listing_cannot_hold_are_refused_at_build(tmp_path, name):
+    import io
+
+    from fruixops import archive
+    (tmp_path / name).write_text("x")
+    with pytest.raises(ValueError, match="newline or backslash"):
+        archive.write_tree(io.BytesIO(), tmp_path)

@@ -51,9 +51,13 @@ def target(request, lab, project):
     return ctl, host.name, lab.disk(host.name)
 
 
-def test_a_well_formed_item_is_accepted(target, tmp_path):
+@pytest.mark.parametrize("sent", [False, True], ids=["listed-on-host", "listing-sent"])
+def test_a_well_formed_item_is_accepted(target, tmp_path, monkeypatch, sent):
     """The control case: the crafting helper itself produces acceptable items."""
+    from fruixops import push
     ctl, host, disk = target
+    if sent:
+        monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
     gen, landed = offer(ctl, host, {"fruix-system-ok": tar_of(GOOD)}, tmp_path)
     assert landed == 1
     deploy.rollback(ctl, host)      # back to the installed generation
@@ -81,6 +85,36 @@ def test_flipped_byte_in_transit_is_refused(target, tmp_path):
         return bytes(b)
     with pytest.raises(HostError, match="content hash does not match"):
         offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path, tamper=flip)
+    assert host_snapshot(disk) == before
+
+
+@pytest.mark.parametrize("sent", [False, True], ids=["listed-on-host", "listing-sent"])
+def test_listing_that_does_not_match_the_manifest_is_refused(target, tmp_path, monkeypatch,
+                                                             sent):
+    """The listing `verify` will hold the store to is the one the manifest
+    signs: made on the host (small items) or sent (big ones), it must hash to
+    the manifest's listing sha256."""
+    from fruixops import push
+    ctl, host, disk = target
+    if sent:
+        monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
+    before = host_snapshot(disk)
+    with pytest.raises(HostError, match="its file listing does not match the manifest"):
+        offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path,
+              tamper_listing=lambda listing: listing.replace(b"./bin/tool", b"./bin/toot"))
+    assert host_snapshot(disk) == before
+
+
+def test_listing_for_an_item_not_in_the_manifest_is_refused(target, tmp_path, monkeypatch):
+    from fruixops import push
+    ctl, host, disk = target
+    real = push._listings
+    monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
+    monkeypatch.setattr(push, "_listings", lambda items, store: [
+        *real(items, store), b"=" + b"e" * 64 + b"-other\nd - .\n"])
+    before = host_snapshot(disk)
+    with pytest.raises(HostError, match="unexpected listing for"):
+        offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path)
     assert host_snapshot(disk) == before
 
 

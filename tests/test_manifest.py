@@ -1,6 +1,7 @@
 """Signed manifests: the OpenSSL CLI verifies them, and any changed byte
 breaks the signature; the parser is strict."""
 
+import hashlib
 import subprocess
 
 import pytest
@@ -27,7 +28,7 @@ def test_manifest_verifies_with_openssl_and_breaks_on_any_change(project, tmp_pa
     assert len(sig.read_bytes()) == 64
     assert openssl_verify(pub, m, sig) == 0
     text = m.read_bytes()
-    assert text.startswith(b"fruixops-manifest 1\nhost web1\n")
+    assert text.startswith(b"fruixops-manifest 2\nhost web1\n")
     assert b"version-label 15.0-STABLE-p1\n" in text
     for i in (0, len(text) // 3, len(text) // 2, len(text) - 2):
         changed = bytearray(text)
@@ -46,8 +47,10 @@ def test_manifest_binds_everything(project):
     assert parsed.expires > parsed.issued and parsed.serial > 0
     assert parsed.system.name == "fruix-system-web2"
     assert len(parsed.items) == 4
+    store = ctl.builder.store
     for it in parsed.items:
-        assert it == ctl.builder.store.get(it.path)
+        assert it == store.with_listing(store.get(it.path))
+        assert it.listing == hashlib.sha256(store.listing(it.path)).hexdigest()
 
 
 def test_private_key_is_never_printed(project, tmp_path):
@@ -75,16 +78,31 @@ def test_passphrase_protected_key(tmp_path, monkeypatch):
 
 
 def test_parser_rejects_malformed():
-    good = (b"fruixops-manifest 1\nhost h\nserial 1\nissued 1\nexpires 2\n"
+    good = (b"fruixops-manifest 2\nhost h\nserial 1\nissued 1\nexpires 2\n"
             b"system /frx/store/" + b"a" * 64 + b"-s\nbase b\nversion-label l\nsigner k\n"
-            b"item /frx/store/" + b"a" * 64 + b"-s " + b"b" * 64 + b" 10 -\nend\n")
-    assert manifest.parse(good).host == "h"
+            b"item /frx/store/" + b"a" * 64 + b"-s " + b"b" * 64 + b" 10 - " + b"c" * 64
+            + b"\nend\n")
+    assert manifest.parse(good).items[0].listing == "c" * 64
     for bad in (good.replace(b"host h\n", b""), good.replace(b"end\n", b""),
                 good.replace(b"serial 1", b"serial x"), good + b"extra\n",
                 good.replace(b" 10 -", b" 10 /frx/store/" + b"c" * 64 + b"-other"),
-                good.replace(b"host h", b"host h\nhost i")):
+                good.replace(b"host h", b"host h\nhost i"),
+                good.replace(b" " + b"c" * 64, b""),               # no listing hash
+                good.replace(b"c" * 64, b"c" * 63),
+                good.replace(b"fruixops-manifest 2", b"fruixops-manifest 3")):
         with pytest.raises(manifest.ManifestError):
             manifest.parse(bad)
+
+
+def test_format_1_manifests_are_still_read():
+    # What hosts deployed before listing hashes keep for their generations.
+    old = (b"fruixops-manifest 1\nhost h\nserial 1\nissued 1\nexpires 2\n"
+           b"system /frx/store/" + b"a" * 64 + b"-s\nbase b\nversion-label l\nsigner k\n"
+           b"item /frx/store/" + b"a" * 64 + b"-s " + b"b" * 64 + b" 10 -\nend\n")
+    m = manifest.parse(old)
+    assert m.items[0].size == 10 and m.items[0].listing is None
+    with pytest.raises(manifest.ManifestError):
+        manifest.parse(old.replace(b" 10 -", b" 10 - " + b"c" * 64).replace(b"st 1\n", b"st 3\n"))
 
 
 @settings(max_examples=300, deadline=None)

@@ -24,6 +24,12 @@
 #                      for the receive PID in progress: unpacked out of sight
 #                      while its sha256 is taken from the same bytes (streamed,
 #                      never stored whole).
+#   listings PID [zstd]
+#                      stdin: file listings of items being received, each after
+#                      a line "=NAME" (for big items: listing them here would
+#                      hash every file a second time). Each must hash to the
+#                      manifest's listing sha256; an item sent without one is
+#                      listed here, and that must hash to it too.
 #   confirm N          make generation N current (after a good trial boot).
 #   rollback [N]       make generation N (default: the rollback one) current.
 #   status             print the state: current, rollback, booted, next-boot,
@@ -143,7 +149,7 @@ read_bundle() {
 field() { awk -v k="$1" '$1 == k && NF == 2 { print $2; exit }' "$2"; }
 
 # Verify $TMP/bundle/manifest; on success set SIGNER, M_* and write
-# $TMP/items (path sha256 size refs per line).
+# $TMP/items (path sha256 size refs listing-sha256 per line).
 verify_manifest() {
     m=$TMP/bundle/manifest
     SIGNER=
@@ -158,16 +164,17 @@ verify_manifest() {
     [ -n "$SIGNER" ] || die "manifest signature does not verify against any trusted key"
     # Structure: same rules as the controller's parser, checked again here.
     awk '
-        NR == 1 { if ($0 != "fruixops-manifest 1") bad = "unknown manifest format"; next }
+        NR == 1 { if ($0 != "fruixops-manifest 2") bad = "unknown manifest format"; next }
         $0 == "end" { ended = 1; next }
         ended { bad = "text after end" }
         $1 == "item" {
-            if (NF != 5) { bad = "bad item line"; next }
+            if (NF != 6) { bad = "bad item line"; next }
             if ($2 !~ /^\/frx\/store\/[0-9a-f]+-[A-Za-z0-9][A-Za-z0-9._+-]*$/ ||
                 length($2) < 11 + 64 + 2 || substr($2, 11 + 64 + 1, 1) != "-" ||
                 substr($2, 12, 64) !~ /^[0-9a-f]+$/) bad = "bad store path " $2
             if ($3 !~ /^[0-9a-f]+$/ || length($3) != 64) bad = "bad sha256"
             if ($4 !~ /^[0-9]+$/) bad = "bad size"
+            if ($6 !~ /^[0-9a-f]+$/ || length($6) != 64) bad = "bad listing sha256"
             if (seen[$2]++) bad = "item listed twice"
             next
         }
@@ -187,15 +194,15 @@ verify_manifest() {
     last=$(cat "$STATE/last-serial" 2>/dev/null) || last=0
     [ "$M_SERIAL" -gt "$last" ] ||
         die "manifest serial $M_SERIAL is not above the last accepted ($last): replay refused"
-    awk '$1 == "item" { print $2, $3, $4, $5 }' "$m" >"$TMP/items"
+    awk '$1 == "item" { print $2, $3, $4, $5, $6 }' "$m" >"$TMP/items"
     grep -q "^$M_SYSTEM " "$TMP/items" || die "the system item is not in the manifest"
 }
 
 # --- items ---------------------------------------------------------------------
 
 
-# land_item PATH SHA: check what `item` unpacked and audited for PATH
-# against the manifest and move it into the store.
+# land_item PATH SHA LISTING: check what `item` unpacked and audited for PATH
+# against the manifest, and its listing, and move it into the store.
 land_item() {
     name=$(basename "$1")
     got=$TMP/got/$name
@@ -203,11 +210,18 @@ land_item() {
     [ "$(cat "$got.sha")" = "$2" ] || die "item $name: content hash does not match the manifest"
     [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
     if [ -e "$1" ]; then return 0; fi
+    dest=$TMP/unpack/$name
+    sums=$TMP/listings/$name.sums
+    if [ ! -f "$sums" ]; then
+        sums=$got.sums
+        listing "$dest" >"$sums"
+    fi
+    [ "$(openssl dgst -sha256 -r <"$sums" | cut -c1-64)" = "$3" ] ||
+        die "item $name: its file listing does not match the manifest"
     # The listing first: an item in the store always has one.
     mkdir -p "$SUMS"
-    mv -f "$got.sums" "$SUMS/.$name.sums.new"
+    mv -f "$sums" "$SUMS/.$name.sums.new"
     mv -f "$SUMS/.$name.sums.new" "$SUMS/$name.sums"
-    dest=$TMP/unpack/$name
     chmod u+w "$dest"          # the item root is renamed, then sealed
     mv "$dest" "$1"
     chmod a-w "$1"
@@ -355,8 +369,8 @@ cmd_receive() {
     IFS= read -r line || line=
     [ "$line" = commit ] || die "the controller gave up before committing"
     LANDED=0
-    while read -r p sha _; do
-        [ -d "$p" ] || land_item "$p" "$sha"
+    while read -r p sha _ _ lsha; do
+        [ -d "$p" ] || land_item "$p" "$sha" "$lsha"
     done <"$TMP/items"
     # Every item is in: from here this manifest can never be accepted again.
     printf '%s\n' "$M_SERIAL" >"$STATE/.last-serial.new"
@@ -417,15 +431,42 @@ unpack_stream() {
     if [ "$1" = zstd ]; then zstd -dcq; else cat; fi
 }
 
+# receiving PID CODEC: check that receive PID holds the lock and waits for
+# items; set T to its temporary directory.
+receiving() {
+    case $1 in ''|*[!0-9]*) die "needs the receive's pid" ;; esac
+    case $2 in ''|zstd) ;; *) die "unknown codec '$2'" ;; esac
+    T=$STORE/.fruixops-tmp.$1
+    holder=$(readlink "$LOCK" 2>/dev/null) || holder=
+    case $holder in "pid=$1,"*) ;; *) die "no receive $1 holds the lock" ;; esac
+    [ -d "$T/got" ] || die "receive $1 is not ready for items"
+}
+
+cmd_listings() {
+    receiving "${1:-}" "${2:-}"
+    mkdir "$T/listings.part" || die "listings sent twice"
+    # Only names of items in the manifest; each listing ends at the next name.
+    unpack_stream "${2:-}" | LC_ALL=C awk -v dir="$T/listings.part" '
+        NR == FNR { k = $1; sub(/.*\//, "", k); item[k] = 1; next }
+        /^=/ {
+            if (f != "") close(f)
+            n = substr($0, 2)
+            if (!(n in item) || (n in seen)) { bad = "unexpected listing for '\''" n "'\''"; exit }
+            seen[n] = 1
+            f = dir "/" n ".sums"
+            next
+        }
+        f == "" { bad = "a listing without a name"; exit }
+        { print > f }
+        END { if (bad != "") { print bad > "/dev/stderr"; exit 1 } }
+    ' "$T/items" - 2>"$T/listings.err" || die "listings: $(head -n 1 "$T/listings.err")"
+    mv "$T/listings.part" "$T/listings"
+}
+
 cmd_item() {
     pid=${1:-} name=${2:-} codec=${3:-}
-    case $pid in ''|*[!0-9]*) die "item needs the receive's pid" ;; esac
-    case $codec in ''|zstd) ;; *) die "unknown codec '$codec'" ;; esac
+    receiving "$pid" "$codec"
     case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
-    T=$STORE/.fruixops-tmp.$pid
-    holder=$(readlink "$LOCK" 2>/dev/null) || holder=
-    case $holder in "pid=$pid,"*) ;; *) die "no receive $pid holds the lock" ;; esac
-    [ -d "$T/got" ] || die "receive $pid is not ready for items"
     awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { f = 1 } END { exit !f }' \
         "$T/items" || die "item $name is not in the manifest being received"
     dest=$T/unpack/$name
@@ -453,11 +494,8 @@ cmd_item() {
     # whatever tar made of it.
     want=$(awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { print $2 }' "$T/items")
     [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
-    # Audit and list it now, while the next item is on its way.
+    # Audit it now, while the next item is on its way.
     audit_item "$name" "$dest" >"$got.refused"
-    if [ ! -s "$got.refused" ]; then
-        listing "$dest" >"$got.sums"
-    fi
     : >"$got.done"
     if [ -s "$got.refused" ]; then die "item $name: $(cat "$got.refused")"; fi
 }
@@ -653,6 +691,7 @@ case $CMD in
     plan) cmd_plan ;;
     receive) cmd_receive "$@" ;;
     item) cmd_item "$@" ;;
+    listings) cmd_listings "$@" ;;
     confirm) cmd_confirm "$@" ;;
     rollback) cmd_rollback "$@" ;;
     status) cmd_status ;;
@@ -662,5 +701,5 @@ case $CMD in
     trust-add) cmd_trust_add "$@" ;;
     trust-remove) cmd_trust_remove "$@" ;;
     set-host-name) cmd_set_host_name "$@" ;;
-    *) die "unknown command '$CMD' (plan receive item confirm rollback status verify gc trust-init trust-add trust-remove set-host-name)" ;;
+    *) die "unknown command '$CMD' (plan receive item listings confirm rollback status verify gc trust-init trust-add trust-remove set-host-name)" ;;
 esac
