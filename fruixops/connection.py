@@ -172,7 +172,9 @@ class HostConnection:
                 for chunk in chunks:
                     if chan.exit_status_ready() or chan.closed:
                         break   # the host stopped reading; its stderr says why
-                    chan.sendall(chunk)
+                    # A view: paramiko slices what is left after each packet,
+                    # which copies the rest of a bytes chunk every 32 KiB.
+                    chan.sendall(memoryview(chunk))
                     self.bytes_sent += len(chunk)
                     if progress:
                         progress(len(chunk))
