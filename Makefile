@@ -27,7 +27,7 @@ test: venv sysdeps
 
 # The long fault campaign: 100 controller kills instead of make test's 20.
 faults: venv sysdeps
-	FRUIXOPS_FAULT_TRIALS=$${FRUIXOPS_FAULT_TRIALS:-100} $(VENV)/bin/python -m pytest -q -s tests/test_faults_lab.py
+	FRUIXOPS_FAULT_TRIALS=$${FRUIXOPS_FAULT_TRIALS:-100} $(VENV)/bin/python -m pytest -q -s -o timeout=3600 tests/test_faults_lab.py
 
 # Performance against OpenSSH tar|ssh on the lab (not part of make test).
 bench: venv sysdeps

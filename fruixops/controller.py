@@ -75,7 +75,7 @@ class Controller:
         """Build and sign: return (Manifest, manifest bytes, signature bytes)."""
         host = self.inventory.host(host_name)
         base = self.inventory.base_for(host, base_name)
-        closure = [self.builder.store.with_listing(it) for it in self.closure(host, base)]
+        closure = [self.builder.store.for_manifest(it) for it in self.closure(host, base)]
         lifetime = host.var("manifest_lifetime", manifest.DEFAULT_LIFETIME)
         m = manifest.new(host.name, closure, base, self.signer, serial=serial, lifetime=lifetime)
         data = m.render()

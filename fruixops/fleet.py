@@ -176,7 +176,7 @@ def verify_many(ctl, hosts, forks=DEFAULT_FORKS):
     return outcomes, sorted(lines)
 
 
-def plan_many(ctl, hosts, base=None, forks=DEFAULT_FORKS):
+def plan_many(ctl, hosts, base=None, forks=DEFAULT_FORKS, compress=None):
     """Returns (Outcomes, {host: Change})."""
     from . import lifecycle
     outcomes, changes = Outcomes(h.name for h in hosts), {}
@@ -184,7 +184,7 @@ def plan_many(ctl, hosts, base=None, forks=DEFAULT_FORKS):
         ctl.closure(h, ctl.inventory.base_for(h, base))
 
     def job(h):
-        changes[h.name] = lifecycle.plan(ctl, h.name, base)
+        changes[h.name] = lifecycle.plan(ctl, h.name, base, compress)
         return False, changes[h.name].to_json()
 
     run(hosts, job, outcomes, forks)

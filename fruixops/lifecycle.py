@@ -29,7 +29,7 @@ class Change:
     send: list = field(default_factory=list)        # paths the host lacks
     bytes_to_send: int = 0
     reboot_needed: bool = False
-    compressed: bool = False     # the deploy would send zstd (bytes_to_send is before it)
+    compressed: bool = False     # the deploy would send the items zstd-compressed
     old_generation: int | None = None
     new_generation: int | None = None
 
@@ -58,8 +58,9 @@ def _items_of(manifest_bytes):
     return m, {str(it.path): it.size for it in m.items}
 
 
-def plan(ctl, host_name, base_name=None):
-    """What `deploy` would do to a host, changing nothing anywhere."""
+def plan(ctl, host_name, base_name=None, compress=None):
+    """What `deploy` (with the same *compress* choice) would do to a host,
+    changing nothing anywhere."""
     host = ctl.inventory.host(host_name)
     m, data, sig = ctl.make_manifest(host_name, base_name)
     paths = "".join(f"{it.path}\n" for it in m.items).encode()
@@ -84,12 +85,13 @@ def plan(ctl, host_name, base_name=None):
                     m.base, m.version_label, old_generation=state.current)
     change.added = [(p, s) for p, s in new_items.items() if p not in old_items]
     change.removed = [(p, s) for p, s in old_items.items() if p not in new_items]
+    choice = compress or host.var("compress", "auto")
+    change.compressed = choice != "none" and _has_zstd(r.out)
     if not (change.old_closure == change.new_closure and not state.missing):
         change.send = list(state.missing)
-        change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store)
+        change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,
+                                                 change.compressed)
     change.reboot_needed = state.booted != str(m.system)
-    change.compressed = (host.var("compress", "auto") != "none"
-                         and _has_zstd(r.out))
     return change
 
 
@@ -145,7 +147,7 @@ def format_change(c, title=None):
     lines.append(f"  items added {len(c.added)} ({sum(s for _, s in c.added)} bytes), removed "
                  f"{len(c.removed)} ({sum(s for _, s in c.removed)} bytes); to send "
                  f"{len(c.send)} items, {c.bytes_to_send} bytes"
-                 + (" before zstd" if c.compressed and c.send else "") + "; reboot needed: "
+                 + (" (zstd)" if c.compressed and c.send else "") + "; reboot needed: "
                  f"{'yes' if c.reboot_needed else 'no'}")
     return "\n".join(lines)
 

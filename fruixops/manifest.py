@@ -12,12 +12,14 @@ Line-oriented so that POSIX sh and awk read it on a host::
     base stable-canary
     version-label 15.0-STABLE-p1
     signer lab
-    item /frx/store/<hash>-<name> <sha256> <size> <ref,ref,...|-> <listing sha256>
+    item /frx/store/<hash>-<name> <sha256> <size> <ref,ref,...|-> <listing> <zstd>
     ...
     end
 
-An item's sha256 is its canonical archive's; the listing sha256 is that of
-its file listing (``archive.listing``), which the host keeps for ``verify``.
+An item's sha256 is its canonical archive's; <listing> is the sha256 of its
+file listing (``archive.listing``), which the host keeps for ``verify``;
+<zstd> that of the compressed archive the controller sends to a host with
+zstd (the host hashes what it receives, in whichever form).
 
 The signature is Ed25519 over the exact bytes, raw 64 bytes, and verifies with
 ``openssl pkeyutl -verify -pubin -inkey KEY.pub -rawin -in manifest -sigfile sig``.
@@ -62,16 +64,16 @@ class Manifest:
                  f"version-label {self.version_label}", f"signer {self.signer}"]
         for it in self.items:
             refs = ",".join(str(r) for r in it.references) or "-"
-            lines.append(f"item {it.path} {it.sha256} {it.size} {refs} {it.listing}")
+            lines.append(f"item {it.path} {it.sha256} {it.size} {refs} {it.listing} {it.zstd}")
         lines.append("end")
         return ("\n".join(lines) + "\n").encode()
 
 
 def new(host, closure, base, signer, serial=None, lifetime=DEFAULT_LIFETIME, now=None):
     """A manifest for *host* to boot *closure* (a list of Items with their
-    listing hashes, top last)."""
-    if any(it.listing is None for it in closure):
-        raise ValueError("every item of a manifest needs its listing hash")
+    listing and zstd hashes, see LocalStore.for_manifest; top last)."""
+    if any(it.listing is None or it.zstd is None for it in closure):
+        raise ValueError("every item of a manifest needs its listing and zstd hashes")
     now = int(now if now is not None else time.time())
     serial = serial if serial is not None else time.time_ns() // 1_000_000
     return Manifest(host=host, serial=serial, issued=now, expires=now + lifetime,
@@ -142,15 +144,15 @@ def parse(data):
 
 def _item(parts, n, version):
     if version == 1 and len(parts) == 5:
-        parts = parts + [None]
-    if len(parts) != 6:
-        raise ManifestError(f"line {n}: item needs path, sha256, size, references, listing")
-    _, path, sha, size, refs, listing = parts
-    if not _HEX.match(sha) or not _NUM.match(size) or not (listing is None
-                                                            or _HEX.match(listing)):
-        raise ManifestError(f"line {n}: bad sha256, size or listing")
+        parts = parts + [None, None]
+    if len(parts) != 7:
+        raise ManifestError(f"line {n}: item needs path, sha256, size, references, listing, zstd")
+    _, path, sha, size, refs, listing, zstd = parts
+    if not _HEX.match(sha) or not _NUM.match(size) or not all(
+            h is None or _HEX.match(h) for h in (listing, zstd)):
+        raise ManifestError(f"line {n}: bad sha256, size, listing or zstd")
     try:
         references = () if refs == "-" else tuple(StorePath(r) for r in refs.split(","))
-        return Item(StorePath(path), sha, int(size), references, listing)
+        return Item(StorePath(path), sha, int(size), references, listing, zstd)
     except ValueError as exc:
         raise ManifestError(f"line {n}: {exc}") from None

@@ -52,13 +52,16 @@ def _listings(items, store):
         yield b"=" + it.path.base.encode() + b"\n" + store.listing(it.path)
 
 
-def bundle_bytes(manifest, manifest_bytes, signature, missing, store):
-    """The exact number of bytes push() will send for these missing items
-    (before compression)."""
+def _size(it, store, compress):
+    return store.transfer_info(it.path)["zstd_size"] if compress else it.size
+
+
+def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=False):
+    """The exact number of bytes push() will send for these missing items."""
     by_path = {str(it.path): it for it in manifest.items}
     items = [by_path[p] for p in missing]
     return (len(_opening(manifest_bytes, signature)) + len(COMMIT)
-            + sum(it.size for it in items)
+            + sum(_size(it, store, compress) for it in items)
             + sum(len(chunk) for chunk in _listings(_listed(items), store)))
 
 
@@ -73,7 +76,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     events = events or Events()
     by_path = {str(it.path): it for it in manifest.items}
     items = [by_path[p] for p in missing]
-    events.start_push(hc.name, len(items), sum(it.size for it in items))
+    events.start_push(hc.name, len(items), sum(_size(it, store, compress) for it in items))
     args = ["receive", "--deployer", deployer] + (["--trial"] if trial else [])
     session = hc.session(receiver.command(*args))
     session.send(_opening(manifest_bytes, signature))
@@ -83,20 +86,20 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         raise HostError(hc.name, result.last_error_line())
     pid = ready.split()[1]
 
-    def send(args, chunks, progress=None):
-        if compress:
-            chunks, args = _zstd(chunks), args + ["zstd"]
-        return hc.run(receiver.command(*args), stdin=chunks, progress=progress)
-
     def send_item(it):
-        return send(["item", pid, it.path.base], _chunks(store.archive(it.path), it.size),
-                    progress=lambda n: events.sent(hc.name, n))
+        # Compressed: the zstd archive made at build time, whose hash the
+        # manifest signs (nothing is compressed now).
+        args = ["item", pid, it.path.base] + (["zstd"] if compress else [])
+        src = store.compressed(it.path) if compress else store.archive(it.path)
+        return hc.run(receiver.command(*args), stdin=_chunks(src, _size(it, store, compress)),
+                      progress=lambda n: events.sent(hc.name, n))
 
     # Two items in flight: one streams while the host audits the one before;
     # the listings of big items go first, on a channel of their own.
     with ThreadPoolExecutor(max_workers=ITEMS_IN_FLIGHT) as pool:
         listed = _listed(items)
-        first = [pool.submit(send, ["listings", pid], _listings(listed, store))] if listed else []
+        first = ([pool.submit(hc.run, receiver.command("listings", pid),
+                              stdin=_listings(listed, store))] if listed else [])
         results = [f.result() for f in first] + list(pool.map(send_item, items))
     failed = [r for r in results if r.status != 0]
     if failed:
@@ -108,18 +111,6 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         raise HostError(hc.name, result.last_error_line())
     fields = dict(line.split(" ", 1) for line in result.out.splitlines() if " " in line)
     return int(fields["generation"]), int(fields.get("landed", 0))
-
-
-def _zstd(chunks):
-    """zstd level 1, streamed: about 1 GB/s here, and several times smaller
-    for OS binaries; the host decompresses before hashing."""
-    import zstandard
-    cobj = zstandard.ZstdCompressor(level=1).compressobj()
-    for chunk in chunks:
-        out = cobj.compress(chunk)
-        if out:
-            yield out
-    yield cobj.flush()
 
 
 def _chunks(path, size):

@@ -3,10 +3,15 @@
 A store path is ``/frx/store/<64 lowercase hex>-<name>``; the hash is
 input-addressed (see ``build.py``). The local store (default ``.frx/`` in the
 project) holds each item as its canonical archive ``<hash>-<name>.tar`` beside
-a record ``<hash>-<name>.json`` with the archive's sha256, size and references,
-and its file listing ``<hash>-<name>.sums`` (see ``archive.listing``). The
-record is written last, by rename: an item without one is not in the store.
+a record ``<hash>-<name>.json`` with the archive's sha256, size and references.
+The record is written last, by rename: an item without one is not in the store.
 Items are read-only once in.
+
+What a transfer needs is made once per item, at build time (or the first time
+it is asked for, in a store built before): the file listing
+``<hash>-<name>.sums`` (``archive.listing``), the zstd-compressed archive
+``<hash>-<name>.tar.zst`` that is sent to hosts with zstd, and
+``<hash>-<name>.send.json`` with the sha256 of both (the manifest signs them).
 """
 
 import hashlib
@@ -55,12 +60,13 @@ class StorePath:
 class Item:
     """A built item: its path, the sha256 and size of its canonical archive, and
     the store paths it refers to; in a manifest, also the sha256 of its file
-    listing."""
+    listing and of its zstd-compressed archive."""
     path: StorePath
     sha256: str
     size: int
     references: tuple
     listing: str = None
+    zstd: str = None
 
     def to_json(self):
         return {"path": str(self.path), "sha256": self.sha256, "size": self.size,
@@ -87,24 +93,42 @@ class LocalStore:
     def _sums(self, path):
         return self.items_dir / f"{path.base}.sums"
 
+    def compressed(self, path):
+        """The zstd-compressed archive of the item (made by transfer_info)."""
+        return self.items_dir / f"{path.base}.tar.zst"
+
+    def _send_record(self, path):
+        return self.items_dir / f"{path.base}.send.json"
+
     def listing(self, path):
-        """The item's file listing (bytes), made from its archive once and kept."""
+        """The item's file listing (bytes)."""
+        self.transfer_info(path)
+        return self._sums(path).read_bytes()
+
+    def transfer_info(self, path):
+        """{"listing": sha256, "zstd": sha256, "zstd_size": bytes} of the item,
+        making its listing and compressed archive the first time."""
+        record = self._send_record(path)
+        if self._sums(path).exists() and self.compressed(path).exists():
+            try:
+                return json.loads(record.read_text())
+            except FileNotFoundError:
+                pass
         sums = self._sums(path)
-        try:
-            return sums.read_bytes()
-        except FileNotFoundError:
-            pass
         with open(self.archive(path), "rb") as f:
             data = archive.listing(f)
-        tmp = sums.with_name(f".{sums.name}.{os.getpid()}")
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, sums)
-        return data
+        _write_new(sums, lambda out: out.write(data))
+        zst = self.compressed(path)
+        zsha = _write_new(zst, lambda out: _zstd(self.archive(path), out))
+        info = {"listing": hashlib.sha256(data).hexdigest(), "zstd": zsha,
+                "zstd_size": zst.stat().st_size}
+        _write_new(record, lambda out: out.write(json.dumps(info, sort_keys=True).encode()))
+        return info
 
-    def with_listing(self, item):
-        """*item* with the sha256 of its listing filled in (for a manifest)."""
-        return replace(item, listing=hashlib.sha256(self.listing(item.path)).hexdigest())
+    def for_manifest(self, item):
+        """*item* with the hashes a manifest signs besides its own filled in."""
+        info = self.transfer_info(item.path)
+        return replace(item, listing=info["listing"], zstd=info["zstd"])
 
     def get(self, path):
         """The Item at *path*, or None when it is not (completely) in the store."""
@@ -119,7 +143,7 @@ class LocalStore:
         target = self.archive(item.path)
         os.chmod(archive_tmp, 0o444)
         os.replace(archive_tmp, target)
-        self.listing(item.path)
+        self.transfer_info(item.path)
         record = self._record(item.path)
         tmp = record.with_name(f".{record.name}.{os.getpid()}")
         tmp.write_text(json.dumps(item.to_json(), indent=1, sort_keys=True) + "\n")
@@ -136,7 +160,8 @@ class LocalStore:
         """Remove an item: its record first (then it is no longer in the store),
         then its archive. Returns the bytes freed."""
         freed = 0
-        for f in (self._record(path), self.archive(path), self._sums(path)):
+        for f in (self._record(path), self.archive(path), self._sums(path),
+                  self.compressed(path), self._send_record(path)):
             try:
                 freed += f.stat().st_size
                 f.unlink()
@@ -172,3 +197,36 @@ class LocalStore:
     def new_tmp(self, label):
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         return self.tmp_dir / f"{label}.{os.getpid()}.{os.urandom(4).hex()}"
+
+
+# zstd level 3, zstd's default: made once per item, so worth more than level 1
+# on a slow link; about 3x smaller for OS binaries, and the host's zstd -d is
+# fast whatever the level.
+ZSTD_LEVEL = 3
+
+
+def _zstd(src, out):
+    import zstandard
+    with open(src, "rb") as f:
+        zstandard.ZstdCompressor(level=ZSTD_LEVEL).copy_stream(f, out)
+
+
+class _HashingFile:
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def write(self, data):
+        self.sha.update(data)
+        return self.f.write(data)
+
+
+def _write_new(target, fill):
+    """Write *target* by *fill(file)* into a temporary name, then rename it:
+    read-only, whole or absent. Returns the sha256 of what was written."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    with open(tmp, "wb") as f:
+        out = _HashingFile(f)
+        fill(out)
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, target)
+    return out.sha.hexdigest()

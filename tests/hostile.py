@@ -47,22 +47,32 @@ def _listing(data):
 
 
 def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_manifest=None,
-          tamper_listing=None):
-    """Send a signed manifest naming *archives* ({name: tar bytes}) to a host.
-    *tamper* changes an archive's bytes after the manifest is made (in
-    transit); *edit_manifest* changes manifest bytes after signing;
-    *tamper_listing* changes the listing the manifest signs (a listing that is
-    sent, see push.SEND_LISTING_FROM, is the true one)."""
+          tamper_listing=None, compress=False):
+    """Send a signed manifest naming *archives* ({name: tar bytes}) to a host,
+    as they are or (*compress*) in their zstd form. *tamper* changes the
+    bytes sent (in transit) after the manifest is made; *edit_manifest*
+    changes manifest bytes after signing; *tamper_listing* changes the listing
+    the manifest signs (a listing that is sent, see push.SEND_LISTING_FROM,
+    is the true one)."""
     store = LocalStore(tmp_path / f"hostile-store-{time.time_ns()}")
     store.items_dir.mkdir(parents=True)
     items = []
     for name, data in archives.items():
         path = StorePath.make(hashlib.sha256(name.encode() + os.urandom(8)).hexdigest(), name)
-        sent = tamper(data) if tamper else data
-        store.archive(path).write_bytes(sent)
+        store.archive(path).write_bytes(data)
+        try:
+            info = store.transfer_info(path)
+            zsha = info["zstd"]
+        except (ValueError, KeyError):      # no listing describes it (refused anyway)
+            zsha = hashlib.sha256(b"").hexdigest()
+            store.compressed(path).write_bytes(b"")
+        if tamper:
+            f = store.compressed(path) if compress else store.archive(path)
+            f.chmod(0o644)
+            f.write_bytes(tamper(f.read_bytes()))
         listing = tamper_listing(_listing(data)) if tamper_listing else _listing(data)
         items.append(Item(path, hashlib.sha256(data).hexdigest(), len(data), (),
-                          hashlib.sha256(listing).hexdigest()))
+                          hashlib.sha256(listing).hexdigest(), zsha))
     now = int(time.time())
     m = manifest.Manifest(host=host_name, serial=time.time_ns() // 1000, issued=now,
                           expires=now + 600, system=items[-1].path, base="hostile",
@@ -75,6 +85,6 @@ def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_m
     try:
         state = push.plan(hc, data, sig, ctl.trusted_keys())
         return push.push(hc, m, data, sig, state.missing or [str(i.path) for i in items],
-                         store, deployer_identity())
+                         store, deployer_identity(), compress=compress)
     finally:
         hc.close()

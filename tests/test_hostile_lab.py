@@ -51,14 +51,16 @@ def target(request, lab, project):
     return ctl, host.name, lab.disk(host.name)
 
 
-@pytest.mark.parametrize("sent", [False, True], ids=["listed-on-host", "listing-sent"])
-def test_a_well_formed_item_is_accepted(target, tmp_path, monkeypatch, sent):
+@pytest.mark.parametrize("sent,compress", [(False, False), (True, True)],
+                         ids=["listed-on-host", "listing-sent-zstd"])
+def test_a_well_formed_item_is_accepted(target, tmp_path, monkeypatch, sent, compress):
     """The control case: the crafting helper itself produces acceptable items."""
     from fruixops import push
     ctl, host, disk = target
     if sent:
         monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
-    gen, landed = offer(ctl, host, {"fruix-system-ok": tar_of(GOOD)}, tmp_path)
+    gen, landed = offer(ctl, host, {"fruix-system-ok": tar_of(GOOD)}, tmp_path,
+                        compress=compress)
     assert landed == 1
     deploy.rollback(ctl, host)      # back to the installed generation
 
@@ -75,16 +77,18 @@ def test_hostile_archive_is_refused(target, tmp_path, case):
     assert not [p for p in (disk / "frx/store").iterdir() if p.name.startswith(".")]
 
 
-def test_flipped_byte_in_transit_is_refused(target, tmp_path):
+@pytest.mark.parametrize("compress", [False, True], ids=["archive", "zstd"])
+def test_flipped_byte_in_transit_is_refused(target, tmp_path, compress):
     ctl, host, disk = target
     before = host_snapshot(disk)
 
     def flip(data):
         b = bytearray(data)
-        b[700] ^= 0x01
+        b[len(b) // 2] ^= 0x01
         return bytes(b)
     with pytest.raises(HostError, match="content hash does not match"):
-        offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path, tamper=flip)
+        offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path, tamper=flip,
+              compress=compress)
     assert host_snapshot(disk) == before
 
 

@@ -5,6 +5,7 @@ import hashlib
 import subprocess
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,8 +50,12 @@ def test_manifest_binds_everything(project):
     assert len(parsed.items) == 4
     store = ctl.builder.store
     for it in parsed.items:
-        assert it == store.with_listing(store.get(it.path))
+        assert it == store.for_manifest(store.get(it.path))
         assert it.listing == hashlib.sha256(store.listing(it.path)).hexdigest()
+        zst = store.compressed(it.path).read_bytes()
+        assert it.zstd == hashlib.sha256(zst).hexdigest()
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(zst) == \
+            store.archive(it.path).read_bytes()
 
 
 def test_private_key_is_never_printed(project, tmp_path):
@@ -81,13 +86,15 @@ def test_parser_rejects_malformed():
     good = (b"fruixops-manifest 2\nhost h\nserial 1\nissued 1\nexpires 2\n"
             b"system /frx/store/" + b"a" * 64 + b"-s\nbase b\nversion-label l\nsigner k\n"
             b"item /frx/store/" + b"a" * 64 + b"-s " + b"b" * 64 + b" 10 - " + b"c" * 64
-            + b"\nend\n")
+            + b" " + b"d" * 64 + b"\nend\n")
     assert manifest.parse(good).items[0].listing == "c" * 64
+    assert manifest.parse(good).items[0].zstd == "d" * 64
     for bad in (good.replace(b"host h\n", b""), good.replace(b"end\n", b""),
                 good.replace(b"serial 1", b"serial x"), good + b"extra\n",
                 good.replace(b" 10 -", b" 10 /frx/store/" + b"c" * 64 + b"-other"),
                 good.replace(b"host h", b"host h\nhost i"),
                 good.replace(b" " + b"c" * 64, b""),               # no listing hash
+                good.replace(b" " + b"d" * 64, b""),               # no zstd hash
                 good.replace(b"c" * 64, b"c" * 63),
                 good.replace(b"fruixops-manifest 2", b"fruixops-manifest 3")):
         with pytest.raises(manifest.ManifestError):
@@ -102,7 +109,7 @@ def test_format_1_manifests_are_still_read():
     m = manifest.parse(old)
     assert m.items[0].size == 10 and m.items[0].listing is None
     with pytest.raises(manifest.ManifestError):
-        manifest.parse(old.replace(b" 10 -", b" 10 - " + b"c" * 64).replace(b"st 1\n", b"st 3\n"))
+        manifest.parse(old.replace(b" 10 -", b" 10 - " + b"c" * 64))     # format 1, 6 fields
 
 
 @settings(max_examples=300, deadline=None)

@@ -28,7 +28,7 @@ def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=N
     ctl = Controller(inventory, key=key)
     hosts = _targets(ctl, host, limit, "deploy")
     if check:
-        return _plan(ctl, hosts, base, forks, json)
+        return _plan(ctl, hosts, base, forks, json, compress)
     with _display(hosts, json) as display:
         outcomes, lines = fleet.deploy_many(ctl, hosts, base, reboot=reboot, trial=trial,
                                             forks=forks, events=display, compress=compress)
@@ -165,9 +165,9 @@ def verify(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, 
     _finish(outcomes, json, lines)
 
 
-def _plan(ctl, hosts, base, forks, json):
+def _plan(ctl, hosts, base, forks, json, compress=None):
     from .. import lifecycle
-    outcomes, changes = fleet.plan_many(ctl, hosts, base, forks=forks)
+    outcomes, changes = fleet.plan_many(ctl, hosts, base, forks=forks, compress=compress)
     if json:
         if len(hosts) == 1 and hosts[0].name in changes:
             _print_json(changes[hosts[0].name].to_json())

@@ -20,12 +20,12 @@
 #                      them, record generation N+1 and make it current
 #                      (--trial: the one-shot next boot instead).
 #   item PID NAME [zstd]
-#                      stdin: one item's archive (zstd-compressed with "zstd"),
-#                      for the receive PID in progress: unpacked out of sight
-#                      while its sha256 is taken from the same bytes (streamed,
-#                      never stored whole).
-#   listings PID [zstd]
-#                      stdin: file listings of items being received, each after
+#                      stdin: one item's archive (with "zstd": its compressed
+#                      form), for the receive PID in progress: unpacked out of
+#                      sight while the sha256 of the bytes as sent is taken
+#                      (streamed, never stored whole); it must be the
+#                      manifest's for that form.
+#   listings PID       stdin: file listings of items being received, each after
 #                      a line "=NAME" (for big items: listing them here would
 #                      hash every file a second time). Each must hash to the
 #                      manifest's listing sha256; an item sent without one is
@@ -149,7 +149,7 @@ read_bundle() {
 field() { awk -v k="$1" '$1 == k && NF == 2 { print $2; exit }' "$2"; }
 
 # Verify $TMP/bundle/manifest; on success set SIGNER, M_* and write
-# $TMP/items (path sha256 size refs listing-sha256 per line).
+# $TMP/items (path sha256 size refs listing-sha256 zstd-sha256 per line).
 verify_manifest() {
     m=$TMP/bundle/manifest
     SIGNER=
@@ -168,13 +168,14 @@ verify_manifest() {
         $0 == "end" { ended = 1; next }
         ended { bad = "text after end" }
         $1 == "item" {
-            if (NF != 6) { bad = "bad item line"; next }
+            if (NF != 7) { bad = "bad item line"; next }
             if ($2 !~ /^\/frx\/store\/[0-9a-f]+-[A-Za-z0-9][A-Za-z0-9._+-]*$/ ||
                 length($2) < 11 + 64 + 2 || substr($2, 11 + 64 + 1, 1) != "-" ||
                 substr($2, 12, 64) !~ /^[0-9a-f]+$/) bad = "bad store path " $2
             if ($3 !~ /^[0-9a-f]+$/ || length($3) != 64) bad = "bad sha256"
             if ($4 !~ /^[0-9]+$/) bad = "bad size"
             if ($6 !~ /^[0-9a-f]+$/ || length($6) != 64) bad = "bad listing sha256"
+            if ($7 !~ /^[0-9a-f]+$/ || length($7) != 64) bad = "bad zstd sha256"
             if (seen[$2]++) bad = "item listed twice"
             next
         }
@@ -194,20 +195,21 @@ verify_manifest() {
     last=$(cat "$STATE/last-serial" 2>/dev/null) || last=0
     [ "$M_SERIAL" -gt "$last" ] ||
         die "manifest serial $M_SERIAL is not above the last accepted ($last): replay refused"
-    awk '$1 == "item" { print $2, $3, $4, $5, $6 }' "$m" >"$TMP/items"
+    awk '$1 == "item" { print $2, $3, $4, $5, $6, $7 }' "$m" >"$TMP/items"
     grep -q "^$M_SYSTEM " "$TMP/items" || die "the system item is not in the manifest"
 }
 
 # --- items ---------------------------------------------------------------------
 
 
-# land_item PATH SHA LISTING: check what `item` unpacked and audited for PATH
-# against the manifest, and its listing, and move it into the store.
+# land_item PATH SHA ZSHA LISTING: check what `item` unpacked and audited for
+# PATH against the manifest, and its listing, and move it into the store.
 land_item() {
     name=$(basename "$1")
     got=$TMP/got/$name
     [ -f "$got.done" ] || die "item $name was not sent and is not in the store"
-    [ "$(cat "$got.sha")" = "$2" ] || die "item $name: content hash does not match the manifest"
+    case $(cat "$got.codec") in zstd) want=$3 ;; *) want=$2 ;; esac
+    [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
     [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
     if [ -e "$1" ]; then return 0; fi
     dest=$TMP/unpack/$name
@@ -216,7 +218,7 @@ land_item() {
         sums=$got.sums
         listing "$dest" >"$sums"
     fi
-    [ "$(openssl dgst -sha256 -r <"$sums" | cut -c1-64)" = "$3" ] ||
+    [ "$(openssl dgst -sha256 -r <"$sums" | cut -c1-64)" = "$4" ] ||
         die "item $name: its file listing does not match the manifest"
     # The listing first: an item in the store always has one.
     mkdir -p "$SUMS"
@@ -369,8 +371,8 @@ cmd_receive() {
     IFS= read -r line || line=
     [ "$line" = commit ] || die "the controller gave up before committing"
     LANDED=0
-    while read -r p sha _ _ lsha; do
-        [ -d "$p" ] || land_item "$p" "$sha" "$lsha"
+    while read -r p sha _ _ lsha zsha; do
+        [ -d "$p" ] || land_item "$p" "$sha" "$zsha" "$lsha"
     done <"$TMP/items"
     # Every item is in: from here this manifest can never be accepted again.
     printf '%s\n' "$M_SERIAL" >"$STATE/.last-serial.new"
@@ -443,10 +445,10 @@ receiving() {
 }
 
 cmd_listings() {
-    receiving "${1:-}" "${2:-}"
+    receiving "${1:-}" ''
     mkdir "$T/listings.part" || die "listings sent twice"
     # Only names of items in the manifest; each listing ends at the next name.
-    unpack_stream "${2:-}" | LC_ALL=C awk -v dir="$T/listings.part" '
+    LC_ALL=C awk -v dir="$T/listings.part" '
         NR == FNR { k = $1; sub(/.*\//, "", k); item[k] = 1; next }
         /^=/ {
             if (f != "") close(f)
@@ -472,13 +474,22 @@ cmd_item() {
     dest=$T/unpack/$name
     mkdir "$dest" || die "item $name was sent twice"
     got=$T/got/$name
+    # Every file the hashing side writes exists before it starts (so that a
+    # full disk stops this script here): once it waits on the fifo, nothing
+    # may fail before tee opens the other end.
+    if ! { printf '%s\n' "${codec:-none}" >"$got.codec" && : >"$got.sha.part" &&
+            : >"$got.err2"; } 2>/dev/null; then
+        store_full && die "disk full on $STORE: item $name does not fit"
+        die "cannot write in $T"
+    fi
     mkfifo "$got.hash"
-    { openssl dgst -sha256 -r | cut -c1-64; } <"$got.hash" >"$got.sha.part" 2>"$got.err2" &
+    { openssl dgst -sha256 -r | cut -c1-64; } <"$got.hash" >>"$got.sha.part" 2>>"$got.err2" &
     hashing=$!
-    # One pass over the bytes: hashed and unpacked together; what tar leaves
-    # unread after the end of the archive is still hashed. Anything tar says
-    # (a stripped leading '/', a refused '..' member or link) refuses the item.
-    unpack_stream "$codec" | tee "$got.hash" | {
+    # One pass over the bytes as sent: hashed and unpacked together; what tar
+    # leaves unread after the end of the archive is still hashed. Anything tar
+    # says (a stripped leading '/', a refused '..' member or link) refuses
+    # the item.
+    tee "$got.hash" | unpack_stream "$codec" | {
         tar -xf - -C "$dest" --no-same-owner 2>"$got.err" ||
             { echo "tar: exit status $?" >>"$got.err"; } 2>/dev/null || :
         cat >/dev/null
@@ -491,8 +502,12 @@ cmd_item() {
     fi
     mv "$got.sha.part" "$got.sha"
     # The bytes first: a corrupted or substituted archive is refused as such,
-    # whatever tar made of it.
-    want=$(awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { print $2 }' "$T/items")
+    # whatever tar made of it. Compressed, the bytes are the compressed
+    # archive the manifest signs the hash of.
+    column=2
+    [ "$codec" != zstd ] || column=6
+    want=$(awk -v n="$name" -v c="$column" '{ k = $1; sub(/.*\//, "", k) } k == n { print $c }' \
+        "$T/items")
     [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
     # Audit it now, while the next item is on its way.
     audit_item "$name" "$dest" >"$got.refused"
