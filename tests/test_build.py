@@ -181,3 +181,30 @@ def test_unknown_base_and_host_are_user_errors(project):
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert "unknown" in proc.stderr
+
+
+def test_store_keeps_what_transfers_need_and_remakes_it_the_same(project, tmp_path):
+    """Build time makes each item's listing and zstd archive once; a store
+    missing them (built before, or half-written) makes the same again, and
+    deleting an item takes them too."""
+    import zstandard
+    ctl = Controller(project)
+    builder = Builder(tmp_path / "store")            # its own: an item is deleted below
+    top = builder.build_system(ctl.inventory.host("web2"), ctl.inventory.base("stable-default"))
+    store = builder.store
+    items = store.closure(top.path)
+    first = {}
+    for it in items:
+        info = store.transfer_info(it.path)
+        zst = store.compressed(it.path).read_bytes()
+        assert info["zstd"] == hashlib.sha256(zst).hexdigest() and info["zstd_size"] == len(zst)
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(zst) == \
+            store.archive(it.path).read_bytes()
+        assert info["listing"] == hashlib.sha256(store.listing(it.path)).hexdigest()
+        first[it.path] = info
+    victim = items[0].path
+    store.compressed(victim).unlink()
+    store.items_dir.joinpath(f"{victim.base}.sums").unlink()
+    assert store.transfer_info(victim) == first[victim]
+    store.delete(victim)
+    assert not [f for f in store.items_dir.iterdir() if f.name.startswith(victim.base)]
