@@ -34,7 +34,8 @@ bench: venv sysdeps
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 lint: venv sysdeps
-	shellcheck -s sh fruixops/host/*.sh scripts/system-deps
+	shellcheck -s sh fruixops/host/*.sh fruixops/lab/*.sh scripts/system-deps
+	$(VENV)/bin/python -m pyflakes fruixops tests bench tasks.py
 
 lab-down: venv
 	$(VENV)/bin/inv lab.down
