@@ -92,8 +92,8 @@ class Bench:
         """Make *name* bare without deleting anything yet: its disk is moved
         aside (and deleted by cleanup()). On ext4, files created within seconds
         of a mass delete in the same block group are slow and erratic to
-        allocate (perf: the kernel's `recently_deleted` check, most of tar's
-        time), which would measure this machine's deletes, not the copy."""
+        allocate (perf: the kernel's `recently_deleted` check, over 40% of
+        tar's samples), which would measure this machine's deletes, not the copy."""
         host = self.host(name)
         self.lab.down([host])
         disk = self.lab.disk(name)
