@@ -229,7 +229,7 @@ def store_gc(ctl, keep=0, dry_run=False):
                     key=store.last_used, reverse=True)
     deleted, freed = [], 0
     for p in others[keep:]:
-        size = store.archive(p).stat().st_size if store.archive(p).exists() else 0
+        size = store.footprint(p)
         deleted.append((str(p), size))
         freed += size if dry_run else store.delete(p)
     return deleted, freed, notes

@@ -11,7 +11,8 @@ What a transfer needs is made once per item, at build time (or the first time
 it is asked for, in a store built before): the file listing
 ``<hash>-<name>.sums`` (``archive.listing``), the zstd-compressed archive
 ``<hash>-<name>.tar.zst`` that is sent to hosts with zstd, and
-``<hash>-<name>.send.json`` with the sha256 of both (the manifest signs them).
+``<hash>-<name>.transfer`` (JSON) with the sha256 of both (the manifest signs
+them). Only records end in ``.json``: ``paths()`` lists the store by them.
 """
 
 import hashlib
@@ -98,7 +99,7 @@ class LocalStore:
         return self.items_dir / f"{path.base}.tar.zst"
 
     def _send_record(self, path):
-        return self.items_dir / f"{path.base}.send.json"
+        return self.items_dir / f"{path.base}.transfer"
 
     def listing(self, path):
         """The item's file listing (bytes)."""
@@ -156,12 +157,20 @@ class LocalStore:
             return []
         return [StorePath(f"/frx/store/{f.name[:-5]}") for f in self.items_dir.glob("*.json")]
 
+    def _files(self, path):
+        """Every file of an item, its record first."""
+        return (self._record(path), self.archive(path), self._sums(path),
+                self.compressed(path), self._send_record(path))
+
+    def footprint(self, path):
+        """The bytes the item's files take (what delete() would free)."""
+        return sum(f.stat().st_size for f in self._files(path) if f.exists())
+
     def delete(self, path):
         """Remove an item: its record first (then it is no longer in the store),
-        then its archive. Returns the bytes freed."""
+        then the rest. Returns the bytes freed."""
         freed = 0
-        for f in (self._record(path), self.archive(path), self._sums(path),
-                  self.compressed(path), self._send_record(path)):
+        for f in self._files(path):
             try:
                 freed += f.stat().st_size
                 f.unlink()

@@ -202,6 +202,7 @@ def test_store_keeps_what_transfers_need_and_remakes_it_the_same(project, tmp_pa
             store.archive(it.path).read_bytes()
         assert info["listing"] == hashlib.sha256(store.listing(it.path)).hexdigest()
         first[it.path] = info
+    assert sorted(store.paths()) == sorted(it.path for it in items)      # each item once
     victim = items[0].path
     store.compressed(victim).unlink()
     store.items_dir.joinpath(f"{victim.base}.sums").unlink()
