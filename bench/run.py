@@ -68,6 +68,19 @@ def setup(sizes):
     return inv
 
 
+def baseline_items(ctl, base, items):
+    """The items the baseline copies: the same as fruixops sends, unpacked as
+    trees (once per base)."""
+    items_dir = BENCH / "items" / base
+    if not items_dir.exists():
+        for it in items:
+            d = items_dir / it.path.base
+            d.mkdir(parents=True)
+            with tarfile.open(ctl.builder.store.archive(it.path)) as tar:
+                tar.extractall(d, filter="tar")
+    return items_dir
+
+
 def median(xs):
     return statistics.median(xs)
 
@@ -120,14 +133,7 @@ class Bench:
         ctl.build(base, host)
         m, _, _ = ctl.make_manifest(host, base)
         size = sum(it.size for it in m.items)
-        nfiles = 0
-        items_dir = BENCH / "items" / base
-        if not items_dir.exists():            # the baseline copies the same items, as trees
-            for it in m.items:
-                d = items_dir / it.path.base
-                d.mkdir(parents=True)
-                with tarfile.open(ctl.builder.store.archive(it.path)) as tar:
-                    tar.extractall(d, filter="tar")
+        items_dir = baseline_items(ctl, base, m.items)
         nfiles = sum(len(f) for _, _, f in os.walk(items_dir))
         ours, theirs = [], []
 
@@ -178,17 +184,10 @@ class Bench:
         inv = BENCH / "inventories/bench-link.yaml"
         inv.write_text(self.inv_path.read_text().replace(
             f"{host}: {{ssh_port: {port}", f"{host}: {{ssh_port: {relay}", 1))
-        Controller(inv).build(base, host)
-        size = sum(it.size for it in Controller(inv).closure(
-            self.host(host), self.inv.base(base)))
-        items_dir = BENCH / "items" / base
-        if not items_dir.exists():
-            ctl = Controller(inv)
-            for it in ctl.closure(self.host(host), self.inv.base(base)):
-                d = items_dir / it.path.base
-                d.mkdir(parents=True)
-                with tarfile.open(ctl.builder.store.archive(it.path)) as tar:
-                    tar.extractall(d, filter="tar")
+        ctl = Controller(inv)
+        closure = ctl.closure(self.host(host), self.inv.base(base))
+        size = sum(it.size for it in closure)
+        items_dir = baseline_items(ctl, base, closure)
         ours, theirs, sent = [], [], 0
         try:
             for i in range(self.runs):

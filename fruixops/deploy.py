@@ -115,11 +115,17 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
         hc.close()
 
 
-def _use_zstd(host, compress, state):
-    """auto (the default): zstd whenever the host has it; zstd: required."""
+def compress_choice(host, compress=None):
+    """The --compress option, else the host's `compress` variable (default auto)."""
     choice = compress or host.var("compress", "auto")
     if choice not in COMPRESS_CHOICES:
         raise HostError(host.name, f"compress must be one of {', '.join(COMPRESS_CHOICES)}")
+    return choice
+
+
+def _use_zstd(host, compress, state):
+    """auto (the default): zstd whenever the host has it; zstd: required."""
+    choice = compress_choice(host, compress)
     if choice == "zstd" and not state.zstd:
         raise HostError(host.name, "compress=zstd, but the host has no zstd")
     return choice != "none" and state.zstd

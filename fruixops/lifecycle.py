@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from . import hoststate, push, receiver
 from .bootstrap import install_receiver_if_missing
-from .deploy import connect
+from .deploy import compress_choice, connect
 from .errors import HostError, UserError
 from .manifest import ManifestError, parse
 from .store import StorePath
@@ -85,8 +85,7 @@ def plan(ctl, host_name, base_name=None, compress=None):
                     m.base, m.version_label, old_generation=state.current)
     change.added = [(p, s) for p, s in new_items.items() if p not in old_items]
     change.removed = [(p, s) for p, s in old_items.items() if p not in new_items]
-    choice = compress or host.var("compress", "auto")
-    change.compressed = choice != "none" and _has_zstd(r.out)
+    change.compressed = compress_choice(host, compress) != "none" and _has_zstd(r.out)
     if not (change.old_closure == change.new_closure and not state.missing):
         change.send = list(state.missing)
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,

@@ -1,10 +1,11 @@
 """Push: get a closure onto a host.
 
 One round trip asks the host (which verifies the signed manifest itself)
-which items it lacks; one stream then sends a bundle of the manifest, its
-signature and only those items over an SSH channel. The receiver lands them
-and records the new generation (current, or the one-shot next boot for a
-trial) before it answers.
+which items it lacks. A receive session then sends the manifest and its
+signature; each missing item streams over a channel of its own (its zstd
+archive, where the host has zstd), big items' file listings over one more,
+and "commit" lets the receiver land them and record the new generation
+(current, or the one-shot next boot for a trial) before it answers.
 """
 
 import base64

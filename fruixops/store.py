@@ -145,11 +145,8 @@ class LocalStore:
         os.chmod(archive_tmp, 0o444)
         os.replace(archive_tmp, target)
         self.transfer_info(item.path)
-        record = self._record(item.path)
-        tmp = record.with_name(f".{record.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(item.to_json(), indent=1, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, record)
+        record = json.dumps(item.to_json(), indent=1, sort_keys=True) + "\n"
+        _write_new(self._record(item.path), lambda out: out.write(record.encode()))
 
     def paths(self):
         """Every complete item in the store."""
@@ -220,21 +217,12 @@ def _zstd(src, out):
         zstandard.ZstdCompressor(level=ZSTD_LEVEL).copy_stream(f, out)
 
 
-class _HashingFile:
-    def __init__(self, f):
-        self.f, self.sha = f, hashlib.sha256()
-
-    def write(self, data):
-        self.sha.update(data)
-        return self.f.write(data)
-
-
 def _write_new(target, fill):
     """Write *target* by *fill(file)* into a temporary name, then rename it:
     read-only, whole or absent. Returns the sha256 of what was written."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
     with open(tmp, "wb") as f:
-        out = _HashingFile(f)
+        out = archive.HashingWriter(f)
         fill(out)
     os.chmod(tmp, 0o444)
     os.replace(tmp, target)

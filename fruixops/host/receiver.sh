@@ -203,13 +203,16 @@ verify_manifest() {
 
 
 # land_item PATH SHA ZSHA LISTING: check what `item` unpacked and audited for
-# PATH against the manifest, and its listing, and move it into the store.
+# PATH against the manifest (the bytes received hash to the signed sha256 of
+# the form they came in), and its listing, and move it into the store.
 land_item() {
     name=$(basename "$1")
     got=$TMP/got/$name
     [ -f "$got.done" ] || die "item $name was not sent and is not in the store"
-    case $(cat "$got.codec") in zstd) want=$3 ;; *) want=$2 ;; esac
-    [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
+    case $(cat "$got.sha") in
+        "$2"|"$3") ;;
+        *) die "item $name: content hash does not match the manifest" ;;
+    esac
     [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
     if [ -e "$1" ]; then return 0; fi
     dest=$TMP/unpack/$name
@@ -433,11 +436,10 @@ unpack_stream() {
     if [ "$1" = zstd ]; then zstd -dcq; else cat; fi
 }
 
-# receiving PID CODEC: check that receive PID holds the lock and waits for
-# items; set T to its temporary directory.
+# receiving PID: check that receive PID holds the lock and waits for items;
+# set T to its temporary directory.
 receiving() {
     case $1 in ''|*[!0-9]*) die "needs the receive's pid" ;; esac
-    case $2 in ''|zstd) ;; *) die "unknown codec '$2'" ;; esac
     T=$STORE/.fruixops-tmp.$1
     holder=$(readlink "$LOCK" 2>/dev/null) || holder=
     case $holder in "pid=$1,"*) ;; *) die "no receive $1 holds the lock" ;; esac
@@ -445,7 +447,7 @@ receiving() {
 }
 
 cmd_listings() {
-    receiving "${1:-}" ''
+    receiving "${1:-}"
     mkdir "$T/listings.part" || die "listings sent twice"
     # Only names of items in the manifest; each listing ends at the next name.
     LC_ALL=C awk -v dir="$T/listings.part" '
@@ -467,7 +469,8 @@ cmd_listings() {
 
 cmd_item() {
     pid=${1:-} name=${2:-} codec=${3:-}
-    receiving "$pid" "$codec"
+    receiving "$pid"
+    case $codec in ''|zstd) ;; *) die "unknown codec '$codec'" ;; esac
     case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
     awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { f = 1 } END { exit !f }' \
         "$T/items" || die "item $name is not in the manifest being received"
@@ -477,8 +480,7 @@ cmd_item() {
     # Every file the hashing side writes exists before it starts (so that a
     # full disk stops this script here): once it waits on the fifo, nothing
     # may fail before tee opens the other end.
-    if ! { printf '%s\n' "${codec:-none}" >"$got.codec" && : >"$got.sha.part" &&
-            : >"$got.err2"; } 2>/dev/null; then
+    if ! { : >"$got.sha.part" && : >"$got.err2"; } 2>/dev/null; then
         store_full && die "disk full on $STORE: item $name does not fit"
         die "cannot write in $T"
     fi
