@@ -1,41 +1,65 @@
 """Boot: reboot a host, wait for it to come back, and read what it booted.
 
-A dropped connection during the reboot is expected. Before rebooting, a marker
-is left on the host's /run (a tmpfs, empty after every boot), so that a host
-which has not gone down yet is never mistaken for one that came back.
+A reboot shows as a new ``kern.boottime``: the host is back when it answers
+with a boot time other than the one it had before the reboot command. (A
+dropped connection during the reboot is expected; a host that has not gone
+down yet still answers with its old boot time.) What it booted is what the
+loader handed the kernel: ``kenv fruix.generation`` / ``fruix.system``.
 """
 
+import re
 import time
 
 from . import hoststate, receiver
 from .connection import HostConnection
 from .errors import HostError, HostUnreachable
 
-MARKER = "/run/fruixops/reboot-pending"
 DEFAULT_REBOOT_COMMAND = "shutdown -r now"
+BOOTTIME_COMMAND = "sysctl -n kern.boottime"
+_BOOTTIME = re.compile(r"^\{\s*sec\s*=\s*(\d+),\s*usec\s*=\s*(\d+)\s*\}")
+
+
+def parse_boottime(text):
+    """"SEC.USEC" from `sysctl -n kern.boottime` output, or None."""
+    m = _BOOTTIME.match(text.strip())
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def boottime(hc):
+    r = hc.run(BOOTTIME_COMMAND)
+    found = parse_boottime(r.out) if r.status == 0 else None
+    if found is None:
+        raise HostError(hc.name, "cannot read kern.boottime (sysctl -n kern.boottime): "
+                                 "fruixops needs it to tell that the host rebooted")
+    return found
 
 
 def reboot(hc, timeout=None):
     """Reboot the host behind *hc* (which is closed); return a new open
-    HostConnection to the host once it is back."""
+    HostConnection to the host once it has booted again."""
     host = hc.host
     timeout = timeout or host.var("reboot_timeout", 300)
     command = host.var("reboot_command", DEFAULT_REBOOT_COMMAND)
+    before = boottime(hc)
     try:
-        hc.run(f"mkdir -p /run/fruixops && touch {MARKER} && {command}")
+        hc.run(command)
     except HostUnreachable:
         pass        # the host went down under us, as it should
     hc.close()
-    return wait_for_boot(host, hc.known_hosts, timeout)
+    return wait_for_boot(host, hc.known_hosts, timeout, since=before)
 
 
-def wait_for_boot(host, known_hosts, timeout):
+def wait_for_boot(host, known_hosts, timeout, since=None):
+    """Wait until the host answers with a boot time other than *since* (any
+    boot time, when *since* is None); return an open HostConnection."""
     deadline = time.monotonic() + timeout
     while True:
         hc = HostConnection(host, known_hosts, connect_timeout=3)
         try:
             hc.open()
-            if hc.run(f"test -e {MARKER} && echo pending || echo up").out.strip() == "up":
+            r = hc.run(BOOTTIME_COMMAND)
+            now = parse_boottime(r.out) if r.status == 0 else None
+            if now is not None and now != since:
                 return hc
         except HostUnreachable:
             pass

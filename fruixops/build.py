@@ -16,7 +16,7 @@ from . import archive, sources
 from .errors import UserError
 from .store import Item, LocalStore, StorePath
 
-BUILDER_VERSION = "fruixops-builder-1"
+BUILDER_VERSION = "fruixops-builder-2"   # 2: boot/init hand-over, loader-bootable kernels
 BASE_PARTS = ("kernel", "bootloader", "runtime")
 
 
@@ -74,9 +74,11 @@ class Builder:
             try:
                 tree = sources.stage(base, scratch, self.cache_dir)
                 for part in missing:
+                    extra = _unbootable_kernel() if part == "kernel" and not base.boots else ()
                     items[part] = self._write(paths[part], (),
-                                              lambda out, part=part: archive.write_tree(
-                                                  out, tree, lambda rel: _part_of(rel) == part))
+                                              lambda out, part=part, extra=extra: archive.write_tree(
+                                                  out, tree, lambda rel: _part_of(rel) == part,
+                                                  extra=extra))
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         result = BaseBuild(base, items)
@@ -100,7 +102,7 @@ class Builder:
         existing = self.store.get(path)
         if existing:
             return existing
-        entries = system_entries(decl, dict(zip(BASE_PARTS, refs)))
+        entries = system_entries(decl, dict(zip(BASE_PARTS, refs)), path)
         return self._write(path, refs, lambda out: archive.write_tree(out, None, extra=entries))
 
     def _write(self, path, refs, writer):
@@ -118,6 +120,13 @@ class Builder:
         return item
 
 
+def _unbootable_kernel():
+    """A base declared `boots: false` (lab only) gets a kernel file that is not
+    an ELF image: FreeBSD's loader refuses to load it, as the lab's does."""
+    return [("boot/kernel/kernel", "file",
+             (b"not an ELF kernel: this base is declared boots: false\n", True))]
+
+
 def system_declaration(host, base):
     return {"host": host.name, "base": base.canonical(),
             "init": host.var("init", "shepherd-pid1"),
@@ -125,9 +134,10 @@ def system_declaration(host, base):
             "boots": base.boots}
 
 
-def system_entries(decl, refs):
-    """The generated contents of a system item: boot links, configuration,
-    metadata and the activation hook."""
+def system_entries(decl, refs, path):
+    """The generated contents of a system item (at store path *path*): boot
+    links, configuration, metadata, the activation hook and the boot-time
+    hand-over that FreeBSD's init runs as init_exec."""
     base = decl["base"]
     services = decl["services"]
     rc_conf = [f'hostname="{decl["host"]}"'] + [f'{s}_enable="YES"' for s in services]
@@ -138,7 +148,6 @@ def system_entries(decl, refs):
     meta = {"host": decl["host"], "base": base["name"], "version_label": base["version_label"],
             "release": base["release"], "branch": base["branch"], "init": decl["init"],
             "services": ",".join(services), "builder": BUILDER_VERSION,
-            "boots": "yes" if decl["boots"] else "no",
             "kernel": str(refs["kernel"]), "bootloader": str(refs["bootloader"]),
             "runtime": str(refs["runtime"])}
     activate = "\n".join([
@@ -151,6 +160,7 @@ def system_entries(decl, refs):
         'echo "activated $system" >/run/fruix/activated',
         ""])
     return [
+        ("boot/init", "file", (hand_over(path).encode(), True)),
         ("kernel", "symlink", str(refs["kernel"])),
         ("bootloader", "symlink", str(refs["bootloader"])),
         ("runtime", "symlink", str(refs["runtime"])),
@@ -163,3 +173,25 @@ def system_entries(decl, refs):
                               False)),
         ("activate", "file", (activate.encode(), True)),
     ]
+
+
+def hand_over(system):
+    """The system's boot/init: FreeBSD's init(8) runs it as PID 1 when the
+    loader variable init_exec names it. It points /run/current-system at the
+    system the loader booted (kenv fruix.system; this system if that is
+    unset), by renaming a new link over the old one, runs the activation
+    hook, then execs shepherd as PID 1 with the system's configuration."""
+    return "\n".join([
+        "#!/bin/sh",
+        "# Fruix boot hand-over (init_exec): see fruixops/build.py, hand_over().",
+        "PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin",
+        "export PATH",
+        "system=$(kenv -q fruix.system 2>/dev/null) || system=",
+        f'[ -n "$system" ] && [ -d "$system" ] || system={system}',
+        "mkdir -p /run",
+        "ln -sfn \"$system\" /run/.current-system.new",
+        "if mv --help 2>&1 | grep -q -- -T; then nofollow=-T; else nofollow=-h; fi",
+        "mv -f \"$nofollow\" /run/.current-system.new /run/current-system",
+        "sh \"$system/activate\" \"$system\" || echo \"fruix: activation of $system failed\" >&2",
+        "exec shepherd --config \"$system/etc/shepherd/config.scm\"",
+        ""])

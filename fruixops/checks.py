@@ -7,6 +7,7 @@ playbook's checks go through the same code.
 """
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 
@@ -47,9 +48,14 @@ BOOT_CHECKS = (
 )
 
 
-def booted_closure_check(closure):
-    """Always run after a reboot: the host booted the closure it should have."""
-    return Check("booted_closure", "readlink /run/current-system", expect_output=f"^{closure}$")
+def booted_check(closure, generation=None):
+    """Always run after a reboot: the loader booted the closure (and the
+    generation) it should have, as the kernel environment says. Compared as
+    strings on the host, never as patterns."""
+    command = f'test "$(kenv -q fruix.system)" = {shlex.quote(closure)}'
+    if generation is not None:
+        command += f' && test "$(kenv -q fruix.generation)" = {int(generation)}'
+    return Check("booted_closure", command)
 
 
 def run_one(hc, check):

@@ -2,11 +2,11 @@
 closure and check what booted — for one host. Fleet runs call these once per
 host, in parallel.
 
-A trial deploy (FreeBSD's ``nextboot`` / ``bectl activate -t``) records the
-new generation as the host's one-shot next boot while ``current`` stays; the
-host reboots into it; if the checks pass it becomes current, and if they fail
+A trial deploy records the new generation as the host's one-shot next boot
+(FreeBSD's ``nextboot.conf``) while the loader's default stays; the host
+reboots into it; if the checks pass it becomes the default, and if they fail
 (or the host does not come back) the host is rebooted (or power-cycled) and
-comes back on its previous generation by itself.
+its loader, having consumed the one-shot, boots the default again.
 """
 
 import shlex
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from . import boot, checks as checks_mod, push, switch
+from . import boot, bootloader, checks as checks_mod, push, switch
 from .connection import HostConnection
 from .controller import deployer_identity
 from .errors import HostError, HostUnreachable
@@ -34,7 +34,8 @@ class DeployResult:
     items_sent: int = 0
     sent: list = field(default_factory=list)        # store paths sent
     bytes_sent: int = 0
-    booted: str | None = None
+    booted: str | None = None             # after a reboot: kenv fruix.system
+    booted_generation: int | None = None  # after a reboot: kenv fruix.generation
     rolled_back: bool = False
     compressed: bool = False
     checks: dict = field(default_factory=dict)     # name -> "ok" or why it failed
@@ -65,7 +66,7 @@ COMPRESS_CHOICES = ("auto", "zstd", "none")
 
 
 def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
-           events=None, prepared=None, compress=None):
+           events=None, prepared=None, compress=None, install_bootloader=False):
     """Deploy to one host; return a DeployResult or raise (DeployFailed carries
     the partial result; HostUnreachable when the host cannot be reached)."""
     events = events or ConsoleEvents()
@@ -78,9 +79,18 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
     try:
         state = push.plan(hc, data, sig, ctl.trusted_keys())
         result.compressed = _use_zstd(host, compress, state)
-        result.previous_generation = state.current
-        result.previous_closure = state.current_closure
-        if state.current_closure == str(m.system) and not state.missing and not trial:
+        # What the loader boots by default is what the host has.
+        previous = state.default if state.default is not None else state.current
+        result.previous_generation = previous
+        result.previous_closure = state.gen(previous).closure if state.gen(previous) else None
+        loader_note = bootloader.difference(state, ctl.builder.store, m)
+        if loader_note and not install_bootloader:
+            result.notes.append(loader_note)
+        for f in state.loader_overrides:
+            result.notes.append(f"warning: {f} sets loader variables that win over "
+                                "fruix.conf; the loader may not boot what fruixops selects")
+        if (result.previous_closure == str(m.system) and state.current == previous
+                and not state.missing and not trial):
             result.generation = state.current
             result.notes.append("closure already current; nothing sent")
         else:
@@ -95,7 +105,10 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             result.changed = True
         if trial:
             hc = _trial(ctl, hc, host, result, checks, events)
-        else:
+        if install_bootloader and loader_note:
+            events.phase(host.name, "bootloader")
+            result.notes.append(bootloader.install(hc, result.generation))
+        if not trial:
             if reboot:
                 events.phase(host.name, "reboot")
                 hc = boot.reboot(hc)
@@ -136,8 +149,9 @@ def _run_checks(hc, result, checks, rebooted, events):
     check always runs after a reboot."""
     todo = list(checks)
     if rebooted:
-        todo.insert(0, checks_mod.booted_closure_check(result.closure))
-        result.booted = boot.state(hc).booted
+        todo.insert(0, checks_mod.booted_check(result.closure, result.generation))
+        state = boot.state(hc)
+        result.booted, result.booted_generation = state.booted, state.booted_generation
     if not todo:
         return
     events.phase(result.host, "checks")
@@ -152,11 +166,12 @@ def _run_checks(hc, result, checks, rebooted, events):
 
 def _trial(ctl, hc, host, result, checks, events):
     events.phase(host.name, "trial boot")
+    since = boot.boottime(hc)
     try:
         hc = boot.reboot(hc)
     except HostUnreachable as exc:
         events.phase(host.name, "power-cycle")
-        hc = power_cycle(ctl, host, why=str(exc))
+        hc = power_cycle(ctl, host, why=str(exc), since=since)
         _came_back(hc, result)
         raise DeployFailed(host.name, f"trial of generation {result.generation} did not come "
                            f"back; power-cycled; back on generation "
@@ -179,17 +194,20 @@ def _trial(ctl, hc, host, result, checks, events):
 
 def _came_back(hc, result):
     state = boot.state(hc)
-    result.booted = state.booted
+    result.booted, result.booted_generation = state.booted, state.booted_generation
     result.rolled_back = True
-    if state.booted != result.previous_closure:
-        raise DeployFailed(result.host, f"after the failed trial it booted "
-                           f"{state.booted or 'nothing'}, not its previous closure "
-                           f"{result.previous_closure}", result)
+    if (state.booted_generation, state.booted) != (result.previous_generation,
+                                                   result.previous_closure):
+        raise DeployFailed(result.host, f"after the failed trial it booted generation "
+                           f"{state.booted_generation} ({state.booted or 'nothing'}), not "
+                           f"its default {result.previous_generation} "
+                           f"({result.previous_closure})", result)
 
 
-def power_cycle(ctl, host, why=""):
+def power_cycle(ctl, host, why="", since=None):
     """Run the inventory's power_cycle_command on the controller, then wait for
-    the host. Placeholders: {host}, {inventory}, {python}."""
+    the host (to boot again: a boot time other than *since*). Placeholders:
+    {host}, {inventory}, {python}."""
     command = host.var("power_cycle_command")
     if not command:
         raise HostUnreachable(host.name, f"{why}; no power_cycle_command in the inventory: "
@@ -202,7 +220,7 @@ def power_cycle(ctl, host, why=""):
         raise HostUnreachable(host.name, f"power_cycle_command failed: "
                               f"{(proc.stderr or proc.stdout).strip()[-200:]}")
     return boot.wait_for_boot(host, ctl.inventory.settings.known_hosts,
-                              host.var("reboot_timeout", 300))
+                              host.var("reboot_timeout", 300), since=since)
 
 
 def rollback(ctl, host_name, to=None, reboot=False, checks=(), events=None):
@@ -219,9 +237,10 @@ def rollback(ctl, host_name, to=None, reboot=False, checks=(), events=None):
             events.phase(host.name, "reboot")
             hc = boot.reboot(hc)
             state = boot.state(hc)
-            if state.booted != state.current_closure:
-                raise HostError(host.name, f"booted {state.booted or 'nothing'}, expected "
-                                           f"{state.current_closure}")
+            if (state.booted_generation, state.booted) != (generation, state.current_closure):
+                raise HostError(host.name, f"booted generation {state.booted_generation} "
+                                           f"({state.booted or 'nothing'}), expected "
+                                           f"{generation} ({state.current_closure})")
         if checks:
             events.phase(host.name, "checks")
             bad = [f"{r.name} ({r.detail})" for r in checks_mod.run_all(hc, checks) if not r.ok]

@@ -104,7 +104,7 @@ def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
 
 
 def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
-                forks=DEFAULT_FORKS, events=None, compress=None):
+                forks=DEFAULT_FORKS, events=None, compress=None, install_bootloader=False):
     """Deploy to *hosts* in parallel. Every closure is built and signed first,
     once, in this thread, so an item shared by many hosts is built once.
     Returns (Outcomes, one summary line per host that succeeded)."""
@@ -116,11 +116,15 @@ def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
 
     def job(h):
         r = deploy_mod.deploy(ctl, h.name, reboot=reboot, trial=trial, checks=checks,
-                              events=events, prepared=prepared[h.name], compress=compress)
+                              events=events, prepared=prepared[h.name], compress=compress,
+                              install_bootloader=install_bootloader)
         what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
                 if r.changed else "unchanged (already current)")
         lines.append(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}"
-                     + (f"; booted {r.booted}" if r.booted else ""))
+                     + (f"; booted generation {r.booted_generation} ({r.booted})"
+                        if r.booted else ""))
+        lines.extend(f"{r.host}:   {note}" for note in r.notes
+                     if note.startswith(("bootloader", "warning")))
         return r.changed, r.to_json()
 
     run(hosts, job, outcomes, forks)
@@ -135,7 +139,8 @@ def rollback_many(ctl, hosts, to=None, reboot=False, forks=DEFAULT_FORKS, events
         gen, state = deploy_mod.rollback(ctl, h.name, to, reboot=reboot, events=events)
         g = state.gen(gen)
         lines.append(f"{h.name}: current is generation {gen}: {g.base} ({g.version_label}) "
-                     f"{g.closure}" + (f"; booted {state.booted}" if reboot else ""))
+                     f"{g.closure}" + (f"; booted generation {state.booted_generation} "
+                                       f"({state.booted})" if reboot else ""))
         return True, state.to_json(h.name)
 
     run(hosts, job, outcomes, forks)

@@ -44,6 +44,8 @@ HOST_VARS = {
     "pinned_generations": list,  # generations `inv gc` never deletes
     "lab_tar": str,         # lab only: "gnu" or "bsdtar", the host's tar
     "lab_frx_tmpfs_mb": int,  # lab only: a small tmpfs as /frx (disk-full tests)
+    "lab_nextboot": bool,   # lab only: the host has FreeBSD's nextboot(8)
+    "esp_path": str,        # where the EFI system partition is mounted (default /boot/efi)
 }
 INITS = ("shepherd-pid1",)
 DEFAULT_REBOOT_COMMAND = "shutdown -r now"

@@ -5,7 +5,7 @@ controller's local store."""
 import shlex
 from dataclasses import dataclass, field
 
-from . import hoststate, push, receiver
+from . import bootloader, hoststate, push, receiver
 from .bootstrap import install_receiver_if_missing
 from .deploy import compress_choice, connect
 from .errors import HostError, UserError
@@ -32,6 +32,7 @@ class Change:
     compressed: bool = False     # the deploy would send the items zstd-compressed
     old_generation: int | None = None
     new_generation: int | None = None
+    notes: list = field(default_factory=list)   # bootloader differs, loader overrides
 
     @property
     def unchanged(self):
@@ -66,7 +67,7 @@ def plan(ctl, host_name, base_name=None, compress=None):
     paths = "".join(f"{it.path}\n" for it in m.items).encode()
     script = (
         'while read -r p; do [ -d "$p" ] || echo "missing $p"; done; '
-        f'{receiver.status_command()}; '
+        f'{receiver.status_command(bootloader.esp_path(host))}; '
         'if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; fi; '
         'm=/var/lib/fruix/system/current/manifest; '
         '[ -f $m ] && sed "s/^/current-manifest /" $m; exit 0')
@@ -91,6 +92,11 @@ def plan(ctl, host_name, base_name=None, compress=None):
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,
                                                  change.compressed)
     change.reboot_needed = state.booted != str(m.system)
+    note = bootloader.difference(state, ctl.builder.store, m)
+    if note:
+        change.notes.append(note)
+    change.notes += [f"warning: {f} sets loader variables that win over fruix.conf"
+                     for f in state.loader_overrides]
     return change
 
 
@@ -143,6 +149,7 @@ def format_change(c, title=None):
         lines.append(f"  - {StorePath(p).name:48} {mib(s)}")
     if c.unchanged:
         lines.append("  no change: the closure is already current")
+    lines += [f"  {note}" for note in c.notes]
     lines.append(f"  items added {len(c.added)} ({sum(s for _, s in c.added)} bytes), removed "
                  f"{len(c.removed)} ({sum(s for _, s in c.removed)} bytes); to send "
                  f"{len(c.send)} items, {c.bytes_to_send} bytes"

@@ -5,13 +5,14 @@ which items it lacks. A receive session then sends the manifest and its
 signature; each missing item streams over a channel of its own (its zstd
 archive, where the host has zstd), big items' file listings over one more,
 and "commit" lets the receiver land them and record the new generation
-(current, or the one-shot next boot for a trial) before it answers.
+(the loader's default, or its one-shot next boot for a trial) before it
+answers.
 """
 
 import base64
 from concurrent.futures import ThreadPoolExecutor
 
-from . import bundle, hoststate, receiver
+from . import bootloader, bundle, hoststate, receiver
 from .bootstrap import bootstrap
 from .errors import HostError
 from .events import Events
@@ -21,10 +22,11 @@ def plan(hc, manifest_bytes, signature, trusted_keys):
     """Ask the host what it lacks (installing the receiver first when it is
     missing or outdated). Returns a HostState with .missing filled in."""
     payload = bundle.small_tar({"manifest": manifest_bytes, "manifest.sig": signature})
-    result = hc.run(receiver.if_current("plan"), stdin=payload)
+    command = receiver.if_current(bootloader.plan_command(hc.host))
+    result = hc.run(command, stdin=payload)
     if result.out.startswith(receiver.OUTDATED):
         bootstrap(hc, trusted_keys)
-        result = hc.run(receiver.if_current("plan"), stdin=payload)
+        result = hc.run(command, stdin=payload)
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
     return hoststate.parse(result.out)

@@ -1,5 +1,9 @@
-"""The host program (``host/receiver.sh``) as seen from the controller: where
-it lives on a host, its version, and the command lines that run it."""
+"""The host program (``host/*.sh``) as seen from the controller: where it
+lives on a host, its version, and the command lines that run it.
+
+The program is kept in a few POSIX sh files split by concern and installed
+on a host as one file, their concatenation in the order of PARTS: one unit,
+one version, verified as a whole."""
 
 import hashlib
 import shlex
@@ -9,8 +13,13 @@ STATE = "/var/lib/fruix/fruixops"
 PATH = f"{STATE}/receiver"
 
 
+PARTS = ("receiver.sh", "land.sh", "switch.sh", "gc.sh", "trust.sh", "main.sh")
+
+
 def source():
-    return resources.files("fruixops").joinpath("host/receiver.sh").read_bytes()
+    """The receiver as installed: its parts, in order, as one program."""
+    host = resources.files("fruixops").joinpath("host")
+    return b"\n".join(host.joinpath(p).read_bytes() for p in PARTS)
 
 
 def version():
@@ -28,11 +37,15 @@ def if_current(command):
             f"{version()} ]; then exec sh {PATH} {command}; else echo {OUTDATED}; fi")
 
 
-def status_command():
-    """The host's state: the receiver's `status`, or, on a host that has no
-    receiver yet, just what it booted."""
-    return (f"if [ -f {PATH} ]; then sh {PATH} status; "
-            "else echo \"booted $(readlink /run/current-system 2>/dev/null)\"; fi")
+def status_command(esp=None):
+    """The host's state: the receiver's `status` (with *esp*, the installed
+    bootloader too), or, on a host that has no receiver yet, just what it
+    booted."""
+    extra = f" --esp {shlex.quote(esp)}" if esp else ""
+    return (f"if [ -f {PATH} ]; then sh {PATH} status{extra}; "
+            "else echo \"booted $(kenv -q fruix.system 2>/dev/null)\"; "
+            "echo \"boottime $(sysctl -n kern.boottime 2>/dev/null | "
+            "sed -n 's/^{ *sec = \\([0-9]*\\), *usec = \\([0-9]*\\) *}.*/\\1.\\2/p')\"; fi")
 
 
 def command(*args):

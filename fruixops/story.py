@@ -1,6 +1,7 @@
 """The Fruix phase 15.2 story on one host, end to end, in the report's own
 terms: boot current -> boot candidate -> boot current again, checking after
-each boot which closure runs and that it is healthy.
+each boot which generation and closure the loader booted (the host's
+``kenv``) and that it is healthy.
 
 Used by ``inv demo`` (``make demo``) and by the end-to-end test.
 """
@@ -32,11 +33,13 @@ def run(ctl, host_name, out=print):
         ok = ok and bool(good)
         say(key, "ok" if good else "FAILED")
 
-    def after_boot(prefix, expected):
+    def after_boot(prefix, expected, generation):
         hc = connect(ctl, ctl.inventory.host(host_name))
         try:
             state = boot.state(hc)
-            verdict(f"{prefix}_booted_closure", state.booted == expected)
+            say(f"{prefix}_booted_generation", state.booted_generation)
+            verdict(f"{prefix}_booted_closure",
+                    (state.booted_generation, state.booted) == (generation, expected))
             for name, good in checks.run(hc).items():
                 verdict(f"{prefix}_health_{name}", good)
         finally:
@@ -46,7 +49,7 @@ def run(ctl, host_name, out=print):
     first = deploy_mod.deploy(ctl, host_name, CURRENT, reboot=True)
     say("current_closure", first.closure)
     say("current_base_version_label", first.version_label)
-    after_boot("current", first.closure)
+    after_boot("current", first.closure, first.generation)
 
     hc = connect(ctl, ctl.inventory.host(host_name))
     try:
@@ -57,7 +60,7 @@ def run(ctl, host_name, out=print):
     cand = deploy_mod.deploy(ctl, host_name, CANDIDATE, reboot=True)
     say("candidate_closure", cand.closure)
     say("candidate_base_version_label", cand.version_label)
-    after_boot("candidate", cand.closure)
+    after_boot("candidate", cand.closure, cand.generation)
     hc = connect(ctl, ctl.inventory.host(host_name))
     try:
         both = hc.run(f"test -d {first.closure} && test -d {cand.closure}").status == 0
@@ -72,14 +75,14 @@ def run(ctl, host_name, out=print):
     gen, state = deploy_mod.rollback(ctl, host_name, reboot=True)
     say("rollback_closure", state.current_closure)
     verdict("rollback_generation_boot", state.booted == first.closure)
-    after_boot("rollback", first.closure)
+    after_boot("rollback", first.closure, gen)
 
     # ...and once by deploying the earlier declaration again.
     deploy_mod.deploy(ctl, host_name, CANDIDATE, reboot=True)
     again = deploy_mod.deploy(ctl, host_name, CURRENT, reboot=True)
     verdict("redeploy_same_closure_path", again.closure == first.closure)
     verdict("redeploy_boot", again.booted == first.closure)
-    after_boot("redeploy", first.closure)
+    after_boot("redeploy", first.closure, again.generation)
 
     verdict("base_rollforward_and_rollback", ok)
     return ok

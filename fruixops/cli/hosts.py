@@ -21,9 +21,13 @@ from .common import (FORKS_HELP, INVENTORY_HELP, LIMIT_HELP, _display, _finish,
                  "json": "print a machine-readable result per host",
                  "check": "change nothing: show what the deploy would do (as inv plan)",
                  "compress": "item transfers: auto (zstd when the host has it; default), "
-                             "zstd, none"})
+                             "zstd, none",
+                 "install_bootloader": "also install the base's bootloader (loader.efi on the "
+                                       "ESP, /boot/lua) when it differs; the old one is kept "
+                                       "as .old"})
 def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=None,
-           inventory=None, forks=fleet.DEFAULT_FORKS, json=False, check=False, compress=None):
+           inventory=None, forks=fleet.DEFAULT_FORKS, json=False, check=False, compress=None,
+           install_bootloader=False):
     """Build, push only the missing items, switch the hosts' boot generation."""
     ctl = Controller(inventory, key=key)
     hosts = _targets(ctl, host, limit, "deploy")
@@ -31,7 +35,8 @@ def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=N
         return _plan(ctl, hosts, base, forks, json, compress)
     with _display(hosts, json) as display:
         outcomes, lines = fleet.deploy_many(ctl, hosts, base, reboot=reboot, trial=trial,
-                                            forks=forks, events=display, compress=compress)
+                                            forks=forks, events=display, compress=compress,
+                                            install_bootloader=install_bootloader)
     _finish(outcomes, json, lines)
 
 
@@ -79,7 +84,8 @@ def reboot(c, host=None, inventory=None):
     from .. import deploy as deploy_mod
     _need_host(host, "reboot")
     state = deploy_mod.reboot_host(Controller(inventory), host)
-    print(f"{host}: booted {state.booted or 'bare (no generation)'}")
+    print(f"{host}: booted " + (f"generation {state.booted_generation} ({state.booted})"
+                                if state.booted else "bare (no generation)"))
 
 
 @user_task(help={"host": "host to ask", "limit": LIMIT_HELP, "forks": FORKS_HELP,
@@ -102,13 +108,14 @@ def status(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, 
         doc = docs.get(h.name)
         if doc is None:
             continue
-        lines.append(f"host:     {h.name}")
-        lines.append(f"booted:   {doc['booted'] or '-'}")
-        for key in ("current", "rollback", "next_boot"):
+        lines.append(f"host:      {h.name}")
+        for key in ("booted", "default", "next_boot", "current", "rollback"):
             g = doc[key]
-            lines.append(f"{key + ':':9} " + (f"generation {g['generation']}: {g['base']} "
-                                              f"({g['version_label']}) {g['closure']}"
-                                              if g else "-"))
+            lines.append(f"{key + ':':10} " + (f"generation {g['generation']}: {g['base']} "
+                                               f"({g['version_label']}) {g['closure']}"
+                                               if g else "-"))
+        lines += [f"warning:   {f} sets loader variables that win over fruix.conf"
+                  for f in doc["loader_overrides"]]
     _finish(outcomes, False, lines)
 
 
@@ -122,11 +129,11 @@ def generations(c, host=None, inventory=None, json=False):
     rows = []
     for n in sorted(state.generations):
         g = state.generations[n]
-        marks = [m for m, on in (("current", n == state.current),
-                                 ("rollback", n == state.rollback),
+        marks = [m for m, on in (("booted", n == state.booted_generation),
+                                 ("default", n == state.default),
                                  ("next-boot", n == state.next_boot),
-                                 ("booted", g.closure == state.booted
-                                  and n == _booted_generation(state))) if on]
+                                 ("current", n == state.current),
+                                 ("rollback", n == state.rollback)) if on]
         rows.append({**g.to_json(), "marks": marks})
     if json:
         _print_json(rows)
@@ -143,16 +150,6 @@ def generations(c, host=None, inventory=None, json=False):
 
 def _mib(n):
     return "-" if n is None else f"{n / 2**20:.1f}MiB"
-
-
-def _booted_generation(state):
-    """The generation the host booted: the current one if its closure is the
-    booted one, else the newest with that closure."""
-    cur = state.gen(state.current)
-    if cur and cur.closure == state.booted:
-        return cur.number
-    same = [n for n, g in state.generations.items() if g.closure == state.booted]
-    return max(same) if same else None
 
 
 @user_task(help={"host": "host to check", "limit": LIMIT_HELP, "forks": FORKS_HELP,
@@ -208,8 +205,8 @@ def diff_generations(c, host=None, from_=None, to=None, inventory=None, json=Fal
 
 
 @user_task(help={"host": "host to collect", "limit": LIMIT_HELP, "forks": FORKS_HELP,
-                 "keep": "generations to keep, newest first (current, rollback, next-boot, "
-                         "booted and pinned ones are always kept)",
+                 "keep": "generations to keep, newest first (the booted, default, next-boot, "
+                         "current, rollback and pinned ones are always kept)",
                  "dry_run": "list what would go; delete nothing",
                  "inventory": INVENTORY_HELP, "json": "print JSON"})
 def gc(c, host=None, limit=None, keep=None, dry_run=False, inventory=None,

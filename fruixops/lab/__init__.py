@@ -20,7 +20,23 @@ from ..errors import UserError
 
 SSHD = "/usr/sbin/sshd"
 BOOT = Path(__file__).with_name("boot.sh")
-MOUNTPOINTS = ("/frx", "/var/lib/fruix")
+MOUNTPOINTS = ("/frx", "/var/lib/fruix", "/boot")
+
+# What a FreeBSD 15 installation leaves in /boot/defaults/loader.conf, as far
+# as the lab's loader reads it: the lab writes it once on a new host's disk,
+# as the installer would; fruixops never writes it.
+LOADER_DEFAULTS = """\
+# /boot/defaults/loader.conf (lab: the settings of FreeBSD 15's that the
+# lab's loader reads). Do not edit; override in /boot/loader.conf.
+kernel="kernel"
+bootfile="kernel"
+kernel_options=""
+loader_conf_files="/boot/device.hints /boot/loader.conf"
+loader_conf_dirs="/boot/loader.conf.d"
+local_loader_conf_files="/boot/loader.conf.local"
+nextboot_conf="/boot/nextboot.conf"
+module_path="/boot/modules;/boot/dtb;/boot/dtb/overlays"
+"""
 
 
 class Lab:
@@ -82,8 +98,7 @@ class Lab:
                 _keygen(hostkey, f"lab-{host.name}")
             (ssh / "authorized_keys").write_text(client_pub)
             os.chmod(ssh / "authorized_keys", 0o600)
-            for sub in ("frx/store", "var/lib/fruix"):
-                (self.disk(host.name) / sub).mkdir(parents=True, exist_ok=True)
+            self._install_freebsd(host.name)
             port = host.var("ssh_port", 22)
             # Paths as the host's own boot sees them (boot.sh binds the host
             # directory at /run/lab).
@@ -98,6 +113,23 @@ class Lab:
         merged = [line for line in existing if line.split() and line.split()[0] not in ours] + known
         self.known_hosts.write_text("".join(merged))
 
+    def _install_freebsd(self, name):
+        """A new lab host's disk as a FreeBSD installation leaves it, as far
+        as fruixops is concerned: /boot/defaults/loader.conf, an empty
+        /boot/loader.conf.d, the ESP mounted at /boot/efi, and the stock
+        kernel in /boot/kernel (a stand-in: an ELF header the lab's loader
+        accepts). Written once; fruixops writes none of these."""
+        disk = self.disk(name)
+        for sub in ("frx/store", "var/lib/fruix", "boot/defaults", "boot/loader.conf.d",
+                    "boot/efi", "boot/kernel"):
+            (disk / sub).mkdir(parents=True, exist_ok=True)
+        defaults = disk / "boot/defaults/loader.conf"
+        if not defaults.exists():
+            defaults.write_text(LOADER_DEFAULTS)
+        stock = disk / "boot/kernel/kernel"
+        if not stock.exists():
+            stock.write_bytes(b"\x7fELF lab stand-in for the stock FreeBSD kernel\n")
+
     # -- power ---------------------------------------------------------------
 
     def up(self, hosts, timeout=20):
@@ -110,7 +142,8 @@ class Lab:
             log = open(d / "console.log", "ab")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "fruixops.lab.supervisor", str(d),
-                 host.var("lab_tar") or "gnu", str(host.var("lab_frx_tmpfs_mb") or "")],
+                 host.var("lab_tar") or "gnu", str(host.var("lab_frx_tmpfs_mb") or ""),
+                 "yes" if host.var("lab_nextboot") else ""],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 cwd="/")
             self._pidfile(host.name).write_text(f"{proc.pid}\n")
@@ -167,7 +200,7 @@ class Lab:
         bare = [h for h in hosts if self.is_bare(h.name)]
         if not bare:
             return []
-        outcomes, _ = fleet.deploy_many(ctl, bare, reboot=True)
+        outcomes, _ = fleet.deploy_many(ctl, bare, reboot=True, install_bootloader=True)
         for o in outcomes.values():
             if o.status in ("failed", "unreachable"):
                 raise HostError(o.host, f"lab install failed: {'; '.join(o.messages)}")

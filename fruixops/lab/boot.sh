@@ -1,33 +1,45 @@
 #!/bin/sh
-# The lab's boot loader and init for one host: PID 1 of the host's own PID
-# namespace, inside its own mount namespace.
+# One lab machine booting: PID 1 of the host's own PID namespace, inside its
+# own mount namespace. Each step stands for the FreeBSD mechanism it names:
 #
-# It mounts the host's disk over the real absolute paths (/frx, /root,
-# /var/lib/fruix) and a fresh /run and /tmp, resolves the boot selection the way a
-# loader would (the one-shot next-boot selection if present, consumed;
-# otherwise `current`), points /run/current-system at that generation's
-# closure, runs its activation hook and starts sshd. A host with no generation
-# boots bare. A closure whose kernel the lab refuses (metadata boots=no) stops
-# the boot: the host never comes up (exit 3) until it is power-cycled.
+#   disk      the host's disk (.lab/<host>/root) over the real absolute paths
+#             (/boot, /frx, /root, /var/lib/fruix), a fresh /run and /tmp;
+#   loader    loader.sh reads /boot's loader files in FreeBSD's order,
+#             consumes a one-shot nextboot.conf and loads the kernel, or
+#             fails (the host halts, exit 3, until it is power-cycled);
+#   kernel    its environment (the loader's variables) and its boot time are
+#             what the lab's `kenv` and `sysctl kern.boottime` answer
+#             (lab/sbin/ on the host's PATH as /usr/local/sbin; FreeBSD has
+#             them in /bin and /sbin);
+#   init      init_exec from the kernel environment replaces init as PID 1,
+#             as FreeBSD's init(8) does: for a Fruix system, the system's
+#             boot/init hand-over, which execs shepherd. A host with no
+#             init_exec boots FreeBSD's own init: here, sshd only (bare).
+#
 # SIGTERM (the lab's reboot command, `kill -TERM 1`) ends every process; the
 # supervisor then boots the host again from its disk.
 #
-# Usage: boot.sh HOSTDIR TAR [FRX_TMPFS_MB]
+# Usage: boot.sh HOSTDIR TAR [FRX_TMPFS_MB] [NEXTBOOT]
 #   TAR: gnu or bsdtar. FRX_TMPFS_MB: give the host a small, empty tmpfs as
 #   /frx instead of its disk (for disk-full tests; it does not survive a boot).
+#   NEXTBOOT: "yes" puts the lab's nextboot(8) on the host's PATH, as FreeBSD
+#   base has it; other hosts have none and fruixops writes the file itself.
 set -eu
 hostdir=$1
 tar_kind=${2:-gnu}
 frx_mb=${3:-}
+with_nextboot=${4:-}
+lab=$(cd "$(dirname "$0")" && pwd)
 
+mkdir -p "$hostdir/root/boot" "$hostdir/root/root"
 if [ -n "$frx_mb" ]; then
     mount -t tmpfs -o "size=${frx_mb}m,mode=0755" lab-frx /frx
 else
     mount --bind "$hostdir/root/frx" /frx
 fi
 mount --bind "$hostdir/root/var/lib/fruix" /var/lib/fruix
+mount --bind "$hostdir/root/boot" /boot
 # The host's own home for root, not the controller's (and its shell start-up).
-mkdir -p "$hostdir/root/root"
 mount --bind "$hostdir/root/root" /root
 mount -t tmpfs -o mode=0755 lab-run /run
 # sshd's configuration and keys, at a path that stays visible once the host's
@@ -35,39 +47,36 @@ mount -t tmpfs -o mode=0755 lab-run /run
 mkdir -p /run/lab
 mount --bind "$hostdir" /run/lab
 mount -t tmpfs -o mode=1777 lab-tmp /tmp
-mkdir -p /run/sshd
+mkdir -p /run/sshd          # sshd's privilege separation directory
 chmod 0755 /run/sshd
 if [ "$tar_kind" = bsdtar ]; then
     mount --bind "$(command -v bsdtar)" "$(command -v tar)"
 fi
 
-sys=/var/lib/fruix/system
-selection=
-if [ -L "$sys/next-boot" ]; then
-    selection=$(readlink "$sys/next-boot")
-    rm -f "$sys/next-boot"           # one-shot: consumed by this boot
-    echo "lab boot: trying next-boot selection $selection"
-elif [ -L "$sys/current" ]; then
-    selection=$(readlink "$sys/current")
+# The kernel's memory: what the loader handed over, and when it booted.
+mkdir -p /run/lab-kernel
+mount -t tmpfs -o size=1m,mode=0755 lab-kernel /run/lab-kernel
+if ! sh "$lab/loader.sh" /run/lab-kernel/kenv; then
+    echo "lab boot: no kernel could be loaded; host halted at the loader prompt" >&2
+    exit 3
 fi
-if [ -n "$selection" ]; then
-    closure=$(readlink "$sys/$selection/closure")
-    if [ ! -d "$closure" ] || [ ! -f "$closure/metadata" ]; then
-        echo "lab boot: $selection: closure $closure is missing; host halted" >&2
-        exit 3
-    fi
-    if grep -qx 'boots=no' "$closure/metadata"; then
-        echo "lab boot: $selection: kernel refused to boot; host halted" >&2
-        exit 3
-    fi
-    ln -s "$closure" /run/current-system
-    sh "$closure/activate" "$closure" || echo "lab boot: activation hook failed" >&2
-    echo "lab boot: booted $selection ($closure)"
-else
-    echo "lab boot: no generation; booting bare"
-fi
+rm -f /run/lab-kernel/kenv.loaded
+now=$(date +%s.%N)
+echo "${now%.*} $(echo "${now#*.}" | cut -c1-6)" >/run/lab-kernel/boottime
+mount -o remount,ro /run/lab-kernel
 
-/usr/sbin/sshd -D -e -f /run/lab/sshd_config &
-sshd=$!
-trap 'kill -TERM "$sshd" 2>/dev/null; exit 0' TERM INT
-wait "$sshd"
+mount --bind "$lab/sbin" /usr/local/sbin
+if [ "$with_nextboot" = yes ]; then
+    mount --bind "$lab/freebsd" /usr/local/bin
+fi
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
+init=$(kenv -q init_exec) || init=
+if [ -n "$init" ] && [ -f "$init" ] && [ -x "$init" ]; then
+    echo "lab boot: generation $(kenv -q fruix.generation || echo '?'): init_exec $init"
+    exec "$init"
+fi
+[ -z "$init" ] || echo "lab boot: init_exec $init is not an executable file; ignored" >&2
+echo "lab boot: no init_exec; FreeBSD's init (bare host: sshd only)"
+exec sh "$lab/sbin/shepherd"

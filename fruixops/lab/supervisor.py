@@ -1,7 +1,7 @@
 """The lab's hardware for one host: boot it, boot it again after a reboot,
 power-cycle it on SIGUSR1, switch it off on SIGTERM.
 
-    python -m fruixops.lab.supervisor HOSTDIR TAR
+    python -m fruixops.lab.supervisor HOSTDIR TAR [FRX_TMPFS_MB] [NEXTBOOT]
 """
 
 import os
@@ -13,7 +13,7 @@ import time
 from . import BOOT
 
 
-def main(hostdir, tar_kind, frx_mb=""):
+def main(hostdir, tar_kind, frx_mb="", nextboot=""):
     events = []
     signal.signal(signal.SIGTERM, lambda *_: events.append("off"))
     signal.signal(signal.SIGUSR1, lambda *_: events.append("cycle"))
@@ -24,7 +24,7 @@ def main(hostdir, tar_kind, frx_mb=""):
         # with it every process of the host.
         proc = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "--mount-proc",
                                  "--propagation", "private", "--kill-child",
-                                 "sh", str(BOOT), hostdir, tar_kind, frx_mb],
+                                 "sh", str(BOOT), hostdir, tar_kind, frx_mb, nextboot],
                                 stdin=subprocess.DEVNULL)
         while proc.poll() is None and not events:
             _sleep_until_signal(proc)
@@ -37,7 +37,7 @@ def main(hostdir, tar_kind, frx_mb=""):
             log("the host's directory is gone; switching off")
             return
         if proc.returncode != 0:
-            # 3: the kernel was refused (boot.sh); anything else: the boot itself
+            # 3: no kernel could be loaded (boot.sh); anything else: the boot itself
             # failed. Either way the host stays down until power-cycled, as a
             # machine would (and no boot loop burns the CPU).
             log(f"halted (init exited {proc.returncode}); waiting for a power cycle")
@@ -59,5 +59,4 @@ def log(message):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "gnu",
-         sys.argv[3] if len(sys.argv) > 3 else "")
+    main(*sys.argv[1:5])

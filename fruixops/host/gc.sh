@@ -1,0 +1,84 @@
+# shellcheck shell=sh
+# Part of the fruixops receiver (see receiver.sh): garbage collection of
+# generations and store items.
+
+# size_of DIR: the bytes of the regular files below DIR.
+size_of() {
+    find "$1" -type f -exec ls -ln {} + | awk '{ s += $5 } END { print s + 0 }'
+}
+
+cmd_gc() {
+    keep=${1:-}
+    case $keep in ''|*[!0-9]*) die "gc needs the number of generations to keep" ;; esac
+    shift
+    dry='' pins=' '
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --dry-run) dry=1 ;;
+            --pin) shift; case ${1:-} in ''|*[!0-9]*) die "--pin needs a number" ;; esac
+                   pins="$pins$1 " ;;
+            *) die "gc: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    lock gc
+    clean_leftovers
+    reconcile
+    new_tmp
+    booted=$(kenv -q fruix.generation 2>/dev/null) || booted=
+    default=$(loader_default)
+    pending=$(pending_generation)
+    # Newest first; the first KEEP stay, as do the protected ones.
+    for g in "$GENS"/*; do
+        n=$(basename "$g"); case $n in ''|*[!0-9]*) continue ;; esac; echo "$n"
+    done | sort -rn >"$TMP/gens"
+    i=0
+    : >"$TMP/doomed"
+    while read -r n; do
+        i=$((i + 1))
+        [ "$i" -le "$keep" ] && continue
+        # Exactly these generations, each named once by what keeps it.
+        why=
+        if [ "$n" = "$booted" ]; then why=booted
+        elif [ "$n" = "$default" ]; then why=default
+        elif [ "$n" = "$pending" ]; then why=next-boot
+        elif [ "$n" = "$(gen_of "$SYSTEM/current")" ]; then why=current
+        elif [ "$n" = "$(gen_of "$SYSTEM/rollback")" ]; then why=rollback
+        else case $pins in *" $n "*) why=pinned ;; esac
+        fi
+        if [ -n "$why" ]; then echo "keep-generation $n $why"; continue; fi
+        echo "$n" >>"$TMP/doomed"
+    done <"$TMP/gens"
+    # Generations go first, each by one rename out of sight: no generation
+    # that remains can refer to an item deleted below.
+    while read -r n; do
+        echo "delete-generation $n"
+        [ -n "$dry" ] && continue
+        mv "$GENS/$n" "$GENS/.gc.$n"
+        rm -f "$GCROOTS/system-$n"
+        rm -rf "$GENS/.gc.$n"
+    done <"$TMP/doomed"
+    # Live: every item of every generation left (for a dry run, as if deleted).
+    for g in "$GENS"/*; do
+        n=$(basename "$g"); case $n in ''|*[!0-9]*) continue ;; esac
+        grep -qx "$n" "$TMP/doomed" && continue
+        awk '$1 == "item" { print $2 }' "$g/manifest"
+    done | sort -u >"$TMP/live"
+    freed=0
+    for p in "$STORE"/*; do
+        [ -d "$p" ] || continue
+        grep -qx "$p" "$TMP/live" && continue
+        size=$(size_of "$p")
+        echo "delete-item $p $size"
+        freed=$((freed + size))
+        [ -n "$dry" ] && continue
+        name=$(basename "$p")
+        chmod u+w "$p"
+        mv "$p" "$STORE/.gc-$name"
+        rm -f "$SUMS/$name.sums"
+        chmod -R u+w "$STORE/.gc-$name"
+        rm -rf "$STORE/.gc-$name"
+    done
+    echo "freed $freed${dry:+ (dry run)}"
+}
+

@@ -1,0 +1,338 @@
+# shellcheck shell=sh
+# Part of the fruixops receiver (see receiver.sh): manifests and items --
+# verify what the controller sends, unpack it out of sight, audit it, land it.
+
+# --- bundles and manifests -------------------------------------------------
+
+# Unpack the bundle on stdin into $TMP/bundle.
+read_bundle() {
+    mkdir "$TMP/bundle"
+    if ! err=$(tar -xf - -C "$TMP/bundle" 2>&1); then
+        case $err in
+            *"No space left"*) die "disk full on $STORE: the bundle does not fit" ;;
+        esac
+        die "cannot read the bundle: $(echo "$err" | tail -n 1)"
+    fi
+    if [ ! -f "$TMP/bundle/manifest" ] || [ ! -f "$TMP/bundle/manifest.sig" ]; then
+        die "the bundle lacks manifest or manifest.sig"
+    fi
+}
+
+# field NAME FILE: the value of a header line "NAME value" of a manifest.
+field() { awk -v k="$1" '$1 == k && NF == 2 { print $2; exit }' "$2"; }
+
+# Verify $TMP/bundle/manifest; on success set SIGNER, M_* and write
+# $TMP/items (path sha256 size refs listing-sha256 zstd-sha256 per line).
+verify_manifest() {
+    m=$TMP/bundle/manifest
+    SIGNER=
+    for key in "$STATE"/trusted/*.pem; do
+        [ -f "$key" ] || continue
+        if openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in "$m" \
+                -sigfile "$TMP/bundle/manifest.sig" >/dev/null 2>&1; then
+            SIGNER=$(basename "$key" .pem)
+            break
+        fi
+    done
+    [ -n "$SIGNER" ] || die "manifest signature does not verify against any trusted key"
+    # Structure: same rules as the controller's parser, checked again here.
+    awk '
+        NR == 1 { if ($0 != "fruixops-manifest 2") bad = "unknown manifest format"; next }
+        $0 == "end" { ended = 1; next }
+        ended { bad = "text after end" }
+        $1 == "item" {
+            if (NF != 7) { bad = "bad item line"; next }
+            if ($2 !~ /^\/frx\/store\/[0-9a-f]+-[A-Za-z0-9][A-Za-z0-9._+-]*$/ ||
+                length($2) < 11 + 64 + 2 || substr($2, 11 + 64 + 1, 1) != "-" ||
+                substr($2, 12, 64) !~ /^[0-9a-f]+$/) bad = "bad store path " $2
+            if ($3 !~ /^[0-9a-f]+$/ || length($3) != 64) bad = "bad sha256"
+            if ($4 !~ /^[0-9]+$/) bad = "bad size"
+            if ($6 !~ /^[0-9a-f]+$/ || length($6) != 64) bad = "bad listing sha256"
+            if ($7 !~ /^[0-9a-f]+$/ || length($7) != 64) bad = "bad zstd sha256"
+            if (seen[$2]++) bad = "item listed twice"
+            next
+        }
+        NF != 2 { bad = "bad line " NR }
+        END { if (!ended) bad = "no end line"; if (bad != "") { print bad; exit 1 } }
+    ' "$m" >"$TMP/check" || die "malformed manifest: $(cat "$TMP/check")"
+    M_HOST=$(field host "$m"); M_SERIAL=$(field serial "$m")
+    M_EXPIRES=$(field expires "$m"); M_SYSTEM=$(field system "$m")
+    M_BASE=$(field base "$m"); M_LABEL=$(field version-label "$m")
+    case $M_SERIAL in ''|*[!0-9]*) die "manifest serial is not a number" ;; esac
+    case $M_EXPIRES in ''|*[!0-9]*) die "manifest expiry is not a number" ;; esac
+    me=$(cat "$STATE/host-name" 2>/dev/null) || me=
+    [ -n "$me" ] || die "this host has no recorded name (run inv bootstrap)"
+    [ "$M_HOST" = "$me" ] || die "manifest is for host '$M_HOST', this is '$me'"
+    now=$(date +%s)
+    [ "$now" -le "$M_EXPIRES" ] || die "manifest expired at $M_EXPIRES (now $now)"
+    last=$(cat "$STATE/last-serial" 2>/dev/null) || last=0
+    [ "$M_SERIAL" -gt "$last" ] ||
+        die "manifest serial $M_SERIAL is not above the last accepted ($last): replay refused"
+    awk '$1 == "item" { print $2, $3, $4, $5, $6, $7 }' "$m" >"$TMP/items"
+    # Compared as strings, never as a pattern.
+    awk -v s="$M_SYSTEM" '$1 == s { f = 1 } END { exit !f }' "$TMP/items" ||
+        die "the system item is not in the manifest"
+}
+
+# --- items ---------------------------------------------------------------------
+
+
+# land_item PATH SHA ZSHA LISTING: check what `item` unpacked and audited for
+# PATH against the manifest (the bytes received hash to the signed sha256 of
+# the form they came in), and its listing, and move it into the store.
+land_item() {
+    name=$(basename "$1")
+    got=$TMP/got/$name
+    [ -f "$got.done" ] || die "item $name was not sent and is not in the store"
+    case $(cat "$got.sha") in
+        "$2"|"$3") ;;
+        *) die "item $name: content hash does not match the manifest" ;;
+    esac
+    [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
+    if [ -e "$1" ]; then return 0; fi
+    dest=$TMP/unpack/$name
+    sums=$TMP/listings/$name.sums
+    if [ ! -f "$sums" ]; then
+        sums=$got.sums
+        listing "$dest" >"$sums"
+    fi
+    [ "$(openssl dgst -sha256 -r <"$sums" | cut -c1-64)" = "$4" ] ||
+        die "item $name: its file listing does not match the manifest"
+    # The listing first: an item in the store always has one.
+    mkdir -p "$SUMS"
+    mv -f "$sums" "$SUMS/.$name.sums.new"
+    mv -f "$SUMS/.$name.sums.new" "$SUMS/$name.sums"
+    chmod u+w "$dest"          # the item root is renamed, then sealed
+    mv "$dest" "$1"
+    chmod a-w "$1"
+    LANDED=$((LANDED + 1))
+}
+
+# audit_item NAME DIR: why an unpacked item must be refused, if it must.
+audit_item() {
+    if [ -s "$got.err" ]; then
+        case $(cat "$got.err") in
+            *"No space left"*) echo "disk full on $STORE: the item does not fit" ;;
+            *"Removing leading"*|*"contains '..'"*|*"contains \`..'"*)
+                echo "archive has an absolute or '..' member" ;;
+            *) echo "cannot unpack: $(head -n 1 "$got.err")" ;;
+        esac
+        return
+    fi
+    if [ -n "$(find "$2" \( -type b -o -type c -o -type p -o -type s \
+            -o -perm -4000 -o -perm -2000 \) -print | head -n 1)" ]; then
+        echo "device node, fifo, socket or setuid/setgid file"
+        return
+    fi
+    # Store items are read-only as they come (canonical archives carry no
+    # write bit); a writable entry is refused rather than fixed up.
+    if [ -n "$(find "$2" -mindepth 1 ! -type l -perm -200 -print | head -n 1)" ]; then
+        echo "writable entry in a store item"
+        return
+    fi
+    # A hard link must have all its names inside the item: a link to a file
+    # elsewhere on this file system shows as more links than names here.
+    if find "$2" -type f -links +1 -exec ls -il {} + |
+            awk '{ n[$1] = $3; c[$1]++ } END { for (i in n) if (c[i] != n[i]) bad = 1; exit !bad }'
+    then
+        echo "hard link to a file outside the item"
+    fi
+}
+
+# listing DIR: every entry of an item tree, sorted: "f SHA256 path",
+# "l TARGET path", "d - path". What verify compares against.
+listing() {
+    (
+        cd "$1"
+        find . -type f -exec openssl dgst -sha256 -r {} + |
+            awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "f " h " " $0 }'
+        find . -type l | while IFS= read -r l; do
+            printf 'l %s %s\n' "$(readlink "$l")" "$l"
+        done
+        find . -type d | sed 's/^/d - /'
+    ) | LC_ALL=C sort
+}
+
+cmd_plan() {
+    esp=/boot/efi
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --esp) shift; esp=${1:-} ;;
+            *) die "plan: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    new_tmp
+    read_bundle
+    verify_manifest
+    print_state
+    print_generations
+    print_bootloader "$esp"
+    if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; else echo "zstd no"; fi
+    while read -r p _; do
+        [ -d "$p" ] || echo "missing $p"
+    done <"$TMP/items"
+    echo "verified $SIGNER"
+}
+
+cmd_receive() {
+    trial=''
+    deployer=-
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --trial) trial=1 ;;
+            --deployer) shift; deployer=$(printf '%s' "${1:-}" | tr -c 'A-Za-z0-9@._:-' '_') ;;
+            *) die "receive: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    # Lock before reading anything: a second deploy fails at once.
+    lock "$deployer"
+    clean_leftovers
+    reconcile
+    new_tmp
+    mkdir "$TMP/bundle" "$TMP/unpack" "$TMP/got"
+    : >"$TMP/bundle/manifest"
+    n=0
+    while IFS= read -r line; do
+        n=$((n + 1))
+        [ "$n" -le 100000 ] || die "manifest too long"
+        printf '%s\n' "$line" >>"$TMP/bundle/manifest"
+        [ "$line" = end ] && break
+    done
+    IFS= read -r line || die "no signature after the manifest"
+    case $line in "sig "*) ;; *) die "expected a signature line" ;; esac
+    printf '%s\n' "${line#sig }" | openssl base64 -d -A >"$TMP/bundle/manifest.sig" ||
+        die "the signature is not base64"
+    verify_manifest
+    echo "ready $$"
+    # The items arrive now, each on a channel of its own (`item`).
+    IFS= read -r line || line=
+    [ "$line" = commit ] || die "the controller gave up before committing"
+    LANDED=0
+    while read -r p sha _ _ lsha zsha; do
+        [ -d "$p" ] || land_item "$p" "$sha" "$zsha" "$lsha"
+    done <"$TMP/items"
+    # Every item is in: from here this manifest can never be accepted again.
+    printf '%s\n' "$M_SERIAL" | publish "$STATE/last-serial"
+    record_generation "$deployer"
+    n=$NEWGEN
+    if [ -n "$trial" ]; then
+        set_nextboot "$n"
+    else
+        make_default "$n"
+    fi
+    echo "landed $LANDED"
+    echo "generation $n"
+}
+
+unpack_stream() {
+    if [ "$1" = zstd ]; then zstd -dcq; else cat; fi
+}
+
+# receiving PID: check that receive PID holds the lock and waits for items;
+# set T to its temporary directory.
+receiving() {
+    case $1 in ''|*[!0-9]*) die "needs the receive's pid" ;; esac
+    T=$STORE/.fruixops-tmp.$1
+    holder=$(readlink "$LOCK" 2>/dev/null) || holder=
+    case $holder in "pid=$1,"*) ;; *) die "no receive $1 holds the lock" ;; esac
+    [ -d "$T/got" ] || die "receive $1 is not ready for items"
+}
+
+cmd_listings() {
+    receiving "${1:-}"
+    mkdir "$T/listings.part" || die "listings sent twice"
+    # Only names of items in the manifest; each listing ends at the next name.
+    LC_ALL=C awk -v dir="$T/listings.part" '
+        NR == FNR { k = $1; sub(/.*\//, "", k); item[k] = 1; next }
+        /^=/ {
+            if (f != "") close(f)
+            n = substr($0, 2)
+            if (!(n in item) || (n in seen)) { bad = "unexpected listing for '\''" n "'\''"; exit }
+            seen[n] = 1
+            f = dir "/" n ".sums"
+            next
+        }
+        f == "" { bad = "a listing without a name"; exit }
+        { print > f }
+        END { if (bad != "") { print bad > "/dev/stderr"; exit 1 } }
+    ' "$T/items" - 2>"$T/listings.err" || die "listings: $(head -n 1 "$T/listings.err")"
+    mv "$T/listings.part" "$T/listings"
+}
+
+cmd_item() {
+    pid=${1:-} name=${2:-} codec=${3:-}
+    receiving "$pid"
+    case $codec in ''|zstd) ;; *) die "unknown codec '$codec'" ;; esac
+    case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
+    awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { f = 1 } END { exit !f }' \
+        "$T/items" || die "item $name is not in the manifest being received"
+    dest=$T/unpack/$name
+    mkdir "$dest" || die "item $name was sent twice"
+    got=$T/got/$name
+    # Every file the hashing side writes exists before it starts (so that a
+    # full disk stops this script here): once it waits on the fifo, nothing
+    # may fail before tee opens the other end.
+    if ! { : >"$got.sha.part" && : >"$got.err2"; } 2>/dev/null; then
+        store_full && die "disk full on $STORE: item $name does not fit"
+        die "cannot write in $T"
+    fi
+    mkfifo "$got.hash"
+    { openssl dgst -sha256 -r | cut -c1-64; } <"$got.hash" >>"$got.sha.part" 2>>"$got.err2" &
+    hashing=$!
+    # One pass over the bytes as sent: hashed and unpacked together; what tar
+    # leaves unread after the end of the archive is still hashed. Anything tar
+    # says (a stripped leading '/', a refused '..' member or link) refuses
+    # the item.
+    tee "$got.hash" | unpack_stream "$codec" | {
+        tar -xf - -C "$dest" --no-same-owner 2>"$got.err" ||
+            { echo "tar: exit status $?" >>"$got.err"; } 2>/dev/null || :
+        cat >/dev/null
+    }
+    wait "$hashing" || :
+    rm -f "$got.hash"
+    { cat "$got.err2" >>"$got.err"; } 2>/dev/null || :
+    if [ ! -s "$got.sha.part" ] || grep -q "No space left" "$got.err" 2>/dev/null; then
+        die "disk full on $STORE: item $name does not fit"
+    fi
+    mv "$got.sha.part" "$got.sha"
+    # The bytes first: a corrupted or substituted archive is refused as such,
+    # whatever tar made of it. Compressed, the bytes are the compressed
+    # archive the manifest signs the hash of.
+    column=2
+    [ "$codec" != zstd ] || column=6
+    want=$(awk -v n="$name" -v c="$column" '{ k = $1; sub(/.*\//, "", k) } k == n { print $c }' \
+        "$T/items")
+    [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
+    # Audit it now, while the next item is on its way.
+    audit_item "$name" "$dest" >"$got.refused"
+    : >"$got.done"
+    if [ -s "$got.refused" ]; then die "item $name: $(cat "$got.refused")"; fi
+}
+
+cmd_verify() {
+    drift=0 n=0
+    new_tmp
+    for m in "$GENS"/*/manifest; do
+        [ -f "$m" ] && awk '$1 == "item" { print $2 }' "$m"
+    done | sort -u >"$TMP/items"
+    while read -r p; do
+        n=$((n + 1))
+        name=$(basename "$p")
+        if [ ! -d "$p" ]; then
+            echo "missing $p"; drift=1
+        elif [ ! -f "$SUMS/$name.sums" ]; then
+            echo "unrecorded $p"; drift=1
+        elif ! listing "$p" | cmp -s - "$SUMS/$name.sums"; then
+            echo "drift $p $(listing "$p" | diff "$SUMS/$name.sums" - | grep '^[<>]' |
+                head -n 3 | tr '\n' ' ')"
+            drift=1
+        else
+            echo "ok $p"
+        fi
+    done <"$TMP/items"
+    echo "checked $n"
+    [ "$drift" = 0 ] || exit 2
+}
+

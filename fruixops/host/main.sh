@@ -1,0 +1,22 @@
+# shellcheck shell=sh
+# Part of the fruixops receiver (see receiver.sh): the command dispatch.
+
+CMD=${1:-}
+[ $# -gt 0 ] && shift
+case $CMD in
+    plan) cmd_plan "$@" ;;
+    receive) cmd_receive "$@" ;;
+    item) cmd_item "$@" ;;
+    listings) cmd_listings "$@" ;;
+    confirm) cmd_confirm "$@" ;;
+    rollback) cmd_rollback "$@" ;;
+    status) cmd_status "$@" ;;
+    install-bootloader) cmd_install_bootloader "$@" ;;
+    verify) cmd_verify ;;
+    gc) cmd_gc "$@" ;;
+    trust-init) cmd_trust_init ;;
+    trust-add) cmd_trust_add "$@" ;;
+    trust-remove) cmd_trust_remove "$@" ;;
+    set-host-name) cmd_set_host_name "$@" ;;
+    *) die "unknown command '$CMD' (plan receive item listings confirm rollback status install-bootloader verify gc trust-init trust-add trust-remove set-host-name)" ;;
+esac
