@@ -192,7 +192,10 @@ class HostConnection:
                 chan.close()
                 raise CommandTimeout(self.name, f"command timed out after {timeout}s")
         status = chan.recv_exit_status()
-        chan.close()
+        try:
+            chan.close()
+        except (OSError, paramiko.SSHException, EOFError):
+            status = -1      # the connection went while the command ended
         if status == -1 or (send_error and not transport.is_active()):
             raise HostUnreachable(self.name, "connection lost during a command")
         return Result(status, b"".join(out), b"".join(err))

@@ -96,9 +96,13 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
         else:
             events.phase(host.name, "push")
             before = hc.bytes_sent
+            answer = {}
             result.generation, _ = push.push(hc, m, data, sig, state.missing, ctl.builder.store,
                                              deployer_identity(), trial=trial, events=events,
-                                             compress=result.compressed)
+                                             compress=result.compressed, report=answer)
+            if "one-shot" in answer:
+                result.notes.append(f"generation {result.generation} set as the one-shot "
+                                    f"next boot with {answer['one-shot']}")
             result.items_sent = len(state.missing)
             result.sent = list(state.missing)
             result.bytes_sent = hc.bytes_sent - before
@@ -107,7 +111,9 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             hc = _trial(ctl, hc, host, result, checks, events)
         if install_bootloader and loader_note:
             events.phase(host.name, "bootloader")
-            result.notes.append(bootloader.install(hc, result.generation))
+            installed = bootloader.install(hc, result.generation).split()[-1]
+            result.notes.append(f"bootloader: installed {installed} (the previous one kept "
+                                "as .old)")
         if not trial:
             if reboot:
                 events.phase(host.name, "reboot")

@@ -123,8 +123,7 @@ def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
         lines.append(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}"
                      + (f"; booted generation {r.booted_generation} ({r.booted})"
                         if r.booted else ""))
-        lines.extend(f"{r.host}:   {note}" for note in r.notes
-                     if note.startswith(("bootloader", "warning")))
+        lines.extend(f"{r.host}:   {note}" for note in r.notes)
         return r.changed, r.to_json()
 
     run(hosts, job, outcomes, forks)

@@ -69,8 +69,10 @@ def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=F
 
 
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
-         events=None, compress=False):
-    """Send the missing items; return (generation number, items landed).
+         events=None, compress=False, report=None):
+    """Send the missing items; return (generation number, items landed). The
+    receiver's closing answer ("generation N", "landed K", for a trial
+    "one-shot HOW") goes into the dict *report* when one is given.
 
     One receive session holds the host's lock and verifies the manifest; each
     missing item then streams over a channel of its own straight into the
@@ -113,6 +115,8 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
     fields = dict(line.split(" ", 1) for line in result.out.splitlines() if " " in line)
+    if report is not None:
+        report.update(fields)
     return int(fields["generation"]), int(fields.get("landed", 0))
 
 

@@ -75,7 +75,43 @@ def check_host(disk):
                 assert (disk / path.lstrip("/")).is_dir(), f"generation {g.name}: {path} missing"
     current = os.readlink(system / "current")
     assert re.fullmatch(r"generations/\d+", current) and (system / current).is_dir()
+    if (disk / "boot/loader.conf.d/fruix.conf").exists():
+        loader_default(disk)
     return int(current.split("/")[1])
+
+
+def loader_vars(path):
+    """The name="value" assignments of a loader file, as a dict."""
+    found = {}
+    for line in path.read_text().splitlines():
+        m = re.fullmatch(r'\s*([A-Za-z0-9][-A-Za-z0-9_.]*)\s*=\s*"([^"]*)"\s*(#.*)?', line)
+        if m:
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def generation_loader_vars(disk, n):
+    """What the loader must be told to boot generation *n* on this disk."""
+    closure = os.readlink(disk / f"var/lib/fruix/system/generations/{n}/closure")
+    kernel_item = os.readlink(disk / closure.lstrip("/") / "kernel")
+    return {"kernel": f"{kernel_item}/boot/kernel", "fruix.system": closure,
+            "fruix.generation": str(n), "init_exec": f"{closure}/boot/init"}
+
+
+def loader_default(disk):
+    """The generation fruix.conf makes the loader boot by default, checked:
+    it names exactly that generation's kernel, closure and hand-over, and
+    every item of that generation is in the store. Returns its number."""
+    conf = loader_vars(disk / "boot/loader.conf.d/fruix.conf")
+    n = int(conf["fruix.generation"])
+    assert conf == generation_loader_vars(disk, n), f"fruix.conf does not name generation {n}"
+    manifest = disk / f"var/lib/fruix/system/generations/{n}/manifest"
+    for line in manifest.read_text().splitlines():
+        if line.startswith("item "):
+            path = line.split()[1]
+            assert (disk / path.lstrip("/")).is_dir(), f"default generation {n}: {path} missing"
+    assert (disk / conf["kernel"].lstrip("/") / "kernel").is_file()
+    return n
 
 
 def leftovers(disk):
@@ -86,7 +122,7 @@ def leftovers(disk):
     return found
 
 
-LOCK_FREE = ("l=$(readlink /run/fruixops/lock) || exit 0; p=${l#pid=}; p=${p%%,*}; "
+LOCK_FREE = ("l=$(readlink /var/lib/fruix/fruixops/lock) || exit 0; p=${l#pid=}; p=${p%%,*}; "
              "if kill -0 \"$p\" 2>/dev/null; then exit 1; fi")
 
 

@@ -39,6 +39,18 @@ def tar_of(members):
     return buf.getvalue()
 
 
+def bootable(members):
+    """Archives of a kernel item and a system item holding *members*, which
+    the loader could boot (a kernel link, boot/init), for offer()."""
+    kernel = tar_of([("./boot", "dir", None, 0o555), ("./boot/kernel", "dir", None, 0o555),
+                     ("./boot/kernel/kernel", "file", b"\x7fELF" + bytes(60), 0o555)])
+    return {"freebsd-native-kernel-x": kernel,
+            "fruix-system-ok": lambda paths: tar_of(
+                members + [("./boot", "dir", None, 0o555),
+                           ("./boot/init", "file", b"#!/bin/sh\n", 0o555),
+                           ("./kernel", "symlink", str(paths["freebsd-native-kernel-x"]), 0o777)])}
+
+
 def _listing(data):
     try:
         return archive.listing(io.BytesIO(data))
@@ -56,9 +68,12 @@ def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_m
     is the true one)."""
     store = LocalStore(tmp_path / f"hostile-store-{time.time_ns()}")
     store.items_dir.mkdir(parents=True)
-    items = []
+    items, paths = [], {}
     for name, data in archives.items():
         path = StorePath.make(hashlib.sha256(name.encode() + os.urandom(8)).hexdigest(), name)
+        paths[name] = path
+        if callable(data):          # an archive that refers to the items before it
+            data = data(paths)
         store.archive(path).write_bytes(data)
         try:
             info = store.transfer_info(path)

@@ -118,12 +118,12 @@ def test_a_held_lock_names_its_holder_and_a_stale_one_is_recovered(deployed_db1)
     hc = HostConnection(ctl.inventory.host("db1"), ctl.inventory.settings.known_hosts).open()
     try:
         # A live holder: a process on the host that keeps running.
-        holder = hc.check("mkdir -p /run/fruixops; sleep 120 >/dev/null 2>&1 & "
-                          "ln -s \"pid=$!,since=1,by=alice@ops,cmd=receive\" /run/fruixops/lock;"
-                          " echo $!").out.strip()
+        holder = hc.check("sleep 120 >/dev/null 2>&1 & "
+                          "ln -s \"pid=$!,since=1,by=alice@ops,cmd=receive\" "
+                          "/var/lib/fruix/fruixops/lock; echo $!").out.strip()
         with pytest.raises(HostError, match=r"locked: .*by=alice@ops"):
             deploy.deploy(ctl, "db1", "stable-canary")
-        assert hc.run("test -L /run/fruixops/lock").status == 0   # never taken from the living
+        assert hc.run("test -L /var/lib/fruix/fruixops/lock").status == 0  # never taken from the living
         hc.check(f"kill {holder}; while kill -0 {holder} 2>/dev/null; do :; done")
     finally:
         hc.close()
@@ -156,20 +156,20 @@ def test_commands_typed_by_hand_tell_the_truth(lab, project):
 
     s1 = status()    # a new lab host arrives installed, like a delivered machine
     assert s1["current"]["version_label"] == "15.0-STABLE" and s1["rollback"] is None
-    assert s1["booted"] == s1["current"]["closure"]
+    assert s1["booted"]["closure"] == s1["current"]["closure"]
     out = inv_cmd(inv, "deploy", "--host", "db2", "--base", "stable-canary", check=True).stdout
     assert "15.0-STABLE-p1" in out
     s2 = status()
     assert s2["current"]["version_label"] == "15.0-STABLE-p1"
     assert s2["current"]["generation"] == s1["current"]["generation"] + 1
     assert s2["rollback"]["closure"] == s1["current"]["closure"]
-    assert s2["booted"] == s1["current"]["closure"]    # nothing rebooted yet
+    assert s2["booted"]["closure"] == s1["current"]["closure"]    # nothing rebooted yet
     inv_cmd(inv, "rollback", "--host", "db2", check=True)
     s3 = status()
     assert s3["current"] == s1["current"] and s3["rollback"] == s2["current"]
     reboot = inv_cmd(inv, "reboot", "--host", "db2", check=True).stdout
     assert s1["current"]["closure"] in reboot
-    assert status()["booted"] == s1["current"]["closure"]
+    assert status()["booted"]["closure"] == s1["current"]["closure"]
     gens = json.loads(inv_cmd(inv, "generations", "--host", "db2", "--json", check=True).stdout)
     assert [g["generation"] for g in gens] == [1, 2]
     marks = {g["generation"]: g["marks"] for g in gens}

@@ -227,7 +227,7 @@ def test_two_deploys_at_once_one_waits_for_nobody(faults):
         _receiver_pid(disk)      # the first receiver holds the lock (taken before its temp dir)
         t0 = time.monotonic()
         with pytest.raises(HostError, match=r"locked: another deploy holds this host "
-                                            r"\(pid=\d+,since=\d+,by=alice@console"):
+                                            r"\(pid=\d+,boot=[\d.]+,since=\d+,by=alice@console"):
             deploy.deploy(ctl, HOST, second_base)
         refused_in = time.monotonic() - t0
     assert gd.result["r"].status == 0, gd.result["r"].err

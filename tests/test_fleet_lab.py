@@ -42,7 +42,7 @@ def test_canary_playbook_then_rollback_fleet(installed_fleet):
     after = states(ctl)
     for name, doc in after.items():
         assert doc["current"]["version_label"] == "15.0-STABLE-p1"
-        assert doc["booted"] == doc["current"]["closure"]          # every host rebooted into it
+        assert doc["booted"]["closure"] == doc["current"]["closure"]  # every host rebooted into it
         assert doc["rollback"]["closure"] == before[name]["current"]["closure"]
     # The canary went through a trial boot: its stderr log says so, in order.
     assert proc.stderr.index("STAGE [canary]") < proc.stderr.index("STAGE [web]")
@@ -52,7 +52,7 @@ def test_canary_playbook_then_rollback_fleet(installed_fleet):
     final = states(ctl)
     for name, doc in final.items():
         assert doc["current"]["closure"] == before[name]["current"]["closure"]
-        assert doc["booted"] == before[name]["current"]["closure"]
+        assert doc["booted"]["closure"] == before[name]["current"]["closure"]
 
 
 FAILING = """
@@ -91,7 +91,7 @@ def test_failed_batch_halts_and_rolls_back(installed_fleet, tmp_path):
     assert after["web2"]["current"]["version_label"] == "15.0-STABLE-p1"   # batch 1 stays
     for n in ("web3", "web1"):                        # back on the generation they had, booted
         assert after[n]["current"] == before[n]["current"]
-        assert after[n]["booted"] == before[n]["current"]["closure"]
+        assert after[n]["booted"]["closure"] == before[n]["current"]["closure"]
     for n in ("db1", "db2", "mon1"):                  # untouched: no new generation at all
         assert after[n] == before[n]
     assert "web3: refused" not in proc.stderr and "not web3" in out
@@ -105,7 +105,7 @@ def test_trial_of_a_kernel_that_never_boots_comes_back(installed_fleet):
     assert proc.returncode != 0
     assert "did not come back; power-cycled; back on generation 1" in proc.stderr
     after = states(ctl)["web2"]
-    assert after["booted"] == before["current"]["closure"]
+    assert after["booted"]["closure"] == before["current"]["closure"]
     assert after["current"] == before["current"] and after["next_boot"] is None
 
 

@@ -8,15 +8,29 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "fruixops"
 
 
-@pytest.mark.parametrize("script", ["host/receiver.sh", "lab/boot.sh"])
+@pytest.mark.parametrize("script", ["lab/boot.sh", "lab/loader.sh", "lab/sbin/kenv",
+                                    "lab/sbin/sysctl", "lab/sbin/shepherd", "lab/freebsd/nextboot"])
 def test_shellcheck_clean(shellcheck, script):
     proc = subprocess.run([shellcheck, "-s", "sh", str(PKG / script)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
 
+def test_receiver_as_installed_is_shellcheck_clean(shellcheck, tmp_path):
+    """The receiver is checked as the one program a host runs: its parts put
+    together (each part alone would refer to the others' names)."""
+    from fruixops import receiver
+    program = tmp_path / "receiver"
+    program.write_bytes(receiver.source())
+    proc = subprocess.run([shellcheck, "-s", "sh", str(program)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+    assert program.read_text().startswith("#!/bin/sh\n")
+    assert sorted(p.name for p in (PKG / "host").glob("*.sh")) == sorted(receiver.PARTS)
+
+
 def test_receiver_lists_every_command_it_accepts():
-    text = (PKG / "host/receiver.sh").read_text()
+    from fruixops import receiver
+    text = receiver.source().decode()
     header = text.split("set -eu", 1)[0]
     dispatch = text.rsplit('case $CMD in', 1)[1]
     import re
@@ -27,7 +41,8 @@ def test_receiver_lists_every_command_it_accepts():
 
 
 def _receiver_function(name):
-    text = (PKG / "host/receiver.sh").read_text()
+    from fruixops import receiver
+    text = receiver.source().decode()
     start = text.index(f"\n{name}() {{") + 1
     return text[start:text.index("\n}\n", start) + 3]
 

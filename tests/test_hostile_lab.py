@@ -7,7 +7,7 @@ import pytest
 from conftest import host_snapshot
 from fruixops import deploy
 from fruixops.errors import HostError
-from hostile import offer, tar_of
+from hostile import bootable, offer, tar_of
 
 GOOD = [("./bin", "dir", None, 0o555), ("./bin/tool", "file", b"#!/bin/sh\necho hi\n", 0o555)]
 SENTINEL = "/var/lib/fruix/sentinel"       # a directory outside /frx/store on the host
@@ -59,10 +59,19 @@ def test_a_well_formed_item_is_accepted(target, tmp_path, monkeypatch, sent, com
     ctl, host, disk = target
     if sent:
         monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
-    gen, landed = offer(ctl, host, {"fruix-system-ok": tar_of(GOOD)}, tmp_path,
-                        compress=compress)
-    assert landed == 1
+    gen, landed = offer(ctl, host, bootable(GOOD), tmp_path, compress=compress)
+    assert landed == 2
     deploy.rollback(ctl, host)      # back to the installed generation
+
+
+def test_a_system_the_loader_cannot_boot_is_refused_before_anything_lands(target, tmp_path):
+    """Signed and well-formed, but with no kernel for the loader: refused at
+    commit, before any item lands or any generation is recorded."""
+    ctl, host, disk = target
+    before = host_snapshot(disk)
+    with pytest.raises(HostError, match="has no kernel link"):
+        offer(ctl, host, {"fruix-system-nokernel": tar_of(GOOD)}, tmp_path)
+    assert host_snapshot(disk) == before
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))

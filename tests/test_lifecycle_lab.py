@@ -24,7 +24,7 @@ def runtime_project(lab, project):
     if stage.exists():
         import shutil
         shutil.rmtree(stage)
-    for rel, data in {"boot/kernel/kernel": b"K" * 300_000, "boot/loader": b"L" * 90_000,
+    for rel, data in {"boot/kernel/kernel": b"\x7fELF" + b"K" * 300_000, "boot/loader": b"L" * 90_000,
                       "bin/sh": b"S" * 150_000, "etc/rc": b"#!/bin/sh\n",
                       "lib/libc.so.7": b"C" * 400_000}.items():
         p = stage / rel

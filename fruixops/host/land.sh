@@ -77,10 +77,11 @@ verify_manifest() {
 # --- items ---------------------------------------------------------------------
 
 
-# land_item PATH SHA ZSHA LISTING: check what `item` unpacked and audited for
+# check_item PATH SHA ZSHA LISTING: check what `item` unpacked and audited for
 # PATH against the manifest (the bytes received hash to the signed sha256 of
-# the form they came in), and its listing, and move it into the store.
-land_item() {
+# the form they came in), and its listing. Everything that can fail happens
+# here, for every item, before any item lands.
+check_item() {
     name=$(basename "$1")
     got=$TMP/got/$name
     [ -f "$got.done" ] || die "item $name was not sent and is not in the store"
@@ -89,21 +90,25 @@ land_item() {
         *) die "item $name: content hash does not match the manifest" ;;
     esac
     [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
-    if [ -e "$1" ]; then return 0; fi
-    dest=$TMP/unpack/$name
     sums=$TMP/listings/$name.sums
     if [ ! -f "$sums" ]; then
         sums=$got.sums
-        listing "$dest" >"$sums"
+        listing "$TMP/unpack/$name" >"$sums"
     fi
     [ "$(openssl dgst -sha256 -r <"$sums" | cut -c1-64)" = "$4" ] ||
         die "item $name: its file listing does not match the manifest"
-    # The listing first: an item in the store always has one.
-    mkdir -p "$SUMS"
-    mv -f "$sums" "$SUMS/.$name.sums.new"
+    mkdir -p "$TMP/ready" "$SUMS"
+    mv -f "$sums" "$TMP/ready/$name.sums"
+}
+
+# land_item PATH: a checked item into the store, by renames only. The listing
+# first: an item in the store always has one.
+land_item() {
+    name=$(basename "$1")
+    mv -f "$TMP/ready/$name.sums" "$SUMS/.$name.sums.new"
     mv -f "$SUMS/.$name.sums.new" "$SUMS/$name.sums"
-    chmod u+w "$dest"          # the item root is renamed, then sealed
-    mv "$dest" "$1"
+    chmod u+w "$TMP/unpack/$name"          # the item root is renamed, then sealed
+    mv "$TMP/unpack/$name" "$1"
     chmod a-w "$1"
     LANDED=$((LANDED + 1))
 }
@@ -209,9 +214,13 @@ cmd_receive() {
     # The items arrive now, each on a channel of its own (`item`).
     IFS= read -r line || line=
     [ "$line" = commit ] || die "the controller gave up before committing"
-    LANDED=0
+    check_bootable
     while read -r p sha _ _ lsha zsha; do
-        [ -d "$p" ] || land_item "$p" "$sha" "$zsha" "$lsha"
+        [ -d "$p" ] || check_item "$p" "$sha" "$zsha" "$lsha"
+    done <"$TMP/items"
+    LANDED=0
+    while read -r p _; do
+        [ -d "$p" ] || land_item "$p"
     done <"$TMP/items"
     # Every item is in: from here this manifest can never be accepted again.
     printf '%s\n' "$M_SERIAL" | publish "$STATE/last-serial"
@@ -224,6 +233,24 @@ cmd_receive() {
     fi
     echo "landed $LANDED"
     echo "generation $n"
+}
+
+# item_dir PATH: where an item of the manifest being received is now: in the
+# store, or unpacked out of sight.
+item_dir() {
+    if [ -d "$1" ]; then echo "$1"; else echo "$TMP/unpack/$(basename "$1")"; fi
+}
+
+# check_bootable: before anything lands, the system the manifest names must be
+# one the loader can boot: its kernel link names a kernel item of this
+# manifest that holds boot/kernel, and it has the boot/init hand-over.
+check_bootable() {
+    sys=$(item_dir "$M_SYSTEM")
+    k=$(readlink "$sys/kernel" 2>/dev/null) || die "the system $M_SYSTEM has no kernel link"
+    awk -v k="$k" '$1 == k { f = 1 } END { exit !f }' "$TMP/items" ||
+        die "the system's kernel $k is not in the manifest"
+    [ -d "$(item_dir "$k")/boot/kernel" ] || die "the kernel item $k has no boot/kernel"
+    [ -f "$sys/boot/init" ] || die "the system $M_SYSTEM has no boot/init"
 }
 
 unpack_stream() {

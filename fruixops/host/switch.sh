@@ -119,8 +119,10 @@ set_nextboot() { # N: boot generation N once, at the next boot
     if command -v nextboot >/dev/null 2>&1; then
         nextboot -f -k "$G_KERNEL" -e "fruix.system=$G_SYSTEM" -e "fruix.generation=$1" \
             -e "init_exec=$G_INIT" >&2 || die "nextboot failed"
+        echo "one-shot nextboot(8)"
     else
         { echo 'nextboot_enable="YES"'; loader_vars "$1"; } | publish "$NEXTBOOT_CONF"
+        echo "one-shot nextboot.conf"
     fi
 }
 
