@@ -120,8 +120,8 @@ def _match_term(inventory, term, text, where):
     if not groups or expr[0] == "~" or any(c in expr for c in ".?*["):
         found += [h for h in inventory.hosts if regex.match(h)]
     if not found and not groups and expr != "all":
-        raise UserError(f"host pattern {text!r}: no host or group matches {expr!r}",
-                        where=where)
+        how = "matches" if expr[0] == "~" or any(c in expr for c in "?*[") else "named"
+        raise UserError(f"host pattern {text!r}: no host or group {how} {expr!r}", where=where)
     if not found or subscript is None:
         return found
     start, end = subscript

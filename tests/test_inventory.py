@@ -74,8 +74,12 @@ all:
 @pytest.mark.parametrize("text, pattern", [
     ("all: {hosts: {a: {}}\n", r"inv\.yaml:\d+:\d+: "),                       # malformed
     ("all: {}\nall: {}\n", r"inv\.yaml:2:1: duplicate key"),                   # duplicate
-    (BASE + "all: {hosts: {a: {colour: red}}}\n", r"inv\.yaml:\d+:\d+: unknown variable 'colour'"),
-    (BASE + "all: {hosts: {a: {ssh_port: eighty}}}\n", r"ssh_port.* must be an integer"),
+    (BASE + "all: {hosts: {a: {ssh_port: eighty}}}\n", r"inv\.yaml:\d+:\d+: .*ssh_port.* must be an integer"),
+    (BASE + "all: {hosts: {a: {ansible_port: 70000}}}\n", r"inv\.yaml:\d+:\d+: .*port number"),
+    (BASE + "all: {hosts: {'a:2x': {}}}\n", r"inv\.yaml:\d+:\d+: bad host name"),
+    (BASE + "all: {hosts: {'w[1]': {}}}\n", r"inv\.yaml:\d+:\d+: host range"),
+    (BASE + "all: {childs: {}}\n", r"inv\.yaml:\d+:\d+: unknown key 'childs'"),
+    (BASE + "all: {children: {web: {children: {all: {}}}}}\n", r"loop"),
     (BASE + "all: {hosts: {a: {base: nope}}}\n", r"unknown base 'nope'"),
     (BASE.replace("release: R", "release: R\n    flavour: x") + "all: {}\n",
      r"inv\.yaml:\d+:\d+: unknown field 'flavour'"),
@@ -154,7 +158,7 @@ def test_inventory_loader_fuzz_text(tmp_path, parts):
     (lambda t: t + "all: {}\n", r":\d+:1: duplicate key"),
     (lambda t: t.replace("    branch: stable/15\n", "    branch: stable/15\n    colour: red\n", 1),
      r":\d+:\d+: unknown field 'colour'"),
-    (lambda t: t.replace("ssh_port: 23101", "ssh_port: '23101'"), r":\d+:\d+: .*must be an integer"),
+    (lambda t: t.replace("ssh_port: 23101", "ssh_port: 'x23101'"), r":\d+:\d+: .*must be an integer"),
 ])
 def test_cli_bad_inventory_is_one_line_exit_2(project, tmp_path, edit, pattern):
     from conftest import inv_cmd
