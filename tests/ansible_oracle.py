@@ -147,13 +147,15 @@ def canon(value):
 
 
 def touched_groups(oracle, pattern):
-    """Names of the groups any term of *pattern* could match."""
-    out = set()
-    for term in limit.split(pattern):
+    """Names of the groups any term of *pattern* could match (and `all`,
+    which a pattern of only & and ! terms starts from)."""
+    terms = [t for t in re.split(r"[,:\s]+", re.sub(r"\[[-0-9:]*\]", "", pattern)) if t]
+    out = set() if any(t[0] not in "&!" for t in terms) else {"all"}
+    for term in terms:
         body = term.lstrip("&!")
         if not body or body.startswith("@"):
             continue
-        expr = body if body.startswith("~") else re.sub(r"\[[-0-9:]*\]$", "", body)
+        expr = body
         try:
             rx = re.compile(expr[1:] if expr.startswith("~") else fnmatch.translate(expr))
         except re.error:

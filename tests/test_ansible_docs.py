@@ -100,3 +100,17 @@ def test_yaml_parent_declared_before_its_children_hosts():
                                                    "www03.example.com", "bar.example.com"]
     assert inv.host("host4").var("ssh_port") == 2222              # "2222" read as a port
     assert inv.host("host1").ansible_vars["ntp_server"] == "ntp.example.com"
+
+
+@pytest.mark.parametrize("name", ["lab.yaml", "example-production.yaml"])
+def test_shipped_inventories_as_ansible_reads_them(tmp_path, name):
+    """Without fruixops's own blocks, ansible-core reads the same hosts, groups
+    and variables from the shipped inventories."""
+    text = (Path(__file__).parent.parent / "inventories" / name).read_text()
+    ansible_only = tmp_path / name
+    ansible_only.write_text(text[text.index("\nall:"):])
+    oracle, inv = ao.Oracle([ansible_only]), ao.load_fruixops([ansible_only])
+    assert list(inv.hosts) == oracle.hosts
+    assert ao.compare_vars(inv, oracle) == []
+    for pattern in ["all", "web", "canary", "web:!canary", "all:!web", "web[0]", "db*", "~.*1$"]:
+        assert ao.fruixops_select(inv, pattern) == oracle.select(pattern), pattern
