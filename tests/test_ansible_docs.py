@@ -106,10 +106,11 @@ def test_yaml_parent_declared_before_its_children_hosts():
 def test_shipped_inventories_as_ansible_reads_them(tmp_path, name):
     """Without fruixops's own blocks, ansible-core reads the same hosts, groups
     and variables from the shipped inventories."""
-    text = (Path(__file__).parent.parent / "inventories" / name).read_text()
+    shipped = Path(__file__).parent.parent / "inventories" / name
+    text = shipped.read_text()
     ansible_only = tmp_path / name
     ansible_only.write_text(text[text.index("\nall:"):])
-    oracle, inv = ao.Oracle([ansible_only]), ao.load_fruixops([ansible_only])
+    oracle, inv = ao.Oracle([ansible_only]), ao.load_fruixops([shipped])
     assert list(inv.hosts) == oracle.hosts
     assert ao.compare_vars(inv, oracle) == []
     for pattern in ["all", "web", "canary", "web:!canary", "all:!web", "web[0]", "db*", "~.*1$"]:
