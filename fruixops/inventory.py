@@ -237,17 +237,18 @@ def _file_vars(directory, kind, name):
 
 
 def _host(node, tree, layers, warnings):
-    raw, own = {}, {}
+    raw, own, spelled = {}, {}, {}
     for layer in layers:
         raw.update(layer)
         # Within a layer, fruixops's own name wins over an Ansible alias.
         ranked = sorted(layer.items(), key=lambda kv: _alias_rank(kv[0]))
         for key, var in ranked:
             own[ALIASES.get(key, key)] = var
+            spelled[ALIASES.get(key, key)] = key
             _near_miss(key, var.where, warnings)
     values, where = {}, {}
     for key, var in own.items():
-        values[key] = _typed(key, var) if key in HOST_VARS else var.value
+        values[key] = _typed(key, var, spelled[key]) if key in HOST_VARS else var.value
         where[key] = var.where
     if "ssh_key" in values:
         values["ssh_key"] = _relative_path(values["ssh_key"], where["ssh_key"])
@@ -264,16 +265,17 @@ def _alias_rank(key):
     return 0
 
 
-def _typed(key, var):
+def _typed(key, var, spelled):
     kind, value = HOST_VARS[key], var.value
+    name = repr(spelled) if spelled == key else f"{spelled!r} (fruixops's {key})"
     if kind is int and isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
         value = int(value)       # Ansible takes "2222" for a port
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
-        raise UserError(f"variable {key!r} must be {_KIND_NAMES[kind]}, "
+        raise UserError(f"variable {name} must be {_KIND_NAMES[kind]}, "
                         f"not {type(value).__name__} {value!r}", where=var.where)
     if key == "ssh_port" and not 1 <= value <= 65535:
-        raise UserError(f"variable {key!r} must be a port number (1-65535), not {value}",
+        raise UserError(f"variable {name} must be a port number (1-65535), not {value}",
                         where=var.where)
     return value
 

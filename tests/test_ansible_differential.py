@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import ansible_oracle as ao
 import inventory_gen
 
-EXAMPLES = 60
+EXAMPLES = 200
 
 
 def run_case(case):

@@ -115,3 +115,21 @@ def test_shipped_inventories_as_ansible_reads_them(tmp_path, name):
     assert ao.compare_vars(inv, oracle) == []
     for pattern in ["all", "web", "canary", "web:!canary", "all:!web", "web[0]", "db*", "~.*1$"]:
         assert ao.fruixops_select(inv, pattern) == oracle.select(pattern), pattern
+
+
+def _doc_examples():
+    text = (Path(__file__).parent.parent / "docs" / "inventory.md").read_text()
+    table = text.split("<!-- patterns: tests/data/ansible-docs/hosts.ini -->")[1]
+    table = table.split("<!-- /patterns -->")[0]
+    for row in table.strip().splitlines()[2:]:
+        pattern, hosts = [cell.strip() for cell in row.strip("|").split(" | ")]
+        pattern = pattern.strip("`").replace("\\|", "|")
+        yield pattern, ao.REFUSED if hosts.startswith("refused") else hosts.split()
+
+
+@pytest.mark.parametrize("pattern, expected", list(_doc_examples()))
+def test_the_examples_of_docs_inventory_md(pattern, expected):
+    oracle, inv = ao.Oracle([INI]), ao.load_fruixops([INI])
+    assert ao.fruixops_select(inv, pattern) == expected
+    if pattern != "phoenix:nosuch":       # ansible-core refuses it only with MISMATCH=error
+        assert oracle.select(pattern) == expected

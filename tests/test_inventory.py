@@ -168,3 +168,57 @@ def test_cli_bad_inventory_is_one_line_exit_2(project, tmp_path, edit, pattern):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert re.search(r"bad-inventory\.yaml" + pattern, proc.stderr), proc.stderr
+
+
+# -- Ansible's variables, read as fruixops's -----------------------------------
+
+def test_ansible_connection_variables_are_aliases(tmp_path):
+    inv = load_text(tmp_path, BASE + """
+all:
+  vars: {ssh_user: root, ansible_port: "2200", base: b1}
+  children:
+    web:
+      vars: {ssh_port: 2201}
+      hosts:
+        w1: {ansible_user: admin, ansible_host: 192.0.2.1, ansible_become: true}
+        w2: {ssh_user: ops, ansible_user: admin}
+""")
+    w1, w2 = inv.host("w1"), inv.host("w2")
+    assert w1.var("ssh_user") == "admin"          # the host's alias beats all's ssh_user
+    assert w1.var("ssh_port") == 2201             # the group's ssh_port beats all's alias
+    assert w1.ssh_host == "192.0.2.1"
+    assert w1.var("ansible_become") is True       # kept for the commands that will use it
+    assert w2.var("ssh_user") == "ops"            # same layer: fruixops's name wins
+    assert w1.ansible_vars["ansible_port"] == "2200"   # Ansible's view is untouched
+
+
+def test_near_miss_of_a_fruixops_variable_is_a_warning(tmp_path):
+    p = tmp_path / "inv.yaml"
+    p.write_text("all: {hosts: {a: {ssh_prot: 22, http_port: 80}}}\n")
+    said = []
+    inv = inventory.load(p, warn=said.append)
+    assert inv.host("a").var("http_port") == 80
+    assert len(said) == 1 and re.search(r"inv\.yaml:1:\d+: .*'ssh_prot'.*'ssh_port'", said[0])
+
+
+def test_inventory_directory_and_several_sources(tmp_path):
+    (tmp_path / "10-web.ini").write_text("[web]\nweb[1:2]\n")
+    (tmp_path / "20-db.yaml").write_text("db: {hosts: {db1: }}\nweb: {vars: {role: front}}\n")
+    (tmp_path / "README.md").write_text("not an inventory\n")
+    inv = inventory.load(tmp_path)
+    assert list(inv.hosts) == ["web1", "web2", "db1"]
+    assert inv.host("web2").var("role") == "front"
+    both = inventory.load([tmp_path / "20-db.yaml", tmp_path / "10-web.ini"])
+    assert list(both.hosts) == ["db1", "web1", "web2"]
+
+
+def test_inv_hosts_lists_graphs_and_shows_variables():
+    from fruixops import hostlist
+    inv = inventory.load("inventories/lab.yaml")
+    chosen = hostlist.selected(inv, "web")
+    assert [h.name for h in chosen] == ["web2", "web3", "web1"]
+    assert hostlist.graph(inv, chosen)[:4] == ["@all:", "  |--@ungrouped:", "  |--@web:",
+                                               "  |  |--@canary:"]
+    listed = hostlist.listing(inv, chosen)
+    assert listed["web"] == {"hosts": ["web2", "web3"], "children": ["canary"]}
+    assert "db" not in listed and listed["_meta"]["hostvars"]["web1"]["ssh_port"] == 22101
