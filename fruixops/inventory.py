@@ -1,5 +1,5 @@
-"""Inventories: one YAML file per fleet, in Ansible's shape, plus the fleet's
-base declarations.
+"""Inventories: Ansible inventories (YAML or INI, files or directories,
+``group_vars/`` and ``host_vars/``), plus the fleet's base declarations.
 
     fruixops:            # fleet settings: signing key, trusted keys, known_hosts
     bases:               # base declarations, by name
@@ -7,26 +7,30 @@ base declarations.
       vars: {...}
       children: {web: {hosts: {web1: {...}}}}
 
-Relative paths in an inventory are relative to the inventory file's directory.
-Variables are merged all < parent group < child group < host, with
-``group_vars/<group>.yaml`` and ``host_vars/<host>.yaml`` beside the file taken
-as if written in the group's or host's own ``vars``.
+Hosts, groups and variables are what ansible-core makes of the same files
+(see groups.py and inventory_files.py); a host's variables merge in Ansible's
+order (``merged_layers``). fruixops reads its own variables from that merge,
+taking Ansible's connection variables as aliases (``ALIASES``). Relative paths
+are relative to the inventory file that declares them.
 """
 
+import difflib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import yamlfile
+from . import inventory_files, yamlfile
 from .errors import UserError
-from .yamlfile import Fields, Node, check_type, key_node, value_node, whole_node
+from .yamlfile import Fields, check_type, key_node, value_node
 
 DEFAULT_INVENTORY = Path("inventories/lab.yaml")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
-# Host variables fruixops understands, with their types.
+# Host variables fruixops understands, with their types. Any other variable
+# is the user's (Ansible inventories carry variables for other tools).
 HOST_VARS = {
     "base": str,
     "init": str,
@@ -46,6 +50,18 @@ HOST_VARS = {
     "lab_frx_tmpfs_mb": int,  # lab only: a small tmpfs as /frx (disk-full tests)
     "lab_nextboot": bool,   # lab only: the host has FreeBSD's nextboot(8)
     "esp_path": str,        # where the EFI system partition is mounted (default /boot/efi)
+}
+# Ansible's connection variables, read as fruixops's. Where one layer of the
+# merge sets both spellings, fruixops's own name wins, then the first listed.
+ALIASES = {
+    "ansible_host": "ssh_host",
+    "ansible_ssh_host": "ssh_host",
+    "ansible_port": "ssh_port",
+    "ansible_ssh_port": "ssh_port",
+    "ansible_user": "ssh_user",
+    "ansible_ssh_user": "ssh_user",
+    "ansible_ssh_private_key_file": "ssh_key",
+    "ansible_private_key_file": "ssh_key",
 }
 INITS = ("shepherd-pid1",)
 DEFAULT_REBOOT_COMMAND = "shutdown -r now"
@@ -95,10 +111,11 @@ class BaseDecl:
 @dataclass
 class Host:
     name: str
-    vars: dict
-    groups: list
+    vars: dict             # fruixops's view: aliases read as ssh_*, types checked
+    groups: list           # the groups it is in, sorted (Ansible's group_names)
     where: str
     var_where: dict = field(default_factory=dict)
+    ansible_vars: dict = field(default_factory=dict)   # the merge as ansible-core makes it
 
     def var(self, key, default=None):
         return self.vars.get(key, default)
@@ -119,11 +136,14 @@ class Settings:
 
 @dataclass
 class Inventory:
-    path: Path
+    path: Path             # the first source (a file or a directory)
     settings: Settings
     bases: dict            # name -> BaseDecl
-    hosts: dict            # name -> Host
-    groups: dict           # name -> set of host names (transitively)
+    hosts: dict            # name -> Host, in Ansible's inventory order
+    groups: dict           # name -> set of host names (transitively), all and ungrouped too
+    sources: list = field(default_factory=list)
+    tree: object = None    # the GroupTree (order of members, children, depth)
+    warnings: list = field(default_factory=list)
 
     def host(self, name):
         if name not in self.hosts:
@@ -147,30 +167,158 @@ class Inventory:
 
 def resolve_path(path):
     """The inventory to use: explicit path, else $FRUIXOPS_INVENTORY, else the lab."""
-    return Path(path or os.environ.get("FRUIXOPS_INVENTORY") or DEFAULT_INVENTORY)
+    return resolve_sources(path)[0]
 
 
-def load(path=None):
-    path = resolve_path(path)
-    doc = yamlfile.load(path)
-    top = Fields(whole_node(doc, path), {"fruixops", "bases", "all"}, "inventory")
-    here = path.parent
-    settings = _settings(top, here, path)
-    bases = _bases(top, here, path)
-    hosts, groups = _tree(top, here, path)
-    for host in hosts.values():
+def resolve_sources(path):
+    """The inventory sources: the paths given (one, or a list, as --inventory
+    given several times), else $FRUIXOPS_INVENTORY, else the lab."""
+    given = [p for p in path if p] if isinstance(path, (list, tuple)) else [path] if path else []
+    return [Path(p) for p in given] or [Path(os.environ.get("FRUIXOPS_INVENTORY")
+                                              or DEFAULT_INVENTORY)]
+
+
+def load(path=None, warn=None):
+    """Read an inventory. *warn* gets each warning line (default: stderr)."""
+    sources = resolve_sources(path)
+    read = inventory_files.read(sources)
+    settings = _settings(read.blocks["fruixops"])
+    bases = _bases(read.blocks["bases"])
+    warnings = []
+    hosts = {}
+    for node in read.tree.hosts.values():
+        layers = merged_layers(read, node)
+        host = _host(node, read.tree, layers, warnings)
         _check_host(host, bases)
-        key = host.vars.get("ssh_key")
-        if key and not key.startswith("~"):
-            host.vars["ssh_key"] = str(here / key)
-    return Inventory(path=path, settings=settings, bases=bases, hosts=hosts, groups=groups)
+        hosts[host.name] = host
+    overlap = set(hosts) & set(read.tree.groups)
+    if overlap:
+        raise UserError(f"names used for both a host and a group: {', '.join(sorted(overlap))}",
+                        where=str(sources[0]))
+    groups = {name: set(read.tree.members(name)) for name in read.tree.groups}
+    for line in warnings:
+        (warn or _stderr)(line)
+    return Inventory(path=sources[0], settings=settings, bases=bases, hosts=hosts, groups=groups,
+                     sources=sources, tree=read.tree, warnings=warnings)
 
 
-def _settings(top, here, path):
-    if "fruixops" not in top:
+def _stderr(line):
+    print(f"fruixops: warning: {line}", file=sys.stderr)
+
+
+# -- variables ----------------------------------------------------------------
+
+def merged_layers(read, node):
+    """The variable layers of a host, lowest precedence first, as ansible-core
+    merges them: inline vars of ``all``, inline vars of the host's groups (by
+    depth, ansible_group_priority, name), ``group_vars/all``, ``group_vars/``
+    of its groups, the host's inline vars, ``host_vars/``. Each layer maps a
+    name to a Var; a later layer replaces a variable whole."""
+    tree = read.tree
+    groups = tree.merge_order([g for g in tree.groups_of(node) if g.name != "all"])
+    layers = [tree.groups["all"].vars]
+    layers += [g.vars for g in groups]
+    layers += [_file_vars(d, "group_vars", "all") for d in read.var_dirs]
+    layers += [_file_vars(d, "group_vars", g.name) for d in read.var_dirs for g in groups]
+    layers.append(node.vars)
+    layers += [_file_vars(d, "host_vars", node.name) for d in read.var_dirs]
+    return layers
+
+
+_FILE_VARS_CACHE = {}
+
+
+def _file_vars(directory, kind, name):
+    merged = {}
+    for path in inventory_files.vars_files(directory, kind, name):
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in _FILE_VARS_CACHE:
+            _FILE_VARS_CACHE[key] = inventory_files.load_vars(path)
+        merged.update(_FILE_VARS_CACHE[key])
+    return merged
+
+
+def _host(node, tree, layers, warnings):
+    raw, own, spelled = {}, {}, {}
+    for layer in layers:
+        raw.update(layer)
+        # Within a layer, fruixops's own name wins over an Ansible alias.
+        ranked = sorted(layer.items(), key=lambda kv: _alias_rank(kv[0]))
+        for key, var in ranked:
+            own[ALIASES.get(key, key)] = var
+            spelled[ALIASES.get(key, key)] = key
+            _near_miss(key, var.where, warnings)
+    values, where = {}, {}
+    for key, var in own.items():
+        values[key] = _typed(key, var, spelled[key]) if key in HOST_VARS else var.value
+        where[key] = var.where
+    if "ssh_key" in values:
+        values["ssh_key"] = _relative_path(values["ssh_key"], where["ssh_key"])
+    names = sorted(g.name for g in tree.groups_of(node) if g.name != "all")
+    return Host(name=node.name, vars=values, groups=names, where=node.where, var_where=where,
+                ansible_vars={k: v.value for k, v in raw.items()})
+
+
+def _alias_rank(key):
+    if key in HOST_VARS:
+        return len(ALIASES) + 1
+    if key in ALIASES:
+        return len(ALIASES) - list(ALIASES).index(key)
+    return 0
+
+
+def _typed(key, var, spelled):
+    kind, value = HOST_VARS[key], var.value
+    name = repr(spelled) if spelled == key else f"{spelled!r} (fruixops's {key})"
+    if kind is int and isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+        value = int(value)       # Ansible takes "2222" for a port
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise UserError(f"variable {name} must be {_KIND_NAMES[kind]}, "
+                        f"not {type(value).__name__} {value!r}", where=var.where)
+    if key == "ssh_port" and not 1 <= value <= 65535:
+        raise UserError(f"variable {name} must be a port number (1-65535), not {value}",
+                        where=var.where)
+    return value
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", list: "a list"}
+_KNOWN = sorted(set(HOST_VARS) | set(ALIASES))
+
+
+def _near_miss(key, where, warnings):
+    if key in HOST_VARS or key in ALIASES:
+        return
+    close = difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.8)
+    line = (f"{where}: variable {key!r} is not one fruixops reads; did you mean {close[0]!r}?"
+            if close else None)
+    if line and line not in warnings:
+        warnings.append(line)
+
+
+def _relative_path(value, where):
+    """A path set in an inventory is relative to that inventory's directory
+    (for group_vars/ and host_vars/ files: the directory that holds them)."""
+    if value.startswith("~") or os.path.isabs(value):
+        return value
+    declared = Path(where.rsplit(":", 2)[0]).parent
+    for parent in [declared] + list(declared.parents):
+        if parent.name in ("group_vars", "host_vars"):
+            declared = parent.parent
+            break
+    return str(declared / value)
+
+
+def _settings(blocks):
+    if not blocks:
         return Settings()
-    f = Fields(top.node_of("fruixops"), {"signing_key", "trusted_keys", "known_hosts",
-                                        "store", "lab"}, "fruixops settings")
+    if len(blocks) > 1:
+        raise key_node(blocks[1][1], "fruixops", blocks[1][0]).error(
+            f"fruixops settings are already declared in {blocks[0][0]}")
+    path, doc = blocks[0]
+    here = path.parent
+    f = Fields(value_node(doc, "fruixops", path), {"signing_key", "trusted_keys", "known_hosts",
+                                                   "store", "lab"}, "fruixops settings")
     trusted = []
     for i, _ in enumerate(f.get("trusted_keys", list, [])):
         node = yamlfile.item_node(f.map["trusted_keys"], i, path)
@@ -182,31 +330,36 @@ def _settings(top, here, path):
                     lab=f.get("lab", bool, False))
 
 
-def _bases(top, here, path):
+def _bases(blocks):
     bases = {}
-    if "bases" not in top:
-        return bases
-    node = top.node_of("bases")
-    if not isinstance(node.value, dict):
-        raise node.error("bases must be a mapping of base name to declaration")
-    for name in node.value:
-        knode = key_node(node.value, name, path)
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise knode.error(f"bad base name {name!r} (letters, digits, . _ + -)")
-        f = Fields(value_node(node.value, name, path),
-                   {"version_label", "release", "branch", "source", "boots"}, f"base {name!r}")
-        label = f.get("version_label", str, required=True)
-        if not NAME_RE.match(label):
-            raise f.node_of("version_label").error(f"bad version_label {label!r}")
-        bases[name] = BaseDecl(
-            name=name, version_label=label,
-            release=f.get("release", str, required=True),
-            branch=f.get("branch", str, required=True),
-            source=_source(f.node_of("source") if "source" in f else
-                           _missing(f.node, f"base {name!r} lacks required field 'source'"),
-                           here, path),
-            boots=f.get("boots", bool, True), where=knode.where)
+    for path, doc in blocks:
+        here = path.parent
+        node = value_node(doc, "bases", path)
+        if not isinstance(node.value, dict):
+            raise node.error("bases must be a mapping of base name to declaration")
+        for name in node.value:
+            knode = key_node(node.value, name, path)
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                raise knode.error(f"bad base name {name!r} (letters, digits, . _ + -)")
+            if name in bases:
+                raise knode.error(f"base {name!r} is already declared at {bases[name].where}")
+            bases[name] = _base(name, knode, value_node(node.value, name, path), here, path)
     return bases
+
+
+def _base(name, knode, node, here, path):
+    f = Fields(node, {"version_label", "release", "branch", "source", "boots"}, f"base {name!r}")
+    label = f.get("version_label", str, required=True)
+    if not NAME_RE.match(label):
+        raise f.node_of("version_label").error(f"bad version_label {label!r}")
+    return BaseDecl(
+        name=name, version_label=label,
+        release=f.get("release", str, required=True),
+        branch=f.get("branch", str, required=True),
+        source=_source(f.node_of("source") if "source" in f else
+                       _missing(f.node, f"base {name!r} lacks required field 'source'"),
+                       here, path),
+        boots=f.get("boots", bool, True), where=knode.where)
 
 
 def _missing(node, message):
@@ -247,95 +400,6 @@ def _source(node, here, path):
         sets[which] = FileSource(location=loc, sha256=sha, where=s.node.where)
     return Source(kind="dist", base_txz=sets["base"], kernel_txz=sets["kernel"],
                   synthetic=synthetic, where=node.where)
-
-
-def _vars_file(path, kind, name):
-    """group_vars/<name>.yaml or host_vars/<name>.yaml beside the inventory."""
-    for ext in (".yaml", ".yml"):
-        candidate = path.parent / kind / f"{name}{ext}"
-        if candidate.exists():
-            doc = yamlfile.load(candidate)
-            return _check_vars(whole_node(doc, candidate), f"{kind}/{name}")
-    return {}
-
-
-def _check_vars(node, what):
-    if not isinstance(node.value, dict):
-        raise node.error(f"vars of {what} must be a mapping")
-    out = {}
-    for key in node.value:
-        if key not in HOST_VARS:
-            raise key_node(node.value, key, node.path).error(
-                f"unknown variable {key!r} in {what} (known: {', '.join(sorted(HOST_VARS))})")
-        vnode = value_node(node.value, key, node.path)
-        check_type(vnode, HOST_VARS[key], f"variable {key!r}")
-        out[key] = (vnode.value, vnode.where)
-    return out
-
-
-def _tree(top, here, path):
-    """Walk all/children/hosts; return (hosts, groups)."""
-    hosts, groups, host_layers = {}, {}, {}
-    if "all" not in top:
-        return hosts, groups
-
-    def walk(name, node, inherited, chain):
-        if name in chain:
-            raise node.error(f"group {name!r} contains itself")
-        f = Fields(node, {"vars", "children", "hosts"}, f"group {name!r}")
-        own = _vars_file(path, "group_vars", name)
-        if "vars" in f:
-            own = {**own, **_check_vars(f.node_of("vars"), f"group {name!r}")}
-        layers = inherited + [own]
-        members = groups.setdefault(name, set())
-        if "hosts" in f:
-            hnode = f.node_of("hosts")
-            if not isinstance(hnode.value, dict):
-                raise hnode.error(f"hosts of group {name!r} must be a mapping")
-            for hname in hnode.value:
-                knode = key_node(hnode.value, hname, path)
-                if not isinstance(hname, str) or not NAME_RE.match(hname):
-                    raise knode.error(f"bad host name {hname!r}")
-                hvalue = value_node(hnode.value, hname, path)
-                hvars = {} if hvalue.value is None else _check_vars(hvalue, f"host {hname!r}")
-                entry = host_layers.setdefault(hname, {"layers": [], "own": {},
-                                                       "groups": [], "where": knode.where})
-                # A host listed in several groups takes the vars of each.
-                entry["layers"].append(layers)
-                entry["own"].update(hvars)
-                entry["groups"].extend(g for g in chain + [name] if g not in entry["groups"])
-                members.add(hname)
-        if "children" in f:
-            cnode = f.node_of("children")
-            if not isinstance(cnode.value, dict):
-                raise cnode.error(f"children of group {name!r} must be a mapping")
-            for child in cnode.value:
-                knode = key_node(cnode.value, child, path)
-                if not isinstance(child, str) or not NAME_RE.match(child):
-                    raise knode.error(f"bad group name {child!r}")
-                cval = value_node(cnode.value, child, path)
-                if cval.value is None:
-                    cval = Node({}, path, cval.line, cval.col)
-                walk(child, cval, layers, chain + [name])
-                members |= groups[child]
-
-    walk("all", top.node_of("all"), [], [])
-    for hname, entry in host_layers.items():
-        merged = {}
-        # Shallower layers first, so deeper (child) groups win; host vars last.
-        for layers in sorted(entry["layers"], key=len):
-            for depth_vars in layers:
-                merged.update(depth_vars)
-        merged.update(_vars_file(path, "host_vars", hname))
-        merged.update(entry["own"])
-        hosts[hname] = Host(name=hname, vars={k: v for k, (v, _) in merged.items()},
-                            groups=entry["groups"], where=entry["where"],
-                            var_where={k: w for k, (_, w) in merged.items()})
-    overlap = set(hosts) & set(groups)
-    if overlap:
-        raise UserError(f"names used for both a host and a group: {', '.join(sorted(overlap))}",
-                        where=str(path))
-    return hosts, groups
 
 
 def _check_host(host, bases):

@@ -4,17 +4,52 @@ Inventories and playbooks are read with ruamel.yaml's round-trip loader, which
 rejects duplicate keys and records where every mapping and key came from.
 """
 
+import datetime
+import re
 from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.resolver import VersionedResolver, implicit_resolvers
+from ruamel.yaml.scalarbool import ScalarBoolean
+from ruamel.yaml.util import RegExp
 
 from .errors import UserError
 
 
-def load(path):
-    """Return the YAML document at *path* (a CommentedMap), or raise UserError."""
+class _Yaml11Resolver(VersionedResolver):
+    """YAML 1.1 plain scalars as Ansible's loader reads them: yes/no/on/off are
+    booleans (y and n are not), a float needs its dot, 010 is octal."""
+
+    _BOOL = RegExp(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE"
+                   r"|on|On|ON|off|Off|OFF)$")
+    _FLOAT = RegExp(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                       |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                       |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                       |[-+]?\.(?:inf|Inf|INF)
+                       |\.(?:nan|NaN|NAN))$""", re.X)
+
+    @property
+    def versioned_resolver(self):
+        version = (1, 1)
+        if version not in self._version_implicit_resolver:
+            for versions, tag, regexp, first in implicit_resolvers:
+                if version not in versions:
+                    continue
+                if tag.endswith(":bool"):
+                    regexp, first = self._BOOL, list("yYnNtTfFoO")
+                elif tag.endswith(":float"):
+                    regexp = self._FLOAT
+                self.add_version_implicit_resolver(version, tag, regexp, first)
+        return self._version_implicit_resolver[version]
+
+
+def load(path, ansible=False):
+    """Return the YAML document at *path* (a CommentedMap), or raise UserError.
+
+    With *ansible*, plain scalars resolve as Ansible's YAML 1.1 loader
+    resolves them (inventories and their vars files)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -23,6 +58,9 @@ def load(path):
     except OSError as exc:
         raise UserError(f"cannot read: {exc.strerror}", where=str(path)) from None
     yaml = YAML(typ="rt")
+    if ansible:
+        yaml.Resolver = _Yaml11Resolver
+        yaml.version = (1, 1)
     yaml.allow_duplicate_keys = False
     try:
         doc = yaml.load(text)
@@ -40,6 +78,22 @@ def load(path):
     if not isinstance(doc, CommentedMap):
         raise UserError("expected a mapping at the top level", where=f"{path}:1:1")
     return doc
+
+
+def plain(value):
+    """*value* as plain Python data (dict, list, str, int, float, bool, None)."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, ScalarBoolean):
+        return bool(value)
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, datetime.datetime):
+        return datetime.datetime(*value.timetuple()[:6], value.microsecond, value.tzinfo)
+    return value
 
 
 def _duplicate_key_name(exc):

@@ -74,8 +74,12 @@ all:
 @pytest.mark.parametrize("text, pattern", [
     ("all: {hosts: {a: {}}\n", r"inv\.yaml:\d+:\d+: "),                       # malformed
     ("all: {}\nall: {}\n", r"inv\.yaml:2:1: duplicate key"),                   # duplicate
-    (BASE + "all: {hosts: {a: {colour: red}}}\n", r"inv\.yaml:\d+:\d+: unknown variable 'colour'"),
-    (BASE + "all: {hosts: {a: {ssh_port: eighty}}}\n", r"ssh_port.* must be an integer"),
+    (BASE + "all: {hosts: {a: {ssh_port: eighty}}}\n", r"inv\.yaml:\d+:\d+: .*ssh_port.* must be an integer"),
+    (BASE + "all: {hosts: {a: {ansible_port: 70000}}}\n", r"inv\.yaml:\d+:\d+: .*port number"),
+    (BASE + "all: {hosts: {'a:2x': {}}}\n", r"inv\.yaml:\d+:\d+: bad host name"),
+    (BASE + "all: {hosts: {'w[1]': {}}}\n", r"inv\.yaml:\d+:\d+: host range"),
+    (BASE + "all: {childs: {}}\n", r"inv\.yaml:\d+:\d+: unknown key 'childs'"),
+    (BASE + "all: {children: {web: {children: {all: {}}}}}\n", r"loop"),
     (BASE + "all: {hosts: {a: {base: nope}}}\n", r"unknown base 'nope'"),
     (BASE.replace("release: R", "release: R\n    flavour: x") + "all: {}\n",
      r"inv\.yaml:\d+:\d+: unknown field 'flavour'"),
@@ -154,7 +158,7 @@ def test_inventory_loader_fuzz_text(tmp_path, parts):
     (lambda t: t + "all: {}\n", r":\d+:1: duplicate key"),
     (lambda t: t.replace("    branch: stable/15\n", "    branch: stable/15\n    colour: red\n", 1),
      r":\d+:\d+: unknown field 'colour'"),
-    (lambda t: t.replace("ssh_port: 23101", "ssh_port: '23101'"), r":\d+:\d+: .*must be an integer"),
+    (lambda t: t.replace("ssh_port: 23101", "ssh_port: 'x23101'"), r":\d+:\d+: .*must be an integer"),
 ])
 def test_cli_bad_inventory_is_one_line_exit_2(project, tmp_path, edit, pattern):
     from conftest import inv_cmd
@@ -164,3 +168,57 @@ def test_cli_bad_inventory_is_one_line_exit_2(project, tmp_path, edit, pattern):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert re.search(r"bad-inventory\.yaml" + pattern, proc.stderr), proc.stderr
+
+
+# -- Ansible's variables, read as fruixops's -----------------------------------
+
+def test_ansible_connection_variables_are_aliases(tmp_path):
+    inv = load_text(tmp_path, BASE + """
+all:
+  vars: {ssh_user: root, ansible_port: "2200", base: b1}
+  children:
+    web:
+      vars: {ssh_port: 2201}
+      hosts:
+        w1: {ansible_user: admin, ansible_host: 192.0.2.1, ansible_become: true}
+        w2: {ssh_user: ops, ansible_user: admin}
+""")
+    w1, w2 = inv.host("w1"), inv.host("w2")
+    assert w1.var("ssh_user") == "admin"          # the host's alias beats all's ssh_user
+    assert w1.var("ssh_port") == 2201             # the group's ssh_port beats all's alias
+    assert w1.ssh_host == "192.0.2.1"
+    assert w1.var("ansible_become") is True       # kept for the commands that will use it
+    assert w2.var("ssh_user") == "ops"            # same layer: fruixops's name wins
+    assert w1.ansible_vars["ansible_port"] == "2200"   # Ansible's view is untouched
+
+
+def test_near_miss_of_a_fruixops_variable_is_a_warning(tmp_path):
+    p = tmp_path / "inv.yaml"
+    p.write_text("all: {hosts: {a: {ssh_prot: 22, http_port: 80}}}\n")
+    said = []
+    inv = inventory.load(p, warn=said.append)
+    assert inv.host("a").var("http_port") == 80
+    assert len(said) == 1 and re.search(r"inv\.yaml:1:\d+: .*'ssh_prot'.*'ssh_port'", said[0])
+
+
+def test_inventory_directory_and_several_sources(tmp_path):
+    (tmp_path / "10-web.ini").write_text("[web]\nweb[1:2]\n")
+    (tmp_path / "20-db.yaml").write_text("db: {hosts: {db1: }}\nweb: {vars: {role: front}}\n")
+    (tmp_path / "README.md").write_text("not an inventory\n")
+    inv = inventory.load(tmp_path)
+    assert list(inv.hosts) == ["web1", "web2", "db1"]
+    assert inv.host("web2").var("role") == "front"
+    both = inventory.load([tmp_path / "20-db.yaml", tmp_path / "10-web.ini"])
+    assert list(both.hosts) == ["db1", "web1", "web2"]
+
+
+def test_inv_hosts_lists_graphs_and_shows_variables():
+    from fruixops import hostlist
+    inv = inventory.load("inventories/lab.yaml")
+    chosen = hostlist.selected(inv, "web")
+    assert [h.name for h in chosen] == ["web2", "web3", "web1"]
+    assert hostlist.graph(inv, chosen)[:4] == ["@all:", "  |--@ungrouped:", "  |--@web:",
+                                               "  |  |--@canary:"]
+    listed = hostlist.listing(inv, chosen)
+    assert listed["web"] == {"hosts": ["web2", "web3"], "children": ["canary"]}
+    assert "db" not in listed and listed["_meta"]["hostvars"]["web1"]["ssh_port"] == 22101

@@ -8,6 +8,7 @@ one line and exit with the status documented in the README.
 from invoke import Collection, Program
 
 from .. import __version__
+from .inventory import hosts as hosts_task
 from .hosts import (deploy, diff_generations, gc, generations, plan, play, reboot, rollback,
                     status, verify)
 from .setup import (bootstrap, build, demo, hostkey_accept, keys_generate, lab_down,
@@ -37,6 +38,7 @@ for t in (build, manifest, deploy, rollback, reboot, status, generations, bootst
           play, verify, plan, gc):
     ns.add_task(t)
 ns.add_task(diff_generations, name="diff")
+ns.add_task(hosts_task, name="hosts")
 for sub in (keys_ns, trust_ns, hostkey_ns, store_ns, lab_ns):
     ns.add_collection(sub)
 

@@ -3,6 +3,7 @@ errors into one line and an exit status, help texts, host selection, and how
 a fleet run's result is printed."""
 
 import functools
+import inspect
 import json as jsonlib
 import sys
 
@@ -14,10 +15,13 @@ from ..errors import FruixopsError, UserError
 
 def user_task(*args, **kwargs):
     """@task without auto short flags (so --host never becomes -h), turning
-    FruixopsError into one line on stderr and its exit status."""
+    FruixopsError into one line on stderr and its exit status. A task's
+    --inventory may be given several times (its value is then a list)."""
     kwargs.setdefault("auto_shortflags", False)
 
     def wrap(fn):
+        if "inventory" in inspect.signature(fn).parameters:
+            kwargs["iterable"] = list(kwargs.get("iterable", [])) + ["inventory"]
         @functools.wraps(fn)
         def run(c, *a, **kw):
             try:
@@ -32,7 +36,8 @@ def user_task(*args, **kwargs):
     return wrap
 
 
-INVENTORY_HELP = "inventory file (default: $FRUIXOPS_INVENTORY or inventories/lab.yaml)"
+INVENTORY_HELP = ("inventory file or directory, YAML or INI; may be given several times "
+                  "(default: $FRUIXOPS_INVENTORY or inventories/lab.yaml)")
 
 
 LIMIT_HELP = ("host pattern: names, groups, globs, a:b (union), a:&b (intersection), "
