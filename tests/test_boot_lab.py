@@ -183,18 +183,21 @@ def test_gc_keeps_exactly_the_booted_generation_not_its_closure_twins(installed)
 
 def test_gc_keeps_a_pending_one_shot(installed):
     ctl = installed("db2")
+    for base in ["stable-canary", "stable-default"] * 2:      # generations 2..5, no reboot
+        deploy.deploy(ctl, "db2", base)
     m, data, sig = ctl.make_manifest("db2", "stable-canary")
     hc = connect(ctl, "db2")
-    try:
+    try:                                # generation 6: a trial not yet booted
         state = push.plan(hc, data, sig, ctl.trusted_keys())
         gen, _ = push.push(hc, m, data, sig, state.missing, ctl.builder.store,
                            deployer_identity(), trial=True)
     finally:
         hc.close()
-    deploy.deploy(ctl, "db2", "stable-default")               # generation 3, the default
-    report = lifecycle.gc(ctl, "db2", 1)
-    assert report.kept == {gen: "next-boot", 1: "booted"}
-    assert report.deleted_generations == []
+    assert gen == 6 and host_state(ctl, "db2").next_boot == 6
+    report = lifecycle.gc(ctl, "db2", 0)
+    assert report.kept == {1: "booted", 5: "default", 6: "next-boot", 4: "rollback"}
+    assert sorted(report.deleted_generations) == [2, 3]
+    check_host(disk(ctl, "db2"))
 
 
 def test_a_lock_from_before_a_reboot_is_stale_even_if_its_pid_lives(installed):

@@ -169,7 +169,10 @@ def test_local_store_gc_keeps_declared_items(project, tmp_path):
     ctl = Controller(project)
     declared = set(map(str, ctl.build("stable-default", "web1")))
     # Build something no inventory declares any more: a base only in a scratch inventory.
-    scratch = project.with_name("scratch.yaml.tmp")
+    # (In a directory of its own at the same depth, so its relative paths are
+    # the lab inventory's and store.gc, reading inventories/, never sees it.)
+    scratch = project.parent.parent / "scratch-inventories" / "scratch.yaml"
+    scratch.parent.mkdir(exist_ok=True)
     scratch.write_text(project.read_text().replace(
         "  broken-canary:\n", "  gone-base:\n    version_label: 15.0-GONE\n"
         "    release: 15.0-STABLE\n    branch: stable/15\n    source: *stable15\n"

@@ -214,10 +214,10 @@ cmd_receive() {
     # The items arrive now, each on a channel of its own (`item`).
     IFS= read -r line || line=
     [ "$line" = commit ] || die "the controller gave up before committing"
-    check_bootable
     while read -r p sha _ _ lsha zsha; do
         [ -d "$p" ] || check_item "$p" "$sha" "$zsha" "$lsha"
     done <"$TMP/items"
+    check_bootable
     LANDED=0
     while read -r p _; do
         [ -d "$p" ] || land_item "$p"

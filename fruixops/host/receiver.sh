@@ -166,17 +166,30 @@ lock() {
     if [ -n "$BOOTTIME" ] && [ "$oldboot" != '?' ] && [ "$oldboot" != "$BOOTTIME" ]; then
         stale=1
     fi
-    if [ -n "$stale" ] && mkdir "$LOCK.recover" 2>/dev/null; then
+    if [ -n "$stale" ] && recovery_lock; then
         if [ "$(readlink "$LOCK" 2>/dev/null)" = "$old" ]; then
             rm -f "$LOCK"
             echo "note: recovered a stale lock ($old)" >&2
         fi
-        rmdir "$LOCK.recover"
+        rm -f "$LOCK.recover"
         if ln -s "$holder" "$LOCK" 2>/dev/null; then HOLDING=1; return 0; fi
         old=$(readlink "$LOCK" 2>/dev/null) || old=
     fi
     echo "locked: another deploy holds this host ($old)" >&2
     exit 3
+}
+
+# recovery_lock: the short lock under which a stale lock is taken over. It
+# names its holder too, so that one left by a receiver killed while
+# recovering is itself recovered.
+recovery_lock() {
+    if ln -s "pid=$$" "$LOCK.recover" 2>/dev/null; then return 0; fi
+    r=$(readlink "$LOCK.recover" 2>/dev/null) || r=
+    rpid=${r#pid=}
+    case $rpid in ''|*[!0-9]*) return 1 ;; esac
+    kill -0 "$rpid" 2>/dev/null && return 1
+    [ "$(readlink "$LOCK.recover" 2>/dev/null)" = "$r" ] && rm -f "$LOCK.recover"
+    ln -s "pid=$$" "$LOCK.recover" 2>/dev/null
 }
 
 # Holding the lock, no other receiver runs: temporary files are leftovers of
