@@ -2,11 +2,12 @@
 on first contact only, the public keys it trusts.
 
 Trust is explicit: a host trusts the keys installed here from the inventory's
-``trusted_keys`` when it trusted none before, or added with ``trust.add``.
-A deploy never makes a host trust a key because that key signed a manifest.
+``trusted_keys`` when it trusted none before (first contact), or added with
+``trust.add`` on a statement signed by a key it already trusts. A deploy never
+makes a host trust a key because that key signed a manifest.
 """
 
-from . import bundle, receiver
+from . import bundle, receiver, trust
 from .errors import HostError
 
 
@@ -30,14 +31,18 @@ def key_bundle(trusted_keys):
     return bundle.small_tar({f"{name}.pem": pem for name, pem in trusted_keys})
 
 
-def trust_add(hc, name, pem):
+def trust_add(hc, name, pem, signing_key, signer):
+    """Make the host trust key *name*: a change signed with *signing_key*,
+    which the host must already trust."""
     install_receiver_if_missing(hc)
-    return hc.check(receiver.command("trust-add", name), stdin=pem).out
+    return hc.check(receiver.command("trust-add", name),
+                    stdin=trust.change(hc.name, "add", name, signing_key, signer, pem)).out
 
 
-def trust_remove(hc, name):
+def trust_remove(hc, name, signing_key, signer):
     install_receiver_if_missing(hc)
-    return hc.check(receiver.command("trust-remove", name)).out
+    return hc.check(receiver.command("trust-remove", name),
+                    stdin=trust.change(hc.name, "remove", name, signing_key, signer)).out
 
 
 def install_receiver_if_missing(hc):

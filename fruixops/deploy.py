@@ -90,7 +90,7 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             result.notes.append(f"warning: {f} sets loader variables that win over "
                                 "fruix.conf; the loader may not boot what fruixops selects")
         if (result.previous_closure == str(m.system) and state.current == previous
-                and not state.missing and not trial):
+                and previous not in state.corrupt and not state.missing and not trial):
             result.generation = state.current
             result.notes.append("closure already current; nothing sent")
         else:

@@ -39,6 +39,7 @@ class HostState:
     bootloader_efi: str | None = None     # plan: sha256 of the ESP's loader.efi
     bootloader_lua: str | None = None     # plan: sha256 of /boot/lua's listing
     lock: str | None = None
+    corrupt: list = field(default_factory=list)        # generations whose record is cut or empty
     generations: dict = field(default_factory=dict)   # number -> Generation
     missing: list = field(default_factory=list)        # plan: store paths to send
     verified_by: str | None = None                     # plan: the key that verified
@@ -96,6 +97,9 @@ def parse(text):
             setattr(state, key.replace("-", "_"), _num(rest))
         elif key == "booted":
             state.booted = rest or None
+        elif key == "corrupt-generation":
+            if _num(rest) is not None:
+                state.corrupt.append(_num(rest))
         elif key == "boottime":
             state.boottime = rest or None
         elif key == "loader-override":

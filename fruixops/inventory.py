@@ -49,6 +49,7 @@ HOST_VARS = {
     "lab_tar": str,         # lab only: "gnu" or "bsdtar", the host's tar
     "lab_frx_tmpfs_mb": int,  # lab only: a small tmpfs as /frx (disk-full tests)
     "lab_nextboot": bool,   # lab only: the host has FreeBSD's nextboot(8)
+    "lab_disk_mb": int,     # lab only: the disk is an ext4 image this big (power cuts lose unflushed writes)
     "esp_path": str,        # where the EFI system partition is mounted (default /boot/efi)
 }
 # Ansible's connection variables, read as fruixops's. Where one layer of the

@@ -33,10 +33,11 @@ class Change:
     old_generation: int | None = None
     new_generation: int | None = None
     notes: list = field(default_factory=list)   # bootloader differs, loader overrides
+    old_corrupt: bool = False    # the current generation's record is cut or empty
 
     @property
     def unchanged(self):
-        return self.old_closure == self.new_closure and not self.send
+        return self.old_closure == self.new_closure and not self.send and not self.old_corrupt
 
     def to_json(self):
         d = dict(self.__dict__)
@@ -92,6 +93,10 @@ def plan(ctl, host_name, base_name=None, compress=None):
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,
                                                  change.compressed)
     change.reboot_needed = state.booted != str(m.system)
+    if state.current in state.corrupt:
+        change.old_corrupt = True
+        change.notes.append(f"generation {state.current}'s record is corrupt (cut or empty): "
+                            "a deploy records the closure again")
     note = bootloader.difference(state, ctl.builder.store, m)
     if note:
         change.notes.append(note)

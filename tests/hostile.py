@@ -89,7 +89,7 @@ def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_m
         items.append(Item(path, hashlib.sha256(data).hexdigest(), len(data), (),
                           hashlib.sha256(listing).hexdigest(), zsha))
     now = int(time.time())
-    m = manifest.Manifest(host=host_name, serial=time.time_ns() // 1000, issued=now,
+    m = manifest.Manifest(host=host_name, serial=time.time_ns() // 1_000_000, issued=now,
                           expires=now + 600, system=items[-1].path, base="hostile",
                           version_label="x", signer="lab", items=tuple(items))
     data = m.render()

@@ -69,9 +69,11 @@ def receiver_version():
     return receiver.version()
 
 
-@user_task(name="add", help={"host": "host", "key": "public key file (NAME.pub)",
+@user_task(name="add", help={"host": "host", "key": "public key file to trust (NAME.pub)",
+                             "signing_key": "key that signs the change, one the host already "
+                                            "trusts (default: the inventory's signing_key)",
                              "inventory": INVENTORY_HELP})
-def trust_add(c, host=None, key=None, inventory=None):
+def trust_add(c, host=None, key=None, signing_key=None, inventory=None):
     """Make a host trust one more signing key (key rotation: add, deploy, remove)."""
     from pathlib import Path
     from .. import bootstrap as bootstrap_mod
@@ -80,27 +82,32 @@ def trust_add(c, host=None, key=None, inventory=None):
     if not key:
         raise _usage("trust.add needs --key NAME.pub")
     keys.load_public(key)
-    ctl = Controller(inventory)
+    ctl = Controller(inventory, key=signing_key)
     hc = connect(ctl, ctl.inventory.host(host))
     try:
-        print(f"{host}: " + bootstrap_mod.trust_add(hc, keys.key_name(key),
-                                                     Path(key).read_bytes()).strip())
+        print(f"{host}: " + bootstrap_mod.trust_add(
+            hc, keys.key_name(key), Path(key).read_bytes(), ctl.signing_key, ctl.signer)
+            .strip().replace("\n", f"\n{host}: "))
     finally:
         hc.close()
 
 
-@user_task(name="remove", help={"host": "host", "name": "key name", "inventory": INVENTORY_HELP})
-def trust_remove(c, host=None, name=None, inventory=None):
+@user_task(name="remove", help={"host": "host", "name": "key name",
+                                "signing_key": "key that signs the change, one the host "
+                                               "trusts (default: the inventory's signing_key)",
+                                "inventory": INVENTORY_HELP})
+def trust_remove(c, host=None, name=None, signing_key=None, inventory=None):
     """Make a host stop trusting a signing key (never its last one)."""
     from .. import bootstrap as bootstrap_mod
     from ..deploy import connect
     _need_host(host, "trust.remove")
     if not name:
         raise _usage("trust.remove needs --name NAME")
-    ctl = Controller(inventory)
+    ctl = Controller(inventory, key=signing_key)
     hc = connect(ctl, ctl.inventory.host(host))
     try:
-        print(f"{host}: " + bootstrap_mod.trust_remove(hc, name).strip())
+        print(f"{host}: " + bootstrap_mod.trust_remove(hc, name, ctl.signing_key, ctl.signer)
+              .strip().replace("\n", f"\n{host}: "))
     finally:
         hc.close()
 

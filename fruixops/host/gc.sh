@@ -32,6 +32,15 @@ cmd_gc() {
     for g in "$GENS"/*; do
         n=$(basename "$g"); case $n in ''|*[!0-9]*) continue ;; esac; echo "$n"
     done | sort -rn >"$TMP/gens"
+    # Whatever the links say, the newest complete generation other than the
+    # default stays: there is always one to go back to.
+    previous=
+    while read -r n; do
+        if [ "$n" != "${default:-$(gen_of "$SYSTEM/current")}" ] && generation_complete "$n"; then
+            previous=$n
+            break
+        fi
+    done <"$TMP/gens"
     i=0
     : >"$TMP/doomed"
     while read -r n; do
@@ -44,6 +53,7 @@ cmd_gc() {
         elif [ "$n" = "$pending" ]; then why=next-boot
         elif [ "$n" = "$(gen_of "$SYSTEM/current")" ]; then why=current
         elif [ "$n" = "$(gen_of "$SYSTEM/rollback")" ]; then why=rollback
+        elif [ "$n" = "$previous" ]; then why=previous
         else case $pins in *" $n "*) why=pinned ;; esac
         fi
         if [ -n "$why" ]; then echo "keep-generation $n $why"; continue; fi

@@ -21,19 +21,37 @@ read_bundle() {
 # field NAME FILE: the value of a header line "NAME value" of a manifest.
 field() { awk -v k="$1" '$1 == k && NF == 2 { print $2; exit }' "$2"; }
 
+# signed_by FILE SIG: the name of the trusted key whose Ed25519 signature SIG
+# over FILE verifies; nothing if none does.
+signed_by() {
+    for key in "$STATE"/trusted/*.pem; do
+        [ -f "$key" ] || continue
+        if openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in "$1" -sigfile "$2" \
+                >/dev/null 2>&1; then
+            basename "$key" .pem
+            return 0
+        fi
+    done
+}
+
+# check_serial SERIAL NOW WHAT: a signed statement's serial (the signer's
+# clock in milliseconds) must be above the last one this host accepted, and
+# not more than a day ahead of this host's clock: a bad controller clock (or
+# 2^63-1) would otherwise make every later statement a "replay".
+check_serial() {
+    if [ "${#1}" -gt 16 ] || [ "$1" -gt $((($2 + 86400) * 1000)) ]; then
+        die "$3 serial $1 is more than a day ahead of this host's clock ($2): refused"
+    fi
+    last=$(cat "$STATE/last-serial" 2>/dev/null) || last=0
+    case $last in ''|*[!0-9]*) last=0 ;; esac
+    [ "$1" -gt "$last" ] || die "$3 serial $1 is not above the last accepted ($last): replay refused"
+}
+
 # Verify $TMP/bundle/manifest; on success set SIGNER, M_* and write
 # $TMP/items (path sha256 size refs listing-sha256 zstd-sha256 per line).
 verify_manifest() {
     m=$TMP/bundle/manifest
-    SIGNER=
-    for key in "$STATE"/trusted/*.pem; do
-        [ -f "$key" ] || continue
-        if openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in "$m" \
-                -sigfile "$TMP/bundle/manifest.sig" >/dev/null 2>&1; then
-            SIGNER=$(basename "$key" .pem)
-            break
-        fi
-    done
+    SIGNER=$(signed_by "$m" "$TMP/bundle/manifest.sig")
     [ -n "$SIGNER" ] || die "manifest signature does not verify against any trusted key"
     # Structure: same rules as the controller's parser, checked again here.
     awk '
@@ -64,10 +82,10 @@ verify_manifest() {
     [ -n "$me" ] || die "this host has no recorded name (run inv bootstrap)"
     [ "$M_HOST" = "$me" ] || die "manifest is for host '$M_HOST', this is '$me'"
     now=$(date +%s)
-    [ "$now" -le "$M_EXPIRES" ] || die "manifest expired at $M_EXPIRES (now $now)"
-    last=$(cat "$STATE/last-serial" 2>/dev/null) || last=0
-    [ "$M_SERIAL" -gt "$last" ] ||
-        die "manifest serial $M_SERIAL is not above the last accepted ($last): replay refused"
+    if [ "${#M_EXPIRES}" -gt 12 ] || [ "$now" -gt "$M_EXPIRES" ]; then
+        die "manifest expired at $M_EXPIRES (now $now)"
+    fi
+    check_serial "$M_SERIAL" "$now" manifest
     awk '$1 == "item" { print $2, $3, $4, $5, $6, $7 }' "$m" >"$TMP/items"
     # Compared as strings, never as a pattern.
     awk -v s="$M_SYSTEM" '$1 == s { f = 1 } END { exit !f }' "$TMP/items" ||
@@ -90,13 +108,16 @@ check_item() {
         *) die "item $name: content hash does not match the manifest" ;;
     esac
     [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
-    sums=$TMP/listings/$name.sums
-    if [ ! -f "$sums" ]; then
-        sums=$got.sums
-        listing "$TMP/unpack/$name" >"$sums"
-    fi
+    # What was unpacked is listed here, whatever its size, and must be what
+    # the manifest signs (a listing sent along must be that too).
+    sums=$got.sums
+    listing "$TMP/unpack/$name" >"$sums"
     [ "$(openssl dgst -sha256 -r <"$sums" | cut -c1-64)" = "$4" ] ||
         die "item $name: its file listing does not match the manifest"
+    if [ -f "$TMP/listings/$name.sums" ]; then
+        cmp -s "$sums" "$TMP/listings/$name.sums" ||
+            die "item $name: its file listing does not match the manifest"
+    fi
     mkdir -p "$TMP/ready" "$SUMS"
     mv -f "$sums" "$TMP/ready/$name.sums"
 }
@@ -131,7 +152,8 @@ audit_item() {
     fi
     # Store items are read-only as they come (canonical archives carry no
     # write bit); a writable entry is refused rather than fixed up.
-    if [ -n "$(find "$2" -mindepth 1 ! -type l -perm -200 -print | head -n 1)" ]; then
+    if [ -n "$(find "$2" -mindepth 1 ! -type l \( -perm -200 -o -perm -020 -o -perm -002 \) \
+            -print | head -n 1)" ]; then
         echo "writable entry in a store item"
         return
     fi
@@ -218,10 +240,14 @@ cmd_receive() {
         [ -d "$p" ] || check_item "$p" "$sha" "$zsha" "$lsha"
     done <"$TMP/items"
     check_bootable
+    # Every byte of every new item on stable storage before the renames that
+    # make them visible; the renames themselves before the generation.
+    if [ -d "$TMP/ready" ]; then flush_tree "$TMP/unpack" "$TMP/ready"; fi
     LANDED=0
     while read -r p _; do
         [ -d "$p" ] || land_item "$p"
     done <"$TMP/items"
+    flush "$STORE" "$SUMS"
     # Every item is in: from here this manifest can never be accepted again.
     printf '%s\n' "$M_SERIAL" | publish "$STATE/last-serial"
     record_generation "$deployer"
@@ -312,15 +338,20 @@ cmd_item() {
     # leaves unread after the end of the archive is still hashed. Anything tar
     # says (a stripped leading '/', a refused '..' member or link) refuses
     # the item.
-    tee "$got.hash" | unpack_stream "$codec" | {
-        tar -xf - -C "$dest" --no-same-owner 2>"$got.err" ||
-            { echo "tar: exit status $?" >>"$got.err"; } 2>/dev/null || :
+    # tar's exit status travels in memory (on a full disk, a file saying it
+    # could not be written); it, not a message, decides.
+    # shellcheck disable=SC2086 # TAR_SAFE is a list of options
+    tar_status=$(tee "$got.hash" | unpack_stream "$codec" | {
+        tar -xf - -C "$dest" $TAR_SAFE 2>"$got.err" >/dev/null
+        s=$?
         cat >/dev/null
-    }
+        echo "$s"
+    })
     wait "$hashing" || :
     rm -f "$got.hash"
     { cat "$got.err2" >>"$got.err"; } 2>/dev/null || :
-    if [ ! -s "$got.sha.part" ] || grep -q "No space left" "$got.err" 2>/dev/null; then
+    if [ ! -s "$got.sha.part" ] || store_full ||
+            grep -q "No space left" "$got.err" 2>/dev/null; then
         die "disk full on $STORE: item $name does not fit"
     fi
     mv "$got.sha.part" "$got.sha"
@@ -332,6 +363,8 @@ cmd_item() {
     want=$(awk -v n="$name" -v c="$column" '{ k = $1; sub(/.*\//, "", k) } k == n { print $c }' \
         "$T/items")
     [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
+    [ "$tar_status" = 0 ] ||
+        die "item $name: cannot unpack (tar exit status ${tar_status:-?}: $(head -n 1 "$got.err" 2>/dev/null))"
     # Audit it now, while the next item is on its way.
     audit_item "$name" "$dest" >"$got.refused"
     : >"$got.done"
@@ -341,16 +374,23 @@ cmd_item() {
 cmd_verify() {
     drift=0 n=0
     new_tmp
-    for m in "$GENS"/*/manifest; do
-        [ -f "$m" ] && awk '$1 == "item" { print $2 }' "$m"
+    # Generation records first: an empty or cut one is corrupt.
+    : >"$TMP/corrupt"
+    for g in "$GENS"/*; do
+        k=$(basename "$g"); case $k in ''|*[!0-9]*) continue ;; esac
+        if ! generation_sound "$k"; then echo "corrupt generation $k" >>"$TMP/corrupt"; continue; fi
+        awk '$1 == "item" { print $2, $6 }' "$g/manifest"
     done | sort -u >"$TMP/items"
-    while read -r p; do
+    if [ -s "$TMP/corrupt" ]; then cat "$TMP/corrupt"; drift=1; fi
+    while read -r p lsha; do
         n=$((n + 1))
         name=$(basename "$p")
         if [ ! -d "$p" ]; then
             echo "missing $p"; drift=1
         elif [ ! -f "$SUMS/$name.sums" ]; then
             echo "unrecorded $p"; drift=1
+        elif [ "$(openssl dgst -sha256 -r <"$SUMS/$name.sums" | cut -c1-64)" != "$lsha" ]; then
+            echo "drift $p its recorded listing is not the one the manifest signs"; drift=1
         elif ! listing "$p" | cmp -s - "$SUMS/$name.sums"; then
             echo "drift $p $(listing "$p" | diff "$SUMS/$name.sums" - | grep '^[<>]' |
                 head -n 3 | tr '\n' ' ')"

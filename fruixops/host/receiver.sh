@@ -66,8 +66,12 @@
 #                      refers to.
 #   trust-init         bundle: NAME.pem files. Trust them, only if this host
 #                      trusts no key yet (first contact).
-#   trust-add NAME     stdin: a PEM public key. Trust it.
-#   trust-remove NAME  stop trusting key NAME (never the last one).
+#   trust-add NAME     bundle: key.pem, statement, statement.sig. Trust the
+#                      key, if a key this host trusts signed the statement
+#                      "add NAME <sha256 of key.pem>" for this host.
+#   trust-remove NAME  bundle: statement, statement.sig. Stop trusting key
+#                      NAME (never the last one), if a trusted key signed
+#                      "remove NAME" for this host.
 #   set-host-name NAME record the inventory name this host answers to (once).
 #
 # Exit status: 0 done; 2 refused or failed (one line on stderr says why,
@@ -113,6 +117,13 @@ flush() {
     if command -v fsync >/dev/null 2>&1; then fsync "$@"; else sync "$@" 2>/dev/null || sync; fi
 }
 
+# flush_tree DIR...: every file and directory below DIR on stable storage. One
+# syncfs(2) where GNU sync offers it (-f); else fsync(1) of each, as on FreeBSD.
+flush_tree() {
+    if sync -f "$1" 2>/dev/null; then return 0; fi
+    find "$@" \( -type f -o -type d \) -exec fsync {} +
+}
+
 # publish FILE: stdin becomes FILE, all or nothing: a temporary file beside
 # it, flushed, renamed over FILE, the directory flushed.
 publish() {
@@ -124,6 +135,14 @@ publish() {
     mv -f "$new" "$1"
     flush "$d"
 }
+
+# Unpacking never restores extended attributes (file capabilities), ACLs or
+# file flags, nor owners: store items are plain files, links and directories.
+if tar --version 2>/dev/null | grep -q bsdtar; then
+    TAR_SAFE="--no-same-owner --no-xattrs --no-acls --no-fflags"
+else
+    TAR_SAFE="--no-same-owner --no-xattrs --no-acls --no-selinux"
+fi
 
 # GNU mv needs -T and BSD mv needs -h to rename over a symlink to a directory
 # instead of moving into it.
@@ -146,23 +165,32 @@ boottime() {
         sed -n 's/^{ *sec = \([0-9]*\), *usec = \([0-9]*\) *}.*/\1.\2/p'
 }
 
+# started PID: when process PID started (ps's lstart, spaces as _), or empty.
+started() { ps -o lstart= -p "$1" 2>/dev/null | tr -s ' ' '_' | sed 's/^_//; s/_$//'; }
+
 # One fruixops at a time. The lock is a symlink in $STATE whose target names
-# the holder (pid, boot time, since, who). It is stale when the host has
-# booted since it was taken (FreeBSD's /var is no tmpfs: a reboot does not
-# clear it) or its process is gone; a stale lock is taken over under a short
-# recovery lock, after checking again that it is still the same stale lock.
+# the holder (pid, boot time, since, who, the process's start time). It is
+# stale when the host has booted since it was taken (FreeBSD's /var is no
+# tmpfs: a reboot does not clear it), or its process is gone, or that pid now
+# belongs to a process that started at another time (a reused pid); a stale
+# lock is taken over under a short recovery lock, after checking again that
+# it is still the same stale lock.
 lock() {
     mkdir -p "$STATE"
     who=$(printf '%s' "${1:-?}" | tr -c 'A-Za-z0-9@._:-' '_')
     BOOTTIME=$(boottime)
-    holder="pid=$$,boot=${BOOTTIME:-?},since=$(date +%s),by=$who,cmd=$CMD"
+    holder="pid=$$,boot=${BOOTTIME:-?},since=$(date +%s),by=$who,cmd=$CMD,start=$(started $$)"
     if ln -s "$holder" "$LOCK" 2>/dev/null; then HOLDING=1; return 0; fi
     old=$(readlink "$LOCK" 2>/dev/null) || old=
     oldpid=${old#pid=}; oldpid=${oldpid%%,*}
     case $oldpid in ''|*[!0-9]*) oldpid= ;; esac
     case $old in *,boot=*) oldboot=${old#*,boot=}; oldboot=${oldboot%%,*} ;; *) oldboot='?' ;; esac
+    case $old in *,start=?*) oldstart=${old##*,start=} ;; *) oldstart= ;; esac
     stale=
     if [ -n "$oldpid" ] && ! kill -0 "$oldpid" 2>/dev/null; then stale=1; fi
+    if [ -n "$oldpid" ] && [ -n "$oldstart" ] && [ "$(started "$oldpid")" != "$oldstart" ]; then
+        stale=1
+    fi
     if [ -n "$BOOTTIME" ] && [ "$oldboot" != '?' ] && [ "$oldboot" != "$BOOTTIME" ]; then
         stale=1
     fi
@@ -196,7 +224,15 @@ recovery_lock() {
 # killed ones (none of them is visible as a store item, a generation or a
 # loader file).
 clean_leftovers() {
-    for old in "$STORE"/.fruixops-tmp.* "$STORE"/.gc-* "$GENS"/.new.* "$GENS"/.gc.* \
+    for old in "$STORE"/.fruixops-tmp.*; do
+        # plan and verify work unlocked in a directory of their own: not a leftover
+        # while its process lives.
+        pid=${old##*.}
+        case $pid in ''|*[!0-9]*) continue ;; esac
+        if [ "$pid" != $$ ] && kill -0 "$pid" 2>/dev/null; then continue; fi
+        chmod -R u+w "$old" 2>/dev/null || :; rm -rf "$old"
+    done
+    for old in "$STORE"/.gc-* "$GENS"/.new.* "$GENS"/.gc.* \
             "$SUMS"/.*.sums.new "$SYSTEM"/.*.new.* "$GCROOTS"/.*.new.* "$STATE"/.*.new.* \
             "$STATE"/trusted/.*.new.* \
             "$BOOT"/loader.conf.d/.*.new.* "$BOOT"/.*.new.*; do

@@ -30,7 +30,19 @@ last_generation() {
     echo "$n"
 }
 
-generation_complete() { # N: every item its manifest lists is in the store
+# generation_sound N: its record is whole: a manifest from its format line to
+# its end line, naming its closure among its items (an empty or cut record,
+# as a power loss without flushing leaves, is corrupt, never "complete").
+generation_sound() {
+    m=$GENS/$1/manifest
+    [ -s "$m" ] && [ "$(head -n 1 "$m")" = "fruixops-manifest 2" ] &&
+        [ "$(tail -n 1 "$m")" = end ] || return 1
+    c=$(readlink "$GENS/$1/closure" 2>/dev/null) || return 1
+    awk -v c="$c" '$1 == "item" && $2 == c { f = 1 } END { exit !f }' "$m"
+}
+
+generation_complete() { # N: sound, and every item its manifest lists is in the store
+    generation_sound "$1" || return 1
     absent=$(awk '$1 == "item" { print $2 }' "$GENS/$1/manifest" | while read -r p; do
         [ -d "$p" ] || echo "$p"
     done)
@@ -136,7 +148,7 @@ clear_nextboot() {
 # rename of fruix.conf is the commit point; a pending one-shot is cleared
 # first, the links follow after.
 make_default() {
-    generation_complete "$1" || die "generation $1 is incomplete; not switching to it"
+    generation_complete "$1" || die "generation $1 is incomplete or corrupt; not switching to it"
     generation_boot "$1"
     previous=$(loader_default)
     [ -n "$previous" ] || previous=$(gen_of "$SYSTEM/current")
@@ -162,6 +174,7 @@ links_follow() {
     replace_link "$(readlink "$GENS/$1/closure")" "$GCROOTS/current-system"
     echo "$1" | publish "$SYSTEM/current-generation"
     rm -f "$SYSTEM/next-boot"      # an earlier fruixops's link; no loader read it
+    flush "$SYSTEM" "$GCROOTS"
 }
 
 # reconcile: under the lock, bring the links in line with the loader's
@@ -238,6 +251,7 @@ print_generations() {
         n=$(basename "$g")
         case $n in ''|*[!0-9]*) continue ;; esac
         p=$g/provenance
+        generation_sound "$n" || echo "corrupt-generation $n"
         printf 'generation %s closure=%s size=%s received=%s deployer=%s signer=%s base=%s version-label=%s\n' \
             "$n" "$(readlink "$g/closure")" \
             "$(awk '$1 == "item" { s += $4 } END { print s + 0 }' "$g/manifest")" \

@@ -98,6 +98,7 @@ class Lab:
                 _keygen(hostkey, f"lab-{host.name}")
             (ssh / "authorized_keys").write_text(client_pub)
             os.chmod(ssh / "authorized_keys", 0o600)
+            self._attach_disk(host)
             self._install_freebsd(host.name)
             port = host.var("ssh_port", 22)
             # Paths as the host's own boot sees them (boot.sh binds the host
@@ -112,6 +113,59 @@ class Lab:
         ours = {line.split()[0] for line in known}
         merged = [line for line in existing if line.split() and line.split()[0] not in ours] + known
         self.known_hosts.write_text("".join(merged))
+
+    # -- a disk that loses what was not flushed ------------------------------
+
+    def _image(self, name):
+        return self.host_dir(name) / "disk.img"
+
+    def _attach_disk(self, host):
+        """With `lab_disk_mb`, the host's disk is an ext4 image of that size,
+        loop-mounted at its root/: a power cut (power_cut) then keeps only
+        what the host's writes had reached, as a real disk would."""
+        mb = host.var("lab_disk_mb")
+        root = self.disk(host.name)
+        if not mb or os.path.ismount(root):
+            return
+        image = self._image(host.name)
+        if not image.exists():
+            with open(image, "wb") as f:
+                f.truncate(mb << 20)
+            subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True,
+                           stdout=subprocess.DEVNULL)
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(root)], check=True)
+
+    def _detach_disk(self, name, keep_image=True):
+        root = self.disk(name)
+        if os.path.ismount(root):
+            subprocess.run(["umount", str(root)], check=True)
+        if not keep_image:
+            self._image(name).unlink(missing_ok=True)
+
+    def power_cut(self, host):
+        """Cut the power of an image-disk host, then power it on: every
+        process dies at once (no shutdown, no sync), and its disk keeps what
+        the disk had received -- what the host flushed, or the kernel wrote
+        back -- and loses what was still in the page cache. Like
+        `ipmitool ... power cycle` on a machine whose disk has no battery."""
+        if not host.var("lab_disk_mb"):
+            raise UserError(f"lab host {host.name}: a power cut that loses unflushed writes "
+                            "needs lab_disk_mb (an image disk)")
+        self.down([host])
+        image = self._image(host.name)
+        cut = image.with_name("disk.img.cut")
+        # The loop device writes through the image file: reading the file
+        # now gives exactly what the disk holds.
+        subprocess.run(["cp", "--sparse=always", str(image), str(cut)], check=True)
+        self._detach_disk(host.name)        # flushes the rest into the image being discarded
+        os.replace(cut, image)
+        # What the boot's fsck does: replay the journal.
+        fsck = subprocess.run(["e2fsck", "-p", str(image)], capture_output=True, text=True)
+        if fsck.returncode >= 4:
+            raise UserError(f"lab host {host.name}: fsck after the power cut failed: "
+                            f"{fsck.stdout.strip()[-200:]}")
+        self.up([host])
 
     def _install_freebsd(self, name):
         """A new lab host's disk as a FreeBSD installation leaves it, as far
@@ -129,6 +183,7 @@ class Lab:
         stock = disk / "boot/kernel/kernel"
         if not stock.exists():
             stock.write_bytes(b"\x7fELF lab stand-in for the stock FreeBSD kernel\n")
+        os.sync()       # as an installer does before its first reboot
 
     # -- power ---------------------------------------------------------------
 
@@ -182,6 +237,7 @@ class Lab:
         """Stop the hosts and wipe their disks (keys are kept)."""
         self.down(hosts)
         for host in hosts:
+            self._detach_disk(host.name, keep_image=False)
             disk = self.disk(host.name)
             if disk.exists():
                 subprocess.run(["chmod", "-R", "u+w", str(disk)], check=False)
