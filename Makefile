@@ -25,16 +25,21 @@ demo: venv sysdeps
 test: venv sysdeps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# The long fault campaign: 100 controller kills instead of make test's 20.
+# The long fault campaign: 100 controller kills instead of make test's 20,
+# and as many more receiver kills and power cuts.
 faults: venv sysdeps
-	FRUIXOPS_FAULT_TRIALS=$${FRUIXOPS_FAULT_TRIALS:-100} $(VENV)/bin/python -m pytest -q -s -o timeout=3600 tests/test_faults_lab.py
+	FRUIXOPS_FAULT_TRIALS=$${FRUIXOPS_FAULT_TRIALS:-100} $(VENV)/bin/python -m pytest -q -s -o timeout=3600 \
+		tests/test_faults_lab.py tests/test_powercut_lab.py \
+		tests/test_hardening_lab.py::test_receivers_killed_at_random_points_leave_the_host_whole \
+		tests/test_boot_lab.py::test_receiver_killed_at_random_points_of_a_switch
 
 # Performance against OpenSSH tar|ssh on the lab (not part of make test).
 bench: venv sysdeps
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 lint: venv sysdeps
-	shellcheck -s sh fruixops/host/*.sh fruixops/lab/*.sh scripts/system-deps
+	$(VENV)/bin/python -c 'from fruixops import receiver; import sys; sys.stdout.buffer.write(receiver.source())' >.receiver.lint
+	shellcheck -s sh .receiver.lint fruixops/lab/*.sh fruixops/lab/sbin/* fruixops/lab/freebsd/* scripts/system-deps; status=$$?; rm -f .receiver.lint; exit $$status
 	$(VENV)/bin/python -m pyflakes fruixops tests bench tasks.py
 
 lab-down: venv

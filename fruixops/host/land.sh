@@ -342,11 +342,11 @@ cmd_item() {
     # could not be written); it, not a message, decides.
     # shellcheck disable=SC2086 # TAR_SAFE is a list of options
     tar_status=$(tee "$got.hash" | unpack_stream "$codec" | {
-        tar -xf - -C "$dest" $TAR_SAFE 2>"$got.err" >/dev/null
-        s=$?
+        s=0
+        tar -xf - -C "$dest" $TAR_SAFE 2>"$got.err" >/dev/null || s=$?
         cat >/dev/null
         echo "$s"
-    })
+    }) || :
     wait "$hashing" || :
     rm -f "$got.hash"
     { cat "$got.err2" >>"$got.err"; } 2>/dev/null || :
@@ -363,10 +363,12 @@ cmd_item() {
     want=$(awk -v n="$name" -v c="$column" '{ k = $1; sub(/.*\//, "", k) } k == n { print $c }' \
         "$T/items")
     [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
-    [ "$tar_status" = 0 ] ||
-        die "item $name: cannot unpack (tar exit status ${tar_status:-?}: $(head -n 1 "$got.err" 2>/dev/null))"
-    # Audit it now, while the next item is on its way.
+    # Audit it now, while the next item is on its way; whatever tar said, its
+    # exit status alone refuses the item too.
     audit_item "$name" "$dest" >"$got.refused"
+    if [ ! -s "$got.refused" ] && [ "$tar_status" != 0 ]; then
+        echo "cannot unpack (tar exit status ${tar_status:-unknown})" >"$got.refused"
+    fi
     : >"$got.done"
     if [ -s "$got.refused" ]; then die "item $name: $(cat "$got.refused")"; fi
 }
