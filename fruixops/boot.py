@@ -11,7 +11,7 @@ import re
 import time
 
 from . import hoststate, receiver
-from .connection import HostConnection
+from .connection import CommandTimeout, HostConnection
 from .errors import HostError, HostUnreachable
 
 DEFAULT_REBOOT_COMMAND = "shutdown -r now"
@@ -43,8 +43,8 @@ def reboot(hc, timeout=None):
     before = boottime(hc)
     try:
         hc.run(command)
-    except HostUnreachable:
-        pass        # the host went down under us, as it should
+    except (HostUnreachable, CommandTimeout):
+        pass        # the host went down under us, as it should (or is going)
     hc.close()
     return wait_for_boot(host, hc.known_hosts, timeout, since=before)
 
@@ -74,4 +74,4 @@ def state(hc):
     result = hc.run(receiver.status_command())
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
-    return hoststate.parse(result.out)
+    return hoststate.parse(result.out, hc.name)
