@@ -297,4 +297,22 @@ def verify(ctl, host_name):
         hc.close()
     if r.status not in (0, 2):
         raise HostError(host.name, r.last_error_line())
-    return r.status == 0, r.out.splitlines()
+    return r.status == 0, _verify_report(host.name, r.out)
+
+
+def _verify_report(host, out):
+    """The receiver's verify lines, checked: one line per item (ok, missing,
+    unrecorded, drift), then "checked N"."""
+    from . import hostreply
+    lines = out.splitlines()
+    for line in lines[:-1]:
+        kind, _, rest = line.partition(" ")
+        path = rest.split(" ", 1)[0]
+        if kind not in ("ok", "missing", "unrecorded", "drift"):
+            raise hostreply.MalformedReply(host, "verify", line)
+        hostreply.store_path(host, "verify", path, line)
+    last = lines[-1] if lines else ""
+    if not last.startswith("checked "):
+        raise hostreply.MalformedReply(host, "verify", last)
+    hostreply.number(host, "verify", last[len("checked "):], last)
+    return lines
