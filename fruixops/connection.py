@@ -16,8 +16,10 @@ flat whatever the host sends).
 
 import base64
 import hashlib
+import ipaddress
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -115,6 +117,7 @@ class HostConnection:
 
     def _open(self, disabled):
         h = self.host
+        check_address(h)
         # Every step of connecting is bounded: TCP (connect_timeout below),
         # the server's banner, authentication, opening a channel.
         limit = self.connect_timeout
@@ -390,6 +393,26 @@ class _Reply:
         return b"".join(self.chunks)
 
 
+def check_address(host):
+    """The address SSH connects to is a DNS name (labels of 1-63 characters,
+    253 in all) or an IP address: anything else (a 240-character name, a
+    "user@host" Fabric would split) fails that host with one line."""
+    address = host.ssh_host
+    try:
+        ipaddress.ip_address(address)
+        return
+    except ValueError:
+        pass
+    labels = address[:-1].split(".") if address.endswith(".") else address.split(".")
+    if len(address) > 253 or not all(_LABEL.match(label) for label in labels):
+        shown = address if len(address) <= 40 else address[:40] + "..."
+        raise HostError(host.name, f"ssh_host {shown!r} is neither a DNS name (dot-separated "
+                                   "labels of 1-63 letters, digits, - or _) nor an IP address")
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+
+
 def _addr(conn):
     return f"{conn.host}:{conn.port}"
 
@@ -408,6 +431,7 @@ def _pin(client, hostname, port, pinned, name):
 def presented_host_key(host, timeout=10):
     """The SSH host key *host* presents, fetched without authenticating
     (for `inv hostkey.accept`). Returns (known_hosts entry name, PKey)."""
+    check_address(host)
     conn = Connection(host=host.ssh_host, user=host.var("ssh_user"), port=host.var("ssh_port"),
                       config=Config())
     addr = (conn.host, int(conn.port or 22))

@@ -213,20 +213,29 @@ def _came_back(hc, result):
 def power_cycle(ctl, host, why="", since=None):
     """Run the inventory's power_cycle_command on the controller, then wait for
     the host (to boot again: a boot time other than *since*). Placeholders:
-    {host}, {inventory}, {python}."""
+    {host}, {inventory}, {python} (checked when the inventory loads; {{ and }}
+    are literal braces)."""
     command = host.var("power_cycle_command")
     if not command:
         raise HostUnreachable(host.name, f"{why}; no power_cycle_command in the inventory: "
                               "power-cycle it by hand (it will boot its previous generation)")
-    line = command.format(host=shlex.quote(host.name),
-                          inventory=shlex.quote(str(ctl.inventory.path)),
-                          python=shlex.quote(sys.executable))
-    proc = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=120)
+    line = power_cycle_line(command, host.name, ctl.inventory.path)
+    try:
+        proc = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise HostUnreachable(host.name, f"{why}; power_cycle_command did not finish within "
+                              "120s: power-cycle it by hand") from None
     if proc.returncode != 0:
         raise HostUnreachable(host.name, f"power_cycle_command failed: "
                               f"{(proc.stderr or proc.stdout).strip()[-200:]}")
     return boot.wait_for_boot(host, ctl.inventory.settings.known_hosts,
                               host.var("reboot_timeout", 300), since=since)
+
+
+def power_cycle_line(command, host_name, inventory_path):
+    """The shell line power_cycle_command stands for."""
+    return command.format(host=shlex.quote(host_name), inventory=shlex.quote(str(inventory_path)),
+                          python=shlex.quote(sys.executable))
 
 
 def rollback(ctl, host_name, to=None, reboot=False, checks=(), events=None):
