@@ -57,11 +57,12 @@ def wait_for_boot(host, known_hosts, timeout, since=None):
         hc = HostConnection(host, known_hosts, connect_timeout=3)
         try:
             hc.open()
-            r = hc.run(BOOTTIME_COMMAND)
+            left = max(1.0, min(hc.command_timeout, deadline - time.monotonic()))
+            r = hc.run(BOOTTIME_COMMAND, timeout=left)
             now = parse_boottime(r.out) if r.status == 0 else None
             if now is not None and now != since:
                 return hc
-        except HostUnreachable:
+        except (HostUnreachable, CommandTimeout):
             pass
         hc.close()
         if time.monotonic() > deadline:

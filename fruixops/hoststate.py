@@ -156,6 +156,8 @@ def _generation(state, key, rest, host, what, line):
             raise hostreply.MalformedReply(host, what, line)
         kv[k] = v
     num = lambda k: hostreply.optional_number(host, what, kv.get(k), line)  # noqa: E731
+    if (num("received") or 0) > _LATEST_TIME:
+        raise hostreply.MalformedReply(host, what, line)
     g = Generation(n, hostreply.store_path(host, what, kv.get("closure", ""), line),
                    num("received"), kv.get("deployer") or None, kv.get("signer") or None,
                    kv.get("base") or None, kv.get("version-label") or None, num("size"))
@@ -168,6 +170,7 @@ def _skip(state, key, rest, host, what, line):
     pass
 
 
+_LATEST_TIME = 2**35          # seconds since 1970: the year 3058
 _BOOTTIME = re.compile(r"^[0-9]{1,18}\.[0-9]{1,9}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _LINE = {

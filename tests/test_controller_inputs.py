@@ -174,6 +174,7 @@ def test_aliases_within_reason_still_work(tmp_path):
 
 REPLY_LINES = st.lists(st.one_of(
     st.sampled_from(["generation 1 closure=/frx/store/" + "a" * 64 + "-fruix-system-web1",
+                     "generation 2 closure=/frx/store/" + "a" * 64 + "-x received=9" + "9" * 17,
                      "current 3", "booted ", "boottime 1.2", "missing /frx/store/x", "zstd yes",
                      "delete-item /frx/store/" + "b" * 64 + "-x 12", "freed 12",
                      "keep-generation 2 booted", "ok /frx/store/x", "checked 3"]),

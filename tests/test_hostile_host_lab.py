@@ -168,6 +168,9 @@ MALFORMED = {
     "deploy-plan-asks-for-an-item-not-in-the-manifest": (
         ["deploy", "--host", "evil1", "--base", "stable-canary"], PLAN,
         f"current 1\nmissing {CLOSURE}-extra\nverified lab\n", "plan"),
+    "generation-received-in-the-year-3e10": (
+        ["generations", "--host", "evil1"], STATUS,
+        f"generation 1 closure={CLOSURE} received=999999999999999999\n", "status"),
     "receive-ready-without-a-pid": (["deploy", "--host", "evil1", "--base", "stable-canary"],
                                     RECEIVE, "ready now\n", "receive"),
 }
@@ -245,6 +248,7 @@ def test_a_host_that_never_answers_fails_within_its_command_timeout(hostile, glo
     took = time.monotonic() - start
     assert r.returncode == 2, r.stderr
     assert "(command_timeout)" in one_line_refusal(r)
+    print(f"\n{' '.join(args)}: done in {took:.1f} s with command_timeout 3")
     doc = json.loads(r.stdout)
     assert {h["host"]: h["status"] for h in doc["hosts"]}["evil2"] in ("ok", "changed")
     assert took < 30, took
@@ -262,7 +266,7 @@ def test_a_listener_that_never_speaks_ssh_fails_within_connect_timeout(hostile):
         took = time.monotonic() - start
     assert r.returncode == 4, r.stderr
     one_line_refusal(r)
-    assert took < 10, took
+    assert took < 6, took           # before connect_timeout: always 10 s
     doc = json.loads(r.stdout)
     assert {h["host"]: h["status"] for h in doc["hosts"]} == {"evil1": "unreachable",
                                                               "evil2": "ok"}
@@ -287,14 +291,16 @@ def _peak_rss_mib(args, inventory, timeout=300):
 
 
 def test_a_flooding_host_is_cut_off_and_memory_stays_flat(hostile):
-    """The host answers `status` with 1 GiB: the controller keeps at most
+    """The host answers `status` with 1.5 GiB: the controller keeps at most
     reply_limit_mib (default 8) of it and fails the host."""
-    hostile.answer("evil1", STATUS, "flood", "1024")
+    hostile.answer("evil1", STATUS, "flood", "1536")
+    _, _, honest = _peak_rss_mib(["status", "--host", "evil2"], hostile.inventory)
     start = time.monotonic()
     code, err, peak = _peak_rss_mib(["status", "--host", "evil1"], hostile.inventory)
     took = time.monotonic() - start
+    print(f"\npeak RSS of `inv status`: {honest:.0f} MiB against an honest host, "
+          f"{peak:.0f} MiB against a 1.5 GiB reply ({took:.1f} s)")
     assert code == 2, err
     assert "reply larger than 8 MiB (reply_limit_mib)" in err and "Traceback" not in err
-    assert peak < 150, f"peak RSS {peak:.0f} MiB"
+    assert peak < honest + 32, f"peak RSS {peak:.0f} MiB, {honest:.0f} MiB when honest"
     assert took < 30, took
-    print(f"\npeak RSS of `inv status` against a 1 GiB reply: {peak:.0f} MiB, {took:.1f} s")
