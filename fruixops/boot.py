@@ -11,7 +11,7 @@ import re
 import time
 
 from . import hoststate, receiver
-from .connection import HostConnection
+from .connection import CommandTimeout, HostConnection
 from .errors import HostError, HostUnreachable
 
 DEFAULT_REBOOT_COMMAND = "shutdown -r now"
@@ -43,8 +43,8 @@ def reboot(hc, timeout=None):
     before = boottime(hc)
     try:
         hc.run(command)
-    except HostUnreachable:
-        pass        # the host went down under us, as it should
+    except (HostUnreachable, CommandTimeout):
+        pass        # the host went down under us, as it should (or is going)
     hc.close()
     return wait_for_boot(host, hc.known_hosts, timeout, since=before)
 
@@ -57,11 +57,12 @@ def wait_for_boot(host, known_hosts, timeout, since=None):
         hc = HostConnection(host, known_hosts, connect_timeout=3)
         try:
             hc.open()
-            r = hc.run(BOOTTIME_COMMAND)
+            left = max(1.0, min(hc.command_timeout, deadline - time.monotonic()))
+            r = hc.run(BOOTTIME_COMMAND, timeout=left)
             now = parse_boottime(r.out) if r.status == 0 else None
             if now is not None and now != since:
                 return hc
-        except HostUnreachable:
+        except (HostUnreachable, CommandTimeout):
             pass
         hc.close()
         if time.monotonic() > deadline:
@@ -74,4 +75,4 @@ def state(hc):
     result = hc.run(receiver.status_command())
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
-    return hoststate.parse(result.out)
+    return hoststate.parse(result.out, hc.name)

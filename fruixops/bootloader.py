@@ -63,6 +63,8 @@ def install(hc, generation):
     r = hc.run(receiver.command("install-bootloader", generation, "--esp", esp))
     if r.status != 0:
         raise HostError(hc.name, r.last_error_line())
+    if not r.out.strip():
+        raise HostError(hc.name, "install-bootloader answered nothing")
     return r.out.strip()
 
 

@@ -4,12 +4,22 @@ checked, and commands run over channels of it with bulk stdin streamed.
 This is the narrow seam between "what to do" and "how to reach the host": a
 lab host and a real FreeBSD host differ only in the inventory's connection
 variables. Unknown or changed host keys are refused, never added.
+
+A host may be hostile, so every exchange is bounded: connecting (host
+variable ``connect_timeout``), each command and each answer of a receive
+session (``command_timeout``: how long the host may take to answer once
+it has our input, and how long it may stall reading it), and what is kept
+of each reply (``reply_limit_mib`` per stream; a host that says more fails
+with one line and its channel is closed, so the controller's memory stays
+flat whatever the host sends).
 """
 
 import base64
 import hashlib
+import ipaddress
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -20,8 +30,18 @@ import paramiko
 from fabric import Config, Connection
 
 from .errors import HostError, HostKeyError, HostUnreachable
+from .printable import printable
 
 CHUNK = 256 * 1024
+
+# Defaults of the host variables that bound every exchange (README, "Host
+# variables"): seconds to connect and authenticate; seconds a command may
+# take once it has its input (or stall reading it); MiB kept of one reply.
+CONNECT_TIMEOUT = 10
+COMMAND_TIMEOUT = 300
+REPLY_LIMIT_MIB = 8
+# A line of a receive session's dialogue is short ("ready PID", "generation N").
+SESSION_LINE_LIMIT = 4096
 
 # paramiko logs (with tracebacks) every connection its transport thread loses;
 # during a reboot that is expected, and real failures reach us as exceptions.
@@ -31,6 +51,10 @@ _paramiko_log.propagate = False
 
 
 class CommandTimeout(HostError):
+    pass
+
+
+class ReplyTooLarge(HostError):
     pass
 
 
@@ -48,13 +72,15 @@ class Result:
     stdout: bytes
     stderr: bytes
 
+    # Decoded with control characters escaped: whatever reads these may
+    # print them (see printable.py); the raw bytes stay in stdout / stderr.
     @property
     def out(self):
-        return self.stdout.decode(errors="replace")
+        return printable(self.stdout.decode(errors="replace"))
 
     @property
     def err(self):
-        return self.stderr.decode(errors="replace")
+        return printable(self.stderr.decode(errors="replace"))
 
     def last_error_line(self):
         """The line that says why: the receiver's own (refused: / locked:)
@@ -69,11 +95,13 @@ class Result:
 class HostConnection:
     """An SSH connection to one inventory host."""
 
-    def __init__(self, host, known_hosts=None, connect_timeout=10):
+    def __init__(self, host, known_hosts=None, connect_timeout=None):
         self.host = host
         self.name = host.name
         self.known_hosts = known_hosts
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = connect_timeout or host.var("connect_timeout", CONNECT_TIMEOUT)
+        self.command_timeout = host.var("command_timeout", COMMAND_TIMEOUT)
+        self.reply_limit = host.var("reply_limit_mib", REPLY_LIMIT_MIB) * 2**20
         self.conn = None
         self.bytes_sent = 0
 
@@ -89,13 +117,18 @@ class HostConnection:
 
     def _open(self, disabled):
         h = self.host
-        kwargs = {"allow_agent": False, "look_for_keys": False, "disabled_algorithms": disabled}
+        check_address(h)
+        # Every step of connecting is bounded: TCP (connect_timeout below),
+        # the server's banner, authentication, opening a channel.
+        limit = self.connect_timeout
+        kwargs = {"allow_agent": False, "look_for_keys": False, "disabled_algorithms": disabled,
+                  "banner_timeout": limit, "auth_timeout": limit, "channel_timeout": limit}
         if h.var("ssh_key"):
             kwargs["key_filename"] = os.path.expanduser(h.var("ssh_key"))
         else:
             kwargs.update(allow_agent=True, look_for_keys=True)
         conn = Connection(host=h.ssh_host, user=h.var("ssh_user"), port=h.var("ssh_port"),
-                          connect_timeout=self.connect_timeout, connect_kwargs=kwargs,
+                          connect_timeout=limit, connect_kwargs=kwargs,
                           config=Config())
         client = conn.client
         # Fabric auto-adds unknown host keys; we never do.
@@ -157,12 +190,18 @@ class HostConnection:
         """Run *command* on the host; feed it *stdin* (bytes or an iterable of
         byte chunks) while draining its output. Returns a Result.
 
-        A dropped connection raises HostUnreachable; past *timeout* seconds the
-        command's channel is closed and CommandTimeout raised."""
+        A dropped connection raises HostUnreachable. Once its input is sent,
+        the command has *timeout* seconds (default: the host's
+        command_timeout) to finish, and while its input is sent it may stall
+        reading it no longer than that: past either, its channel is closed and
+        CommandTimeout raised. A reply over the host's reply_limit_mib closes
+        the channel too and raises ReplyTooLarge."""
+        timeout = self.command_timeout if timeout is None else timeout
         transport, chan = self._exec(command)
-        out, err = [], []
-        readers = [threading.Thread(target=_drain, args=(chan.recv, out), daemon=True),
-                   threading.Thread(target=_drain, args=(chan.recv_stderr, err), daemon=True)]
+        chan.settimeout(timeout)      # bounds each wait of sendall for the host
+        out, err = _Reply(self.reply_limit, chan), _Reply(self.reply_limit, chan)
+        readers = [threading.Thread(target=out.drain, args=(chan.recv,), daemon=True),
+                   threading.Thread(target=err.drain, args=(chan.recv_stderr,), daemon=True)]
         for t in readers:
             t.start()
         send_error = None
@@ -178,6 +217,10 @@ class HostConnection:
                     self.bytes_sent += len(chunk)
                     if progress:
                         progress(len(chunk))
+        except socket.timeout:
+            chan.close()
+            raise CommandTimeout(self.name, f"the host stopped reading its input for "
+                                 f"{timeout}s (command_timeout)") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             send_error = exc
         finally:
@@ -185,12 +228,14 @@ class HostConnection:
                 chan.shutdown_write()
             except (OSError, EOFError):
                 pass
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         for t in readers:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            t.join(max(0.0, deadline - time.monotonic()))
             if t.is_alive():
                 chan.close()
-                raise CommandTimeout(self.name, f"command timed out after {timeout}s")
+                raise CommandTimeout(self.name, f"no complete answer within {timeout}s "
+                                     "(command_timeout)")
+        self._check_size(out, err)
         status = chan.recv_exit_status()
         try:
             chan.close()
@@ -198,7 +243,12 @@ class HostConnection:
             status = -1      # the connection went while the command ended
         if status == -1 or (send_error and not transport.is_active()):
             raise HostUnreachable(self.name, "connection lost during a command")
-        return Result(status, b"".join(out), b"".join(err))
+        return Result(status, out.data(), err.data())
+
+    def _check_size(self, *replies):
+        if any(r.over for r in replies):
+            raise ReplyTooLarge(self.name, f"reply larger than {self.reply_limit // 2**20} MiB "
+                                "(reply_limit_mib); refused")
 
     def session(self, command):
         """Start *command* and talk with it line by line (see Session)."""
@@ -210,8 +260,15 @@ class HostConnection:
         if transport is None or not transport.is_active():
             raise HostUnreachable(self.name, "connection lost")
         try:
-            chan = transport.open_session()
-            chan.exec_command(command)
+            chan = transport.open_session(timeout=self.command_timeout)
+            # paramiko waits for the answer to an exec request without limit.
+            guard = threading.Timer(self.command_timeout, chan.close)
+            guard.daemon = True
+            guard.start()
+            try:
+                chan.exec_command(command)
+            finally:
+                guard.cancel()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise HostUnreachable(self.name, f"cannot start a command: {exc}") from None
         return transport, chan
@@ -226,18 +283,25 @@ class HostConnection:
 
 class Session:
     """A command on the host that the controller talks with: send bytes,
-    read answer lines as they come, then finish() for the Result."""
+    read answer lines as they come, then finish() for the Result. Each
+    answer is awaited at most command_timeout seconds; a line may not
+    exceed SESSION_LINE_LIMIT bytes."""
 
     def __init__(self, hc, chan):
         self.hc, self.chan = hc, chan
-        self.buffer, self.err = b"", []
-        self.err_reader = threading.Thread(target=_drain, args=(chan.recv_stderr, self.err),
+        self.timeout = hc.command_timeout
+        chan.settimeout(self.timeout)
+        self.buffer = b""
+        self.err = _Reply(hc.reply_limit, chan)
+        self.err_reader = threading.Thread(target=self.err.drain, args=(chan.recv_stderr,),
                                            daemon=True)
         self.err_reader.start()
 
     def send(self, data):
         try:
             self.chan.sendall(data)
+        except socket.timeout:
+            self._timed_out("stopped reading")
         except (OSError, paramiko.SSHException, EOFError):
             return False       # the host stopped listening; finish() says why
         self.hc.bytes_sent += len(data)
@@ -246,16 +310,22 @@ class Session:
     def readline(self):
         """The next line the host prints, or None when it printed its last."""
         while b"\n" not in self.buffer:
+            if len(self.buffer) > SESSION_LINE_LIMIT:
+                self.chan.close()
+                raise ReplyTooLarge(self.hc.name, f"an answer line longer than "
+                                    f"{SESSION_LINE_LIMIT} bytes; refused")
             try:
                 data = self.chan.recv(CHUNK)
+            except socket.timeout:
+                self._timed_out("did not answer")
             except (OSError, EOFError):
                 data = b""
             if not data:
                 line, self.buffer = self.buffer, b""
-                return line.decode(errors="replace") if line else None
+                return _line(line) if line else None
             self.buffer += data
         line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.decode(errors="replace")
+        return _line(line)
 
     def finish(self):
         """Close our side and wait for the command; returns its Result."""
@@ -263,25 +333,84 @@ class Session:
             self.chan.shutdown_write()
         except (OSError, EOFError):
             pass
-        out = [self.buffer]
-        _drain(self.chan.recv, out)
-        self.err_reader.join()
+        out = _Reply(self.hc.reply_limit, self.chan)
+        out.keep(self.buffer)
+        reader = threading.Thread(target=out.drain, args=(self.chan.recv,), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + self.timeout
+        for t in (reader, self.err_reader):
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                self._timed_out("did not finish")
+        self.hc._check_size(out, self.err)
         status = self.chan.recv_exit_status()
         self.chan.close()
         if status == -1:
             raise HostUnreachable(self.hc.name, "connection lost during a command")
-        return Result(status, b"".join(out), b"".join(self.err))
+        return Result(status, out.data(), self.err.data())
+
+    def _timed_out(self, what):
+        self.chan.close()
+        raise CommandTimeout(self.hc.name, f"the receiver {what} within {self.timeout}s "
+                             "(command_timeout)")
 
 
-def _drain(recv, sink):
-    while True:
-        try:
-            data = recv(CHUNK)
-        except (OSError, EOFError):
-            return
-        if not data:
-            return
-        sink.append(data)
+def _line(raw):
+    return printable(raw.decode(errors="replace"))
+
+
+class _Reply:
+    """One output stream of a command, kept up to *limit* bytes. Past it,
+    the rest is refused: the channel is closed (the host cannot make us
+    hold more) and ``over`` is set."""
+
+    def __init__(self, limit, chan):
+        self.limit, self.chan = limit, chan
+        self.chunks, self.size, self.over = [], 0, False
+
+    def keep(self, data):
+        self.size += len(data)
+        if self.size > self.limit:
+            self.over = True
+            self.chunks = []
+            self.chan.close()
+            return False
+        self.chunks.append(data)
+        return True
+
+    def drain(self, recv):
+        while True:
+            try:
+                data = recv(CHUNK)
+            except socket.timeout:
+                continue         # the caller keeps the time; we just wait on
+            except (OSError, EOFError):
+                return
+            if not data or not self.keep(data):
+                return
+
+    def data(self):
+        return b"".join(self.chunks)
+
+
+def check_address(host):
+    """The address SSH connects to is a DNS name (labels of 1-63 characters,
+    253 in all) or an IP address: anything else (a 240-character name, a
+    "user@host" Fabric would split) fails that host with one line."""
+    address = host.ssh_host
+    try:
+        ipaddress.ip_address(address)
+        return
+    except ValueError:
+        pass
+    labels = address[:-1].split(".") if address.endswith(".") else address.split(".")
+    if len(address) > 253 or not all(_LABEL.match(label) for label in labels):
+        shown = address if len(address) <= 40 else address[:40] + "..."
+        raise HostError(host.name, f"ssh_host {shown!r} is neither a DNS name (dot-separated "
+                                   "labels of 1-63 letters, digits, - or _) nor an IP address")
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
 
 def _addr(conn):
@@ -302,6 +431,7 @@ def _pin(client, hostname, port, pinned, name):
 def presented_host_key(host, timeout=10):
     """The SSH host key *host* presents, fetched without authenticating
     (for `inv hostkey.accept`). Returns (known_hosts entry name, PKey)."""
+    check_address(host)
     conn = Connection(host=host.ssh_host, user=host.var("ssh_user"), port=host.var("ssh_port"),
                       config=Config())
     addr = (conn.host, int(conn.port or 22))

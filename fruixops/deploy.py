@@ -213,20 +213,29 @@ def _came_back(hc, result):
 def power_cycle(ctl, host, why="", since=None):
     """Run the inventory's power_cycle_command on the controller, then wait for
     the host (to boot again: a boot time other than *since*). Placeholders:
-    {host}, {inventory}, {python}."""
+    {host}, {inventory}, {python} (checked when the inventory loads; {{ and }}
+    are literal braces)."""
     command = host.var("power_cycle_command")
     if not command:
         raise HostUnreachable(host.name, f"{why}; no power_cycle_command in the inventory: "
                               "power-cycle it by hand (it will boot its previous generation)")
-    line = command.format(host=shlex.quote(host.name),
-                          inventory=shlex.quote(str(ctl.inventory.path)),
-                          python=shlex.quote(sys.executable))
-    proc = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=120)
+    line = power_cycle_line(command, host.name, ctl.inventory.path)
+    try:
+        proc = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise HostUnreachable(host.name, f"{why}; power_cycle_command did not finish within "
+                              "120s: power-cycle it by hand") from None
     if proc.returncode != 0:
         raise HostUnreachable(host.name, f"power_cycle_command failed: "
                               f"{(proc.stderr or proc.stdout).strip()[-200:]}")
     return boot.wait_for_boot(host, ctl.inventory.settings.known_hosts,
                               host.var("reboot_timeout", 300), since=since)
+
+
+def power_cycle_line(command, host_name, inventory_path):
+    """The shell line power_cycle_command stands for."""
+    return command.format(host=shlex.quote(host_name), inventory=shlex.quote(str(inventory_path)),
+                          python=shlex.quote(sys.executable))
 
 
 def rollback(ctl, host_name, to=None, reboot=False, checks=(), events=None):
@@ -297,4 +306,26 @@ def verify(ctl, host_name):
         hc.close()
     if r.status not in (0, 2):
         raise HostError(host.name, r.last_error_line())
-    return r.status == 0, r.out.splitlines()
+    return r.status == 0, _verify_report(host.name, r.out)
+
+
+def _verify_report(host, out):
+    """The receiver's verify lines, checked: "corrupt generation N" for a cut
+    or empty generation record, one line per item (ok, missing, unrecorded,
+    drift), then "checked N"."""
+    from . import hostreply
+    lines = out.splitlines()
+    for line in lines[:-1]:
+        kind, _, rest = line.partition(" ")
+        if kind == "corrupt" and rest.startswith("generation "):
+            hostreply.number(host, "verify", rest[len("generation "):], line)
+            continue
+        path = rest.split(" ", 1)[0]
+        if kind not in ("ok", "missing", "unrecorded", "drift"):
+            raise hostreply.MalformedReply(host, "verify", line)
+        hostreply.store_path(host, "verify", path, line)
+    last = lines[-1] if lines else ""
+    if not last.startswith("checked "):
+        raise hostreply.MalformedReply(host, "verify", last)
+    hostreply.number(host, "verify", last[len("checked "):], last)
+    return lines

@@ -4,6 +4,8 @@ The CLI prints ``str(error)`` as one line and exits with ``error.exit_status``;
 anything that is not a ``FruixopsError`` is a bug and keeps its traceback.
 """
 
+from .printable import printable_line
+
 # Exit statuses (documented in the README).
 EXIT_OK = 0
 EXIT_BUG = 1
@@ -24,11 +26,12 @@ class UserError(FruixopsError):
 
 
 class HostError(FruixopsError):
-    """A host refused or failed an operation; the host names itself in the text."""
+    """A host refused or failed an operation; the host names itself in the text.
+    The text is one line, control characters escaped: it may quote the host."""
 
     def __init__(self, host, message):
         self.host = host
-        super().__init__(f"{host}: {message}")
+        super().__init__(printable_line(f"{host}: {message}"))
 
 
 class HostUnreachable(HostError):

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, FruixopsError, HostUnreachable
+from .printable import printable_line
 
 DEFAULT_FORKS = 10
 
@@ -74,7 +75,8 @@ class Outcomes(dict):
 
 def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
     """Run job(host) for every host, at most *forks* at a time. job returns
-    (changed: bool, json-able detail). Failures are recorded, never raised;
+    (changed: bool, json-able detail). Failures are recorded, never raised
+    (whatever one host does, the others run and the recap is printed);
     returns the names of the hosts that failed or were unreachable."""
     bad = []
 
@@ -96,6 +98,13 @@ def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
             if result is not None:
                 o.results.append(result.to_json())
                 o.rolled_back += int(getattr(result, "rolled_back", False))
+            bad.append(host.name)
+        except Exception as exc:      # noqa: BLE001 -- one host never ends the run
+            # A bug (or a host reply no parser foresaw): that host failed,
+            # the rest of the fleet goes on and the recap is printed.
+            o.failed += 1
+            o.messages.append(printable_line(f"{host.name}: fruixops bug, please report it: "
+                                             f"{type(exc).__name__}: {exc}"))
             bad.append(host.name)
 
     with ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts) or 1))) as pool:

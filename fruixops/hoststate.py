@@ -3,7 +3,10 @@ generations; what FreeBSD's loader boots by default (``fruix.conf``) and
 once (a pending ``nextboot.conf``); what it booted (``kenv``) and when
 (``kern.boottime``); fruixops's current / rollback links."""
 
+import re
 from dataclasses import dataclass, field
+
+from . import hostreply
 
 
 @dataclass
@@ -80,46 +83,106 @@ class HostState:
                 "generations": len(self.generations), "locked_by": self.lock}
 
 
-def _num(text):
-    return int(text) if text and text.isdigit() else None
-
-
-def parse(text):
+def parse(text, host, what="status", extra=()):
+    """The receiver's state lines (``status``, ``plan``), parsed strictly: a
+    known line that is malformed fails the host (MalformedReply, one line).
+    Numbers are digits, paths are store paths; free text (provenance, the
+    lock's holder) arrives with its control characters already escaped.
+    Lines whose key is in *extra* belong to the caller; other unknown keys
+    are skipped (a newer receiver may say more)."""
     state = HostState()
     for line in text.splitlines():
         key, _, rest = line.partition(" ")
         rest = rest.strip()
-        if key == "host-name":
-            state.host_name = None if rest == "-" else rest
-        elif key == "last-serial":
-            state.last_serial = _num(rest) or 0
-        elif key in ("current", "rollback", "next-boot", "default", "booted-generation"):
-            setattr(state, key.replace("-", "_"), _num(rest))
-        elif key == "booted":
-            state.booted = rest or None
-        elif key == "corrupt-generation":
-            if _num(rest) is not None:
-                state.corrupt.append(_num(rest))
-        elif key == "boottime":
-            state.boottime = rest or None
-        elif key == "loader-override":
-            state.loader_overrides.append(rest)
-        elif key in ("bootloader-efi", "bootloader-lua"):
-            setattr(state, key.replace("-", "_"), None if rest in ("", "-") else rest)
-        elif key == "lock":
-            state.lock = rest
-        elif key == "missing":
-            state.missing.append(rest)
-        elif key == "zstd":
-            state.zstd = rest == "yes"
-        elif key == "verified":
-            state.verified_by = rest
-        elif key == "generation":
-            number, _, fields = rest.partition(" ")
-            kv = dict(f.split("=", 1) for f in fields.split() if "=" in f)
-            g = Generation(int(number), kv.get("closure", ""), _num(kv.get("received")),
-                           kv.get("deployer") or None, kv.get("signer") or None,
-                           kv.get("base") or None, kv.get("version-label") or None,
-                           _num(kv.get("size")))
-            state.generations[g.number] = g
+        if key in extra:
+            continue
+        _LINE.get(key, _skip)(state, key, rest, host, what, line)
     return state
+
+
+def _number_line(state, key, rest, host, what, line):
+    setattr(state, key.replace("-", "_"), hostreply.optional_number(host, what, rest, line))
+
+
+def _host_name(state, key, rest, host, what, line):
+    state.host_name = None if rest == "-" else rest
+
+
+def _last_serial(state, key, rest, host, what, line):
+    state.last_serial = hostreply.optional_number(host, what, rest, line) or 0
+
+
+def _booted(state, key, rest, host, what, line):
+    state.booted = hostreply.store_path(host, what, rest, line) if rest else None
+
+
+def _boottime(state, key, rest, host, what, line):
+    if rest and not _BOOTTIME.match(rest):
+        raise hostreply.MalformedReply(host, what, line)
+    state.boottime = rest or None
+
+
+def _digest(state, key, rest, host, what, line):
+    if rest not in ("", "-") and not _SHA256.match(rest):
+        raise hostreply.MalformedReply(host, what, line)
+    setattr(state, key.replace("-", "_"), None if rest in ("", "-") else rest)
+
+
+def _text(state, key, rest, host, what, line):
+    if key == "loader-override":
+        state.loader_overrides.append(rest)
+    elif key == "lock":
+        state.lock = rest
+    else:
+        state.verified_by = rest
+
+
+def _missing(state, key, rest, host, what, line):
+    state.missing.append(hostreply.store_path(host, what, rest, line))
+
+
+def _zstd(state, key, rest, host, what, line):
+    if rest not in ("yes", "no"):
+        raise hostreply.MalformedReply(host, what, line)
+    state.zstd = rest == "yes"
+
+
+def _generation(state, key, rest, host, what, line):
+    number, _, fields = rest.partition(" ")
+    n = hostreply.number(host, what, number, line)
+    kv = {}
+    for f in fields.split():
+        k, sep, v = f.partition("=")
+        if not sep or k in kv:
+            raise hostreply.MalformedReply(host, what, line)
+        kv[k] = v
+    num = lambda k: hostreply.optional_number(host, what, kv.get(k), line)  # noqa: E731
+    if (num("received") or 0) > _LATEST_TIME:
+        raise hostreply.MalformedReply(host, what, line)
+    g = Generation(n, hostreply.store_path(host, what, kv.get("closure", ""), line),
+                   num("received"), kv.get("deployer") or None, kv.get("signer") or None,
+                   kv.get("base") or None, kv.get("version-label") or None, num("size"))
+    if n in state.generations:
+        raise hostreply.MalformedReply(host, what, line)
+    state.generations[n] = g
+
+
+def _corrupt(state, key, rest, host, what, line):
+    state.corrupt.append(hostreply.number(host, what, rest, line))
+
+
+def _skip(state, key, rest, host, what, line):
+    pass
+
+
+_LATEST_TIME = 2**35          # seconds since 1970: the year 3058
+_BOOTTIME = re.compile(r"^[0-9]{1,18}\.[0-9]{1,9}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_LINE = {
+    "host-name": _host_name, "last-serial": _last_serial, "booted": _booted,
+    "boottime": _boottime, "missing": _missing, "zstd": _zstd, "generation": _generation,
+    "loader-override": _text, "lock": _text, "verified": _text,
+    "bootloader-efi": _digest, "bootloader-lua": _digest, "corrupt-generation": _corrupt,
+    **{k: _number_line for k in ("current", "rollback", "next-boot", "default",
+                                 "booted-generation")},
+}

@@ -17,6 +17,7 @@ are relative to the inventory file that declares them.
 import difflib
 import os
 import re
+import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,18 @@ HOST_VARS = {
     "lab_nextboot": bool,   # lab only: the host has FreeBSD's nextboot(8)
     "lab_disk_mb": int,     # lab only: the disk is an ext4 image this big (power cuts lose unflushed writes)
     "esp_path": str,        # where the EFI system partition is mounted (default /boot/efi)
+    # Limits on every exchange with the host (connection.py has the defaults).
+    "connect_timeout": int,   # s: TCP, SSH banner, authentication
+    "command_timeout": int,   # s: a command's answer once it has its input
+    "reply_limit_mib": int,   # MiB kept of one reply (stdout or stderr)
+    "lab_force_command": str,  # lab only: sshd's ForceCommand (hostile-host tests)
 }
+# Placeholders of power_cycle_command (run on the controller).
+POWER_CYCLE_PLACEHOLDERS = ("host", "inventory", "python")
+# A host's name is part of its system item's file name,
+# /frx/store/<64 hex>-fruix-system-<host>, which a file system caps at 255
+# bytes (with room for the receiver's hidden ".gc-" names).
+MAX_HOST_NAME = 128
 # Ansible's connection variables, read as fruixops's. Where one layer of the
 # merge sets both spellings, fruixops's own name wins, then the first listed.
 ALIASES = {
@@ -424,7 +436,52 @@ def _check_host(host, bases):
     if host.var("compress", "auto") not in ("auto", "zstd", "none"):
         raise UserError(f"host {host.name}: compress must be auto, zstd or none",
                         where=where.get("compress", host.where))
+    _check_names(host)
+    _check_limits(host)
+    _check_placeholders(host)
     tar = host.var("lab_tar")
     if tar not in (None, "gnu", "bsdtar"):
         raise UserError(f"host {host.name}: lab_tar must be 'gnu' or 'bsdtar'",
                         where=where.get("lab_tar", host.where))
+
+
+def _check_names(host):
+    """The host's name fits in a store path. (Its address is checked when it
+    is connected to: Ansible loads any ansible_host.)"""
+    name = host.name
+    if len(name) > MAX_HOST_NAME:
+        raise UserError(f"host name {name[:24]}... is {len(name)} characters long; at most "
+                        f"{MAX_HOST_NAME} (it names the host's system item in /frx/store)",
+                        where=host.where)
+
+
+def _check_limits(host):
+    for key in ("connect_timeout", "command_timeout", "reboot_timeout", "reply_limit_mib",
+                "manifest_lifetime"):
+        value = host.var(key)
+        if value is not None and value < 1:
+            raise UserError(f"host {host.name}: {key} must be at least 1, not {value}",
+                            where=host.var_where.get(key, host.where))
+
+
+def _check_placeholders(host):
+    """power_cycle_command runs when a host is down: its placeholders are
+    checked now, not when the recovery needs it. A literal brace is written
+    {{ or }}, as in Python's str.format."""
+    command = host.var("power_cycle_command")
+    if command is None:
+        return
+    where = host.var_where.get("power_cycle_command", host.where)
+    known = ", ".join("{" + p + "}" for p in POWER_CYCLE_PLACEHOLDERS)
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(command)
+                  if f is not None]
+    except ValueError as exc:
+        raise UserError(f"power_cycle_command: {exc}; placeholders are {known}, a literal "
+                        "brace is written {{ or }}", where=where) from None
+    for field_name, spec, conv in fields:
+        if field_name not in POWER_CYCLE_PLACEHOLDERS or spec or conv:
+            shown = "{" + field_name + ("!" + conv if conv else "") + (":" + spec if spec else "") + "}"
+            raise UserError(f"power_cycle_command: unknown placeholder {shown}; placeholders "
+                            f"are {known}, a literal brace is written {{{{ or }}}}",
+                            where=where)

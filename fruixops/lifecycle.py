@@ -2,10 +2,11 @@
 between two generations (diff), and garbage collection on hosts and in the
 controller's local store."""
 
+import re
 import shlex
 from dataclasses import dataclass, field
 
-from . import bootloader, hoststate, push, receiver
+from . import bootloader, hostreply, hoststate, push, receiver
 from .bootstrap import install_receiver_if_missing
 from .deploy import compress_choice, connect
 from .errors import HostError, UserError
@@ -79,7 +80,7 @@ def plan(ctl, host_name, base_name=None, compress=None):
         hc.close()
     if r.status != 0:
         raise HostError(host.name, r.last_error_line())
-    state = hoststate.parse(r.out)
+    state = hoststate.parse(r.out, host.name, "plan", extra=("current-manifest",))
     old, old_items = _items_of(_manifest_lines(r.out, "current-manifest ") or b"")
     new_items = {str(it.path): it.size for it in m.items}
     change = Change(host.name, str(old.system) if old else None, str(m.system),
@@ -91,7 +92,7 @@ def plan(ctl, host_name, base_name=None, compress=None):
     if not (change.old_closure == change.new_closure and not state.missing):
         change.send = list(state.missing)
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,
-                                                 change.compressed)
+                                                 change.compressed, host.name)
     change.reboot_needed = state.booted != str(m.system)
     if state.current in state.corrupt:
         change.old_corrupt = True
@@ -115,7 +116,7 @@ def diff(ctl, host_name, from_gen=None, to_gen=None):
     hc = connect(ctl, host)
     try:
         install_receiver_if_missing(hc)
-        state = hoststate.parse(hc.check(receiver.command("status")).out)
+        state = hoststate.parse(hc.check(receiver.command("status")).out, host.name)
         a = from_gen if from_gen is not None else state.rollback
         b = to_gen if to_gen is not None else state.current
         if a is None or b is None:
@@ -191,17 +192,31 @@ def gc(ctl, host_name, keep, dry_run=False):
         out = hc.check(receiver.command(*args)).out
     finally:
         hc.close()
-    report = GcReport(host.name, dry_run=dry_run)
+    return _gc_report(host.name, out, dry_run)
+
+
+_KEEP_REASON = re.compile(r"^[a-z][a-z-]{0,31}$")    # booted, default, current, pinned...
+
+
+def _gc_report(host, out, dry_run):
+    """The receiver's gc lines, parsed strictly."""
+    report = GcReport(host, dry_run=dry_run)
+    freed = None
     for line in out.splitlines():
-        f = line.split()
-        if f[0] == "delete-generation":
-            report.deleted_generations.append(int(f[1]))
-        elif f[0] == "keep-generation":
-            report.kept[int(f[1])] = f[2]
-        elif f[0] == "delete-item":
-            report.deleted_items.append((f[1], int(f[2])))
-        elif f[0] == "freed":
-            report.freed = int(f[1])
+        f = line.split(" ")
+        n = lambda i: hostreply.number(host, "gc", f[i], line)  # noqa: E731
+        if f[0] == "delete-generation" and len(f) == 2:
+            report.deleted_generations.append(n(1))
+        elif f[0] == "keep-generation" and len(f) == 3 and _KEEP_REASON.match(f[2]):
+            report.kept[n(1)] = f[2]
+        elif f[0] == "delete-item" and len(f) == 3:
+            report.deleted_items.append((hostreply.store_path(host, "gc", f[1], line), n(2)))
+        elif f[0] == "freed" and freed is None and f[2:] in ([], ["(dry", "run)"]):
+            freed = report.freed = n(1)
+        else:
+            raise hostreply.MalformedReply(host, "gc", line)
+    if freed is None:
+        raise hostreply.MalformedReply(host, "gc", "no 'freed' line")
     return report
 
 

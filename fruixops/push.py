@@ -12,7 +12,7 @@ answers.
 import base64
 from concurrent.futures import ThreadPoolExecutor
 
-from . import bootloader, bundle, hoststate, receiver
+from . import bootloader, bundle, hostreply, hoststate, receiver
 from .bootstrap import bootstrap
 from .errors import HostError
 from .events import Events
@@ -29,7 +29,7 @@ def plan(hc, manifest_bytes, signature, trusted_keys):
         result = hc.run(command, stdin=payload)
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
-    return hoststate.parse(result.out)
+    return hoststate.parse(result.out, hc.name, "plan")
 
 
 def _opening(manifest_bytes, signature):
@@ -59,10 +59,19 @@ def _size(it, store, compress):
     return store.transfer_info(it.path)["zstd_size"] if compress else it.size
 
 
-def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=False):
-    """The exact number of bytes push() will send for these missing items."""
+def missing_items(host, manifest, missing):
+    """The manifest's items that the host said it lacks: a host that asks for
+    anything else is refused."""
     by_path = {str(it.path): it for it in manifest.items}
-    items = [by_path[p] for p in missing]
+    for p in missing:
+        if p not in by_path:
+            raise hostreply.MalformedReply(host, "plan", f"missing {p} (not in the manifest)")
+    return [by_path[p] for p in dict.fromkeys(missing)]
+
+
+def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=False, host="?"):
+    """The exact number of bytes push() will send for these missing items."""
+    items = missing_items(host, manifest, missing)
     return (len(_opening(manifest_bytes, signature)) + len(COMMIT)
             + sum(_size(it, store, compress) for it in items)
             + sum(len(chunk) for chunk in _listings(_listed(items), store)))
@@ -79,8 +88,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     host's unpacking (hashed on the way), and "commit" lets the receiver check
     and land them all and switch."""
     events = events or Events()
-    by_path = {str(it.path): it for it in manifest.items}
-    items = [by_path[p] for p in missing]
+    items = missing_items(hc.name, manifest, missing)
     events.start_push(hc.name, len(items), sum(_size(it, store, compress) for it in items))
     args = ["receive", "--deployer", deployer] + (["--trial"] if trial else [])
     session = hc.session(receiver.command(*args))
@@ -88,8 +96,10 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     ready = session.readline()
     if not ready or not ready.startswith("ready "):
         result = session.finish()
+        if result.status == 0:
+            raise hostreply.MalformedReply(hc.name, "receive", ready or "")
         raise HostError(hc.name, result.last_error_line())
-    pid = ready.split()[1]
+    pid = str(hostreply.number(hc.name, "receive", ready[len("ready "):], ready))
 
     def send_item(it):
         # Compressed: the zstd archive made at build time, whose hash the
@@ -114,10 +124,12 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     result = session.finish()
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
-    fields = dict(line.split(" ", 1) for line in result.out.splitlines() if " " in line)
+    fields = hostreply.fields(hc.name, "commit", result.out, ("landed", "generation"),
+                              ("one-shot",))
     if report is not None:
         report.update(fields)
-    return int(fields["generation"]), int(fields.get("landed", 0))
+    return (hostreply.number(hc.name, "commit", fields["generation"]),
+            hostreply.number(hc.name, "commit", fields["landed"]))
 
 
 def _chunks(path, size):

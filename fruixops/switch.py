@@ -1,7 +1,7 @@
 """Switch: move a host's boot selection between generations it already has
 (rollback, or confirming a trial). Nothing in the store changes."""
 
-from . import receiver
+from . import hostreply, receiver
 from .bootstrap import install_receiver_if_missing
 from .controller import deployer_identity
 
@@ -11,11 +11,19 @@ def rollback(hc, to=None):
     return the new current generation number."""
     install_receiver_if_missing(hc)
     args = ["rollback", str(to) if to is not None else "", deployer_identity()]
-    out = hc.check(receiver.command(*args)).out
-    return int(out.split()[-1])
+    return _current(hc, "rollback", hc.check(receiver.command(*args)).out)
 
 
 def confirm(hc, generation):
     install_receiver_if_missing(hc)
     out = hc.check(receiver.command("confirm", generation, deployer_identity())).out
-    return int(out.split()[-1])
+    return _current(hc, "confirm", out)
+
+
+def _current(hc, what, out):
+    """The receiver's answer "current N" (notes may precede it)."""
+    lines = out.splitlines()
+    last = lines[-1] if lines else ""
+    if not last.startswith("current "):
+        raise hostreply.MalformedReply(hc.name, what, last)
+    return hostreply.number(hc.name, what, last[len("current "):], last)

@@ -64,6 +64,7 @@ def load(path, ansible=False):
     yaml.allow_duplicate_keys = False
     try:
         doc = yaml.load(text)
+        _check_expansion(doc, path)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -73,11 +74,50 @@ def load(path, ansible=False):
         raise UserError(problem, where=where) from None
     except YAMLError as exc:
         raise UserError(f"malformed YAML: {str(exc).splitlines()[0]}", where=str(path)) from None
+    except RecursionError:
+        raise UserError("nested too deeply", where=str(path)) from None
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, CommentedMap):
         raise UserError("expected a mapping at the top level", where=f"{path}:1:1")
     return doc
+
+
+# What a document may stand for once its aliases are expanded, in values.
+# Loading never expands an alias (it shares the value), but every use of the
+# values does: a "billion laughs" document of a few hundred bytes stands for
+# billions. Refused before anything expands it.
+MAX_EXPANDED_VALUES = 1_000_000
+
+
+def _check_expansion(doc, path):
+    """Refuse a document whose aliases expand beyond MAX_EXPANDED_VALUES, or
+    that contains itself; linear in the document's own size."""
+    sizes, open_ = {}, set()
+
+    def size(node):
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_:
+            raise whole_node(node, path).error("a recursive alias (a value that contains "
+                                               "itself)")
+        open_.add(id(node))
+        total = 1
+        entries = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in entries:
+            total += size(value) + (size(key) if isinstance(node, dict) else 0)
+            if total > MAX_EXPANDED_VALUES:
+                where = (key_node(node, key, path) if isinstance(node, dict)
+                         else item_node(node, key, path))
+                raise where.error(f"aliases expand to more than {MAX_EXPANDED_VALUES:,} values "
+                                  "(an alias bomb?); refused")
+        open_.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(doc)
 
 
 def plain(value):

@@ -98,13 +98,13 @@ def fresh(lab, project):
     return _fresh
 
 
-def inv_cmd(project, *args, check=False, env=None):
+def inv_cmd(project, *args, check=False, env=None, timeout=300):
     """Run `inv ARGS` in the project directory; return CompletedProcess."""
     e = dict(os.environ, FRUIXOPS_INVENTORY=str(project), **(env or {}))
     proc = subprocess.run([str(Path(sys.executable).with_name("inv")),
                            "--search-root", str(ROOT), *args],
                           cwd=project.parent.parent, env=e, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"inv {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")

@@ -104,7 +104,8 @@ class Lab:
             # Paths as the host's own boot sees them (boot.sh binds the host
             # directory at /run/lab).
             (d / "sshd_config").write_text(_sshd_config(
-                port, "/run/lab/ssh/ssh_host_ed25519_key", "/run/lab/ssh/authorized_keys"))
+                port, "/run/lab/ssh/ssh_host_ed25519_key", "/run/lab/ssh/authorized_keys",
+                host.var("lab_force_command")))
             key_type, key_b64 = hostkey.with_suffix(".pub").read_text().split()[:2]
             known.append(f"[{host.var('ssh_host', '127.0.0.1')}]:{port} {key_type} {key_b64}\n")
         # Record every lab host's key (the lab vouches for them itself).
@@ -318,8 +319,11 @@ def _keygen(path, comment):
                     "-f", str(path)], check=True, stdin=subprocess.DEVNULL)
 
 
-def _sshd_config(port, hostkey, authorized):
-    return "\n".join([
+def _sshd_config(port, hostkey, authorized, force_command=None):
+    # ForceCommand (lab_force_command): every command the controller sends
+    # goes through it, as $SSH_ORIGINAL_COMMAND; the hostile-host tests put
+    # a host that answers what they choose there.
+    return "\n".join([f"ForceCommand {force_command}"] * bool(force_command) + [
         f"Port {port}",
         "ListenAddress 127.0.0.1",
         f"HostKey {hostkey}",
