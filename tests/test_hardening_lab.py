@@ -235,3 +235,56 @@ def test_receivers_killed_at_random_points_leave_the_host_whole(installed, tmp_p
     assert r.booted_generation == r.generation
     print(f"\nreceiver SIGKILL ({trials} trials each): deploy {k1} killed / {c1} completed, "
           f"gc {k2} / {c2}, trust changes {k3} / {c3}; host whole after each")
+
+
+def test_gc_keeps_a_generation_to_go_back_to_even_when_rollback_is_current(installed):
+    """A receiver killed between its two link renames used to leave
+    rollback == current, and `gc --keep 1` then deleted the last good
+    generation. Whatever the links say, the newest complete generation
+    besides the default stays."""
+    ctl = installed("web2")
+    deploy.deploy(ctl, "web2", "stable-canary")                  # generation 2
+    d = disk(ctl, "web2")
+    system = d / "var/lib/fruix/system"
+    os.unlink(system / "rollback")
+    os.symlink("generations/2", system / "rollback")            # the kill window, by hand
+    report = lifecycle.gc(ctl, "web2", 1)
+    assert report.deleted_generations == [] and report.kept == {1: "booted"}
+    deploy.deploy(ctl, "web2", "stable-default")                 # generation 3, booted is 1
+    os.unlink(system / "rollback")
+    os.symlink("generations/3", system / "rollback")
+    deploy.reboot_host(ctl, "web2")                              # booted: 3
+    report = lifecycle.gc(ctl, "web2", 1)
+    assert report.kept == {2: "previous"} and report.deleted_generations == [1]
+    check_host(d)
+
+
+def test_a_lock_whose_pid_was_reused_is_stale(installed):
+    ctl = installed("db2")
+    hc = connect(ctl, "db2")
+    try:
+        # A live process with the dead holder's pid, started at another time.
+        hc.check("sleep 300 >/dev/null 2>&1 & "
+                 "ln -s \"pid=$!,boot=$(sysctl -n kern.boottime | sed 's/{ sec = \\([0-9]*\\), "
+                 "usec = \\([0-9]*\\) }.*/\\1.\\2/'),since=1,by=alice@ops,cmd=receive,"
+                 "start=Thu_Jan_1_00:00:00_1970\" /var/lib/fruix/fruixops/lock")
+    finally:
+        hc.close()
+    assert deploy.deploy(ctl, "db2", "stable-canary").generation == 2
+
+
+def test_clean_up_leaves_a_running_plans_temporary_files(installed):
+    ctl = installed("db1")
+    hc = connect(ctl, "db1")
+    try:
+        # What an unlocked plan or verify has while it runs: a directory named
+        # after its live process.
+        pid = hc.check("sleep 300 >/dev/null 2>&1 & echo $!").out.strip()
+        hc.check(f"mkdir /frx/store/.fruixops-tmp.{pid} && touch /frx/store/.fruixops-tmp.{pid}/x")
+        deploy.deploy(ctl, "db1", "stable-canary")                 # cleans up, under the lock
+        assert hc.run(f"test -f /frx/store/.fruixops-tmp.{pid}/x").status == 0
+        hc.check(f"kill {pid}; while kill -0 {pid} 2>/dev/null; do :; done")
+        deploy.deploy(ctl, "db1", "stable-default")               # its owner gone: a leftover
+        assert hc.run(f"test -e /frx/store/.fruixops-tmp.{pid}").status != 0
+    finally:
+        hc.close()
