@@ -288,3 +288,24 @@ def test_clean_up_leaves_a_running_plans_temporary_files(installed):
         assert hc.run(f"test -e /frx/store/.fruixops-tmp.{pid}").status != 0
     finally:
         hc.close()
+
+
+def test_what_was_unpacked_is_compared_with_the_signed_listing_whatever_its_size(
+        installed, tmp_path, monkeypatch):
+    """A listing sent along (big items) that matches the manifest used to be
+    taken at its word: an item whose unpacked tree is not that listing (a
+    truncated unpack, or a signer's archive and listing that disagree)
+    landed. The tree is now listed on the host and compared, for every item."""
+    from fruixops import push
+    ctl = installed("web2")
+    d = disk(ctl, "web2")
+    fake = lambda listing: listing.replace(b"./bin/tool", b"./bin/toot")  # noqa: E731
+    monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
+    monkeypatch.setattr(push, "_listings", lambda items, store: [
+        b"=" + it.path.base.encode() + b"\n" + fake(store.listing(it.path)) for it in items])
+    before = host_snapshot(d)
+    with pytest.raises(HostError, match="its file listing does not match the manifest"):
+        offer(ctl, "web2", {"fruix-system-x": tar_of(
+            [("./bin", "dir", None, 0o555), ("./bin/tool", "file", b"#!/bin/sh\n", 0o555)])},
+              tmp_path, tamper_listing=fake)
+    assert host_snapshot(d) == before
