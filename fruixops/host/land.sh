@@ -108,10 +108,10 @@ check_item() {
         *) die "item $name: content hash does not match the manifest" ;;
     esac
     [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
-    # What was unpacked is listed here, whatever its size, and must be what
-    # the manifest signs (a listing sent along must be that too).
+    # What was unpacked (listed by `item`), whatever its size, must be what
+    # the manifest signs; a listing sent along must be that too.
     sums=$got.sums
-    listing "$TMP/unpack/$name" >"$sums"
+    [ -f "$sums" ] || die "item $name was not listed"
     [ "$(openssl dgst -sha256 -r <"$sums" | cut -c1-64)" = "$4" ] ||
         die "item $name: its file listing does not match the manifest"
     if [ -f "$TMP/listings/$name.sums" ]; then
@@ -368,6 +368,12 @@ cmd_item() {
     audit_item "$name" "$dest" >"$got.refused"
     if [ ! -s "$got.refused" ] && [ "$tar_status" != 0 ]; then
         echo "cannot unpack (tar exit status ${tar_status:-unknown})" >"$got.refused"
+    fi
+    if [ ! -s "$got.refused" ]; then
+        # List it now too, while the next item is on its way; commit holds
+        # the listing to the manifest.
+        listing "$dest" >"$got.sums.part"
+        mv "$got.sums.part" "$got.sums"
     fi
     : >"$got.done"
     if [ -s "$got.refused" ]; then die "item $name: $(cat "$got.refused")"; fi
