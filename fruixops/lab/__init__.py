@@ -135,7 +135,11 @@ class Lab:
             subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True,
                            stdout=subprocess.DEVNULL)
         root.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-o", "loop", str(image), str(root)], check=True)
+        mounted = subprocess.run(["mount", "-o", "loop", str(image), str(root)],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            raise UserError(f"lab host {host.name}: cannot loop-mount its image disk "
+                            f"({mounted.stderr.strip()}); lab_disk_mb needs loop devices")
 
     def _detach_disk(self, name, keep_image=True):
         root = self.disk(name)
