@@ -241,8 +241,9 @@ cmd_receive() {
     done <"$TMP/items"
     check_bootable
     # Every byte of every new item on stable storage before the renames that
-    # make them visible; the renames themselves before the generation.
-    if [ -d "$TMP/ready" ]; then flush_tree "$TMP/unpack" "$TMP/ready"; fi
+    # make them visible (each item was flushed by `item`; their listings
+    # here); the renames themselves before the generation.
+    if [ -d "$TMP/ready" ]; then flush_tree "$TMP/ready"; fi
     LANDED=0
     while read -r p _; do
         [ -d "$p" ] || land_item "$p"
@@ -374,6 +375,8 @@ cmd_item() {
         # the listing to the manifest.
         listing "$dest" >"$got.sums.part"
         mv "$got.sums.part" "$got.sums"
+        # And start it on its way to the disk, overlapping the next item.
+        flush_tree "$dest"
     fi
     : >"$got.done"
     if [ -s "$got.refused" ]; then die "item $name: $(cat "$got.refused")"; fi
