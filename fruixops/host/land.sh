@@ -181,20 +181,13 @@ listing() {
 }
 
 cmd_plan() {
-    esp=/boot/efi
-    while [ $# -gt 0 ]; do
-        case $1 in
-            --esp) shift; esp=${1:-} ;;
-            *) die "plan: unknown option '$1'" ;;
-        esac
-        shift
-    done
+    esp_option plan "$@"
     new_tmp
     read_bundle
     verify_manifest
     print_state
     print_generations
-    print_bootloader "$esp"
+    print_bootloader "$ESP"
     if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; else echo "zstd no"; fi
     while read -r p _; do
         [ -d "$p" ] || echo "missing $p"

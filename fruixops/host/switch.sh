@@ -266,6 +266,22 @@ print_generations() {
 # /boot/lua serve every generation. Installed only when asked, the previous
 # copy kept beside it (.old), as freebsd-update keeps kernel.old.
 
+# esp_option COMMAND [--esp DIR]: set ESP, where the EFI system partition is
+# mounted (default /boot/efi; an absolute path).
+esp_option() {
+    what=$1
+    shift
+    ESP=/boot/efi
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --esp) shift; ESP=${1:-} ;;
+            *) die "$what: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    case $ESP in /*) ;; *) die "the ESP must be an absolute path" ;; esac
+}
+
 print_bootloader() { # ESP
     f=$1/efi/freebsd/loader.efi
     if [ -f "$f" ]; then
@@ -309,15 +325,8 @@ cmd_install_bootloader() {
     n=${1:-}
     case $n in ''|*[!0-9]*) die "install-bootloader needs a generation number" ;; esac
     shift
-    esp=/boot/efi
-    while [ $# -gt 0 ]; do
-        case $1 in
-            --esp) shift; esp=${1:-} ;;
-            *) die "install-bootloader: unknown option '$1'" ;;
-        esac
-        shift
-    done
-    case $esp in /*) ;; *) die "the ESP must be an absolute path" ;; esac
+    esp_option install-bootloader "$@"
+    esp=$ESP
     lock install-bootloader
     clean_leftovers
     [ -d "$GENS/$n" ] || die "no generation $n"
