@@ -173,9 +173,14 @@ listing() {
         cd "$1"
         find . -type f -exec openssl dgst -sha256 -r {} + |
             awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "f " h " " $0 }'
-        find . -type l | while IFS= read -r l; do
-            printf 'l %s %s\n' "$(readlink "$l")" "$l"
-        done
+        # Link targets in batches, not a readlink per link (thousands in a
+        # base): two walks in the same order, paired line by line (names and
+        # targets with a newline never reach a store item).
+        links=$(mktemp) targets=$(mktemp)
+        find . -type l >"$links"
+        find . -type l -exec readlink {} + >"$targets"
+        awk 'NR == FNR { t[FNR] = $0; next } { print "l " t[FNR] " " $0 }' "$targets" "$links"
+        rm -f "$links" "$targets"
         find . -type d | sed 's/^/d - /'
     ) | LC_ALL=C sort
 }
