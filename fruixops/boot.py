@@ -34,13 +34,14 @@ def boottime(hc):
     return found
 
 
-def reboot(hc, timeout=None):
+def reboot(hc, timeout=None, before=None):
     """Reboot the host behind *hc* (which is closed); return a new open
-    HostConnection to the host once it has booted again."""
+    HostConnection to the host once it has booted again. *before* is its
+    boot time, when the caller has already read it."""
     host = hc.host
     timeout = timeout or host.var("reboot_timeout", 300)
     command = host.var("reboot_command", DEFAULT_REBOOT_COMMAND)
-    before = boottime(hc)
+    before = before or boottime(hc)
     try:
         hc.run(command)
     except (HostUnreachable, CommandTimeout):

@@ -174,7 +174,7 @@ def _trial(ctl, hc, host, result, checks, events):
     events.phase(host.name, "trial boot")
     since = boot.boottime(hc)
     try:
-        hc = boot.reboot(hc)
+        hc = boot.reboot(hc, before=since)
     except HostUnreachable as exc:
         events.phase(host.name, "power-cycle")
         hc = power_cycle(ctl, host, why=str(exc), since=since)

@@ -133,22 +133,10 @@ class GroupTree:
     # -- questions --------------------------------------------------------------
 
     def ancestors(self, group):
-        seen, todo = [], list(group.parents)
-        while todo:
-            g = todo.pop(0)
-            if g not in seen:
-                seen.append(g)
-                todo.extend(g.parents)
-        return seen
+        return _reachable(group, lambda g: g.parents)
 
     def descendants(self, group):
-        seen, todo = [], list(group.children)
-        while todo:
-            g = todo.pop(0)
-            if g not in seen:
-                seen.append(g)
-                todo.extend(g.children)
-        return seen
+        return _reachable(group, lambda g: g.children)
 
     def groups_of(self, host):
         """Every group *host* is in: those that list it and their ancestors."""
@@ -199,3 +187,15 @@ def _priority(value, where):
                                             .isdigit()):
         return int(value)
     raise UserError(f"ansible_group_priority must be a number, not {value!r}", where=where)
+
+
+def _reachable(group, next_of):
+    """The groups reachable from *group* through *next_of*, breadth first,
+    each once, in the order ansible-core walks them."""
+    seen, todo = [], list(next_of(group))
+    while todo:
+        g = todo.pop(0)
+        if g not in seen:
+            seen.append(g)
+            todo.extend(next_of(g))
+    return seen

@@ -1,4 +1,5 @@
-# shellcheck shell=sh
+# shellcheck shell=sh disable=SC2034,SC2153
+# (one program with receiver.sh: names are set and used across its parts)
 # Part of the fruixops receiver (see receiver.sh): manifests and items --
 # verify what the controller sends, unpack it out of sight, audit it, land it.
 
@@ -170,7 +171,7 @@ audit_item() {
 # "l TARGET path", "d - path". What verify compares against.
 listing() {
     (
-        cd "$1"
+        cd "$1" || exit 2
         find . -type f -exec openssl dgst -sha256 -r {} + |
             awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "f " h " " $0 }'
         # Link targets in batches, not a readlink per link (thousands in a

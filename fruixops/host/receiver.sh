@@ -87,7 +87,9 @@ GENS=$SYSTEM/generations
 STATE=/var/lib/fruix/fruixops
 LOCK=$STATE/lock
 BOOT=/boot
+# shellcheck disable=SC2034 # used by switch.sh, a part of the same program
 LOADER_CONF=$BOOT/loader.conf.d/fruix.conf
+# shellcheck disable=SC2034
 NEXTBOOT_CONF=$BOOT/nextboot.conf
 TMP=
 HOLDING=
@@ -138,6 +140,7 @@ publish() {
 
 # Unpacking never restores extended attributes (file capabilities), ACLs or
 # file flags, nor owners: store items are plain files, links and directories.
+# shellcheck disable=SC2034 # used by land.sh
 if tar --version 2>/dev/null | grep -q bsdtar; then
     TAR_SAFE="--no-same-owner --no-xattrs --no-acls --no-fflags"
 else

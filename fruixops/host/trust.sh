@@ -1,4 +1,5 @@
-# shellcheck shell=sh
+# shellcheck shell=sh disable=SC2034,SC2153
+# (one program with receiver.sh: names are set and used across its parts)
 # Part of the fruixops receiver (see receiver.sh): the keys this host
 # trusts and the name it answers to.
 
