@@ -6,6 +6,7 @@ directories, no setuid/setgid). The same tree always gives the same bytes.
 """
 
 import hashlib
+import io
 import os
 import stat
 import tarfile
@@ -116,11 +117,11 @@ def _check_name(rel, what="name"):
 
 def listing(fileobj):
     """The listing of the item in the canonical archive *fileobj*: every
-    entry of the unpacked tree, byte-sorted, one per line: "f SHA256 ./path",
-    "l TARGET ./path", "d - ./path". Byte for byte what the host's receiver
+    entry of the unpacked tree, byte-sorted, one per line: "f SHA256 ./path"
+    (a 0444 file), "x SHA256 ./path" (0555), "l TARGET ./path", "d - ./path". Byte for byte what the host's receiver
     computes over the unpacked item (`listing` in receiver.sh), which `inv
     verify` compares the store against."""
-    lines, file_sha = [b"d - ."], {}
+    lines, file_sha, kind = [b"d - ."], {}, {}
     with tarfile.open(fileobj=fileobj, mode="r|") as tar:
         for m in tar:
             name = m.name.rstrip("/")
@@ -130,10 +131,11 @@ def listing(fileobj):
                 while chunk := f.read(CHUNK):
                     sha.update(chunk)
                 file_sha[name] = sha.hexdigest()
-                line = f"f {file_sha[name]} {name}"
+                kind[name] = "x" if m.mode & 0o100 else "f"
+                line = f"{kind[name]} {file_sha[name]} {name}"
             elif m.islnk():
                 target = m.linkname if m.linkname.startswith("./") else f"./{m.linkname}"
-                line = f"f {file_sha[target]} {name}"
+                line = f"{kind[target]} {file_sha[target]} {name}"
             elif m.issym():
                 line = f"l {m.linkname} {name}"
             elif m.isdir():
@@ -144,8 +146,42 @@ def listing(fileobj):
     return b"".join(line + b"\n" for line in sorted(lines))
 
 
+EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+
+
+def listed_files(listing_bytes):
+    """{"./path": (kind, sha256)} of the files of a listing (see listing)."""
+    files = {}
+    for line in listing_bytes.split(b"\n"):
+        if line[:2] in (b"f ", b"x "):
+            kind, sha, name = line.decode("utf-8", "surrogateescape").split(" ", 2)
+            files[name] = (kind, sha)
+    return files
+
+
+def write_delta(fileobj, out, need, listing_bytes):
+    """Write to *out* the delta of the canonical archive *fileobj* (whose
+    listing is *listing_bytes*) for a host that lacks only the file contents
+    *need* ((kind, sha256) pairs): every directory and symlink, each needed
+    content once (at its first path), and every empty file. The host links
+    the rest from its store (receiver `assemble`) and lists the result
+    against the signed listing."""
+    files, sent = listed_files(listing_bytes), set()
+    with tarfile.open(fileobj=fileobj, mode="r|") as src, \
+            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as dst:
+        for m in src:
+            if m.isdir() or m.issym():
+                dst.addfile(m)
+            elif m.isreg():
+                name = m.name.rstrip("/")
+                key = files[name if name.startswith("./") else f"./{name}"]
+                if key[1] == EMPTY_SHA or (key in need and key not in sent):
+                    sent.add(key)
+                    dst.addfile(m, src.extractfile(m))
+            # Hard links (LNKTYPE) the host makes itself, from content it has.
+
+
 def _add_generated(tar, name, kind, payload):
-    import io
     info = tarfile.TarInfo(name)
     if kind == "dir":
         info.type = tarfile.DIRTYPE

@@ -16,7 +16,7 @@ from . import archive, sources
 from .errors import UserError
 from .store import Item, LocalStore, StorePath
 
-BUILDER_VERSION = "fruixops-builder-2"   # 2: boot/init hand-over, loader-bootable kernels
+BUILDER_VERSION = "fruixops-builder-3"   # 2: boot/init hand-over, loader-bootable kernels; 3: modes in listings
 BASE_PARTS = ("kernel", "bootloader", "runtime")
 
 
@@ -45,8 +45,8 @@ class BaseBuild:
 
 
 class Builder:
-    def __init__(self, store_root):
-        self.store = LocalStore(store_root)
+    def __init__(self, store_root, zstd_level=None):
+        self.store = LocalStore(store_root, zstd_level)
         self.hash_cache = sources.HashCache(self.store.root / "hash-cache.json")
         self.cache_dir = self.store.root / "sources"
         self.built = 0          # items actually built (not cache hits) by this Builder

@@ -34,6 +34,9 @@ class DeployResult:
     items_sent: int = 0
     sent: list = field(default_factory=list)        # store paths sent
     bytes_sent: int = 0
+    deltas: int = 0                       # items sent as deltas (the host had some files)
+    reused_files: int = 0                 # files the host linked from its own store
+    reused_bytes: int = 0                 # their bytes, not sent
     booted: str | None = None             # after a reboot: kenv fruix.system
     booted_generation: int | None = None  # after a reboot: kenv fruix.generation
     rolled_back: bool = False
@@ -99,7 +102,12 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             answer = {}
             result.generation, _ = push.push(hc, m, data, sig, state.missing, ctl.builder.store,
                                              deployer_identity(), trial=trial, events=events,
-                                             compress=result.compressed, report=answer)
+                                             compress=result.compressed, report=answer,
+                                             reuse=state.reuse)
+            deltas = [d for d in answer.get("sends", {}).values() if d.need is not None]
+            result.deltas = len(deltas)
+            result.reused_files = sum(d.reused_files for d in deltas)
+            result.reused_bytes = sum(d.reused_bytes for d in deltas)
             if "one-shot" in answer:
                 result.notes.append(f"generation {result.generation} set as the one-shot "
                                     f"next boot with {answer['one-shot']}")

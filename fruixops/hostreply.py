@@ -29,6 +29,10 @@ def _excerpt(line, width=80):
 _NUMBER = re.compile(r"^[0-9]{1,18}$")
 
 
+def is_sha256(text):
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def number(host, what, text, line=None):
     """A non-negative integer the host printed (at most 18 digits)."""
     if not _NUMBER.match(text or ""):

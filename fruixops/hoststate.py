@@ -47,6 +47,7 @@ class HostState:
     missing: list = field(default_factory=list)        # plan: store paths to send
     verified_by: str | None = None                     # plan: the key that verified
     zstd: bool = False                                 # plan: the host can decompress zstd
+    reuse: bool = False                                # plan: its store may hold new files
 
     def gen(self, number):
         return self.generations.get(number) if number is not None else None
@@ -178,9 +179,13 @@ def _skip(state, key, rest, host, what, line):
 _LATEST_TIME = 2**35          # seconds since 1970: the year 3058
 _BOOTTIME = re.compile(r"^[0-9]{1,18}\.[0-9]{1,9}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+def _reuse(state, key, rest, host, what, line):
+    state.reuse = rest == "yes"
+
+
 _LINE = {
     "host-name": _host_name, "last-serial": _last_serial, "booted": _booted,
-    "boottime": _boottime, "missing": _missing, "zstd": _zstd, "generation": _generation,
+    "boottime": _boottime, "missing": _missing, "zstd": _zstd, "reuse": _reuse, "generation": _generation,
     "loader-override": _text, "lock": _text, "verified": _text,
     "bootloader-efi": _digest, "bootloader-lua": _digest, "corrupt-generation": _corrupt,
     **{k: _number_line for k in ("current", "rollback", "next-boot", "default",

@@ -145,6 +145,7 @@ class Settings:
     known_hosts: Path | None = None
     store: Path | None = None
     lab: bool = False
+    zstd_level: int = 19     # items' compressed archives (made once, at build time)
 
 
 @dataclass
@@ -331,16 +332,20 @@ def _settings(blocks):
     path, doc = blocks[0]
     here = path.parent
     f = Fields(value_node(doc, "fruixops", path), {"signing_key", "trusted_keys", "known_hosts",
-                                                   "store", "lab"}, "fruixops settings")
+                                                   "store", "lab", "zstd_level"},
+               "fruixops settings")
     trusted = []
     for i, _ in enumerate(f.get("trusted_keys", list, [])):
         node = yamlfile.item_node(f.map["trusted_keys"], i, path)
         check_type(node, str, "a trusted key")
         trusted.append(here / node.value)
     opt = lambda key: here / f.get(key, str) if f.get(key, str) else None  # noqa: E731
+    level = f.get("zstd_level", int, Settings.zstd_level)
+    if not 1 <= level <= 22:
+        raise f.node_of("zstd_level").error("zstd_level must be 1 to 22")
     return Settings(signing_key=opt("signing_key"), trusted_keys=trusted,
                     known_hosts=opt("known_hosts"), store=opt("store"),
-                    lab=f.get("lab", bool, False))
+                    lab=f.get("lab", bool, False), zstd_level=level)
 
 
 def _bases(blocks):

@@ -28,7 +28,10 @@ class Change:
     added: list = field(default_factory=list)       # (path, size)
     removed: list = field(default_factory=list)     # (path, size)
     send: list = field(default_factory=list)        # paths the host lacks
-    bytes_to_send: int = 0
+    bytes_to_send: int = 0       # what crosses the wire, dedupe included
+    deltas: list = field(default_factory=list)      # items sent as deltas (host has some files)
+    reused_files: int = 0        # files the host would link from its own store
+    reused_bytes: int = 0        # and their bytes, not sent
     reboot_needed: bool = False
     compressed: bool = False     # the deploy would send the items zstd-compressed
     old_generation: int | None = None
@@ -76,11 +79,15 @@ def plan(ctl, host_name, base_name=None, compress=None):
     hc = connect(ctl, host)
     try:
         r = hc.run(f"sh -c {shlex.quote(script)}", stdin=paths)
+        if r.status != 0:
+            raise HostError(host.name, r.last_error_line())
+        state = hoststate.parse(r.out, host.name, "plan", extra=("current-manifest",))
+        # Which files of the missing items the host already holds (it links
+        # them instead of receiving them).
+        sends = (push.ask_need(hc, data, sig, push.missing_items(host.name, m, state.missing),
+                               ctl.builder.store) if state.missing else None)
     finally:
         hc.close()
-    if r.status != 0:
-        raise HostError(host.name, r.last_error_line())
-    state = hoststate.parse(r.out, host.name, "plan", extra=("current-manifest",))
     old, old_items = _items_of(_manifest_lines(r.out, "current-manifest ") or b"")
     new_items = {str(it.path): it.size for it in m.items}
     change = Change(host.name, str(old.system) if old else None, str(m.system),
@@ -92,7 +99,11 @@ def plan(ctl, host_name, base_name=None, compress=None):
     if not (change.old_closure == change.new_closure and not state.missing):
         change.send = list(state.missing)
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,
-                                                 change.compressed, host.name)
+                                                 change.compressed, host.name, sends)
+        deltas = [d for d in (sends or {}).values() if d.need is not None]
+        change.deltas = [str(d.item.path) for d in deltas]
+        change.reused_files = sum(d.reused_files for d in deltas)
+        change.reused_bytes = sum(d.reused_bytes for d in deltas)
     change.reboot_needed = state.booted != str(m.system)
     if state.current in state.corrupt:
         change.old_corrupt = True
@@ -159,7 +170,9 @@ def format_change(c, title=None):
     lines.append(f"  items added {len(c.added)} ({sum(s for _, s in c.added)} bytes), removed "
                  f"{len(c.removed)} ({sum(s for _, s in c.removed)} bytes); to send "
                  f"{len(c.send)} items, {c.bytes_to_send} bytes"
-                 + (" (zstd)" if c.compressed and c.send else "") + "; reboot needed: "
+                 + (" (zstd)" if c.compressed and c.send else "")
+                 + (f", {c.reused_files} files ({c.reused_bytes} bytes) reused from the "
+                    "host's store" if c.deltas else "") + "; reboot needed: "
                  f"{'yes' if c.reboot_needed else 'no'}")
     return "\n".join(lines)
 

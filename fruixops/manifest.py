@@ -3,7 +3,7 @@ items with these content hashes".
 
 Line-oriented so that POSIX sh and awk read it on a host::
 
-    fruixops-manifest 2
+    fruixops-manifest 3
     host web1
     serial 1764175000123
     issued 1764175000
@@ -17,7 +17,8 @@ Line-oriented so that POSIX sh and awk read it on a host::
     end
 
 An item's sha256 is its canonical archive's; <listing> is the sha256 of its
-file listing (``archive.listing``), which the host keeps for ``verify``;
+file listing (``archive.listing``: in format 3, each file's mode is in it
+too), which the host keeps for ``verify`` and to find files it already holds;
 <zstd> that of the compressed archive the controller sends to a host with
 zstd (the host hashes what it receives, in whichever form).
 
@@ -31,10 +32,11 @@ from dataclasses import dataclass
 
 from .store import Item, StorePath
 
-FORMAT = "fruixops-manifest 2"
-# Format 1 (no listing hashes) is still read: hosts keep the manifests of
-# generations deployed before format 2, and `plan` compares against them.
-_FORMATS = {"fruixops-manifest 1": 1, FORMAT: 2}
+FORMAT = "fruixops-manifest 3"
+# Formats 1 (no listing hashes) and 2 (listings without modes) are still read:
+# hosts keep the manifests of generations deployed before, and `plan`
+# compares against them.
+_FORMATS = {"fruixops-manifest 1": 1, "fruixops-manifest 2": 2, FORMAT: 3}
 DEFAULT_LIFETIME = 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")

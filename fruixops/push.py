@@ -2,17 +2,20 @@
 
 One round trip asks the host (which verifies the signed manifest itself)
 which items it lacks. A receive session then sends the manifest and its
-signature; each missing item streams over a channel of its own (its zstd
-archive, where the host has zstd), big items' file listings over one more,
-and "commit" lets the receiver land them and record the new generation
-(the loader's default, or its one-shot next boot for a trial) before it
-answers.
+signature. When the host's store may already hold some of the new files, the
+missing items' listings go next and the host answers, per item, which file
+contents it lacks. Each missing item then streams over a channel of its own:
+the whole item (its zstd archive, where the host has zstd) or a delta of only
+the contents the host lacks. "commit" lets the receiver land them and record
+the new generation (the loader's default, or its one-shot next boot for a
+trial) before it answers.
 """
 
 import base64
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from . import bootloader, bundle, hostreply, hoststate, receiver
+from . import archive, bootloader, bundle, hostreply, hoststate, receiver
 from .bootstrap import bootstrap
 from .errors import HostError
 from .events import Events
@@ -39,24 +42,86 @@ def _opening(manifest_bytes, signature):
 COMMIT = b"commit\n"
 CHUNK = 1 << 20
 ITEMS_IN_FLIGHT = 2
-# An item this big gets its file listing sent along (signed through the
-# manifest's listing hash) instead of the host hashing every file of it a
-# second time to make one; a smaller one is listed on the host, where that
-# costs less than sending it (and is checked against the same hash).
-SEND_LISTING_FROM = 1 << 20
 
 
-def _listed(items):
-    return [it for it in items if it.size >= SEND_LISTING_FROM]
+def listings_payload(items, store, compress):
+    """The listings of *items* as sent to the host (each after "=NAME"),
+    zstd-compressed when the host has zstd (always the same bytes)."""
+    raw = b"".join(b"=" + it.path.base.encode() + b"\n" + store.listing(it.path) for it in items)
+    if not compress:
+        return raw
+    import zstandard
+    return zstandard.ZstdCompressor(level=3).compress(raw)
 
 
-def _listings(items, store):
-    for it in items:
-        yield b"=" + it.path.base.encode() + b"\n" + store.listing(it.path)
+@dataclass
+class Send:
+    """What goes to the host for one missing item: the whole item (its
+    canonical archive, or its zstd form), or a delta of the file contents the
+    host lacks (need: a set of (kind, sha256))."""
+    item: object
+    need: frozenset | None = None        # None: the whole item
+    file: object = None
+    size: int = 0
+    reused_files: int = 0
+    reused_bytes: int = 0
+
+    @property
+    def codec(self):
+        return None if self.need is None else "delta"
 
 
-def _size(it, store, compress):
-    return store.transfer_info(it.path)["zstd_size"] if compress else it.size
+def parse_need(host, text, items, store):
+    """The host's answer to the listings of *items* (receiver `need_answer`):
+    {store path: Send}. Strict: every item answered once; a delta's needs are
+    contents of that item."""
+    by_name = {it.path.base: it for it in items}
+    answer, current = {}, None
+    for line in text.splitlines():
+        word, _, rest = line.partition(" ")
+        if word in ("whole", "delta"):
+            it = by_name.get(rest)
+            if it is None or str(it.path) in answer:
+                raise hostreply.MalformedReply(host, "listings", line)
+            answer[str(it.path)] = current = (it, None if word == "whole" else set())
+        elif word == "need" and current and current[1] is not None:
+            kind, _, sha = rest.partition(" ")
+            if kind not in ("f", "x") or not hostreply.is_sha256(sha):
+                raise hostreply.MalformedReply(host, "listings", line)
+            current[1].add((kind, sha))
+        else:
+            raise hostreply.MalformedReply(host, "listings", line)
+    if set(answer) != {str(it.path) for it in items}:
+        raise hostreply.MalformedReply(host, "listings", "not every item answered")
+    sends = {}
+    for path, (it, need) in answer.items():
+        if need is None:
+            sends[path] = Send(it)
+            continue
+        files = archive.listed_files(store.listing(it.path))
+        contents = set(files.values())
+        if not need <= contents:
+            raise hostreply.MalformedReply(host, "listings", f"needs content not in {it.path}")
+        sizes = store.file_sizes(it.path)
+        reused = [n for n, key in files.items() if key not in need and key[1] != archive.EMPTY_SHA]
+        sends[path] = Send(it, frozenset(need), reused_files=len(reused),
+                           reused_bytes=sum(sizes.get(n, 0) for n in reused))
+    return sends
+
+
+def resolve(sends, store, compress):
+    """Fill in the file and size each Send streams."""
+    for s in sends.values():
+        if s.need is None:
+            s.file = store.compressed(s.item.path) if compress else store.archive(s.item.path)
+            s.size = store.transfer_info(s.item.path)["zstd_size"] if compress else s.item.size
+        else:
+            s.file, s.size = store.delta(s.item.path, s.need, compress)
+    return sends
+
+
+def whole(items):
+    return {str(it.path): Send(it) for it in items}
 
 
 def missing_items(host, manifest, missing):
@@ -69,16 +134,38 @@ def missing_items(host, manifest, missing):
     return [by_path[p] for p in dict.fromkeys(missing)]
 
 
-def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=False, host="?"):
-    """The exact number of bytes push() will send for these missing items."""
+def ask_need(hc, manifest_bytes, signature, items, store):
+    """Before a deploy (plan, dry runs): what the host would be asked to send
+    of each item, given the files its store holds: {store path: Send}, or
+    None when a receive would send them whole without asking (nothing in the
+    store to reuse, or a receiver that does not know `need` yet)."""
+    payload = bundle.small_tar({"manifest": manifest_bytes, "manifest.sig": signature,
+                                "listings": listings_payload(items, store, False)})
+    result = hc.run(receiver.if_current("need"), stdin=payload)
+    if result.out.startswith(receiver.OUTDATED):
+        return None
+    if result.status != 0:
+        raise HostError(hc.name, result.last_error_line())
+    first, _, rest = result.out.partition("\n")
+    if first != "reuse yes":
+        return None
+    return parse_need(hc.name, rest, items, store)
+
+
+def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=False, host="?",
+                 sends=None):
+    """The exact number of bytes push() will send for these missing items
+    (*sends*: the host's answer to their listings, when it can reuse files)."""
     items = missing_items(host, manifest, missing)
-    return (len(_opening(manifest_bytes, signature)) + len(COMMIT)
-            + sum(_size(it, store, compress) for it in items)
-            + sum(len(chunk) for chunk in _listings(_listed(items), store)))
+    total = len(_opening(manifest_bytes, signature)) + len(COMMIT)
+    if sends is not None:
+        total += len(listings_payload(items, store, compress))
+    sends = resolve(sends if sends is not None else whole(items), store, compress)
+    return total + sum(s.size for s in sends.values())
 
 
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
-         events=None, compress=False, report=None):
+         events=None, compress=False, report=None, reuse=False):
     """Send the missing items; return (generation number, items landed). The
     receiver's closing answer ("generation N", "landed K", for a trial
     "one-shot HOW") goes into the dict *report* when one is given.
@@ -89,7 +176,6 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     and land them all and switch."""
     events = events or Events()
     items = missing_items(hc.name, manifest, missing)
-    events.start_push(hc.name, len(items), sum(_size(it, store, compress) for it in items))
     args = ["receive", "--deployer", deployer] + (["--trial"] if trial else [])
     session = hc.session(receiver.command(*args))
     session.send(_opening(manifest_bytes, signature))
@@ -101,21 +187,33 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         raise HostError(hc.name, result.last_error_line())
     pid = str(hostreply.number(hc.name, "receive", ready[len("ready "):], ready))
 
-    def send_item(it):
-        # Compressed: the zstd archive made at build time, whose hash the
-        # manifest signs (nothing is compressed now).
-        args = ["item", pid, it.path.base] + (["zstd"] if compress else [])
-        src = store.compressed(it.path) if compress else store.archive(it.path)
-        return hc.run(receiver.command(*args), stdin=_chunks(src, _size(it, store, compress)),
+    # A host whose store may hold some of the new files gets their listings
+    # first and says, per item, which contents it lacks.
+    if reuse:
+        r = hc.run(receiver.command("listings", pid, *(["zstd"] if compress else [])),
+                   stdin=listings_payload(items, store, compress))
+        if r.status != 0:
+            session.finish()
+            raise HostError(hc.name, r.last_error_line())
+        sends = parse_need(hc.name, r.out, items, store)
+    else:
+        sends = whole(items)
+    resolve(sends, store, compress)
+    if report is not None:
+        report["sends"] = sends
+    events.start_push(hc.name, len(items), sum(s.size for s in sends.values()))
+
+    def send_item(s):
+        # Whole and compressed: the zstd archive made at build time, whose
+        # hash the manifest signs. A delta: checked file by file on the host.
+        codec = ".".join(c for c in (s.codec, "zstd" if compress else None) if c)
+        args = ["item", pid, s.item.path.base] + ([codec] if codec else [])
+        return hc.run(receiver.command(*args), stdin=_chunks(s.file, s.size),
                       progress=lambda n: events.sent(hc.name, n))
 
-    # Two items in flight: one streams while the host audits the one before;
-    # the listings of big items go first, on a channel of their own.
+    # Two items in flight: one streams while the host audits the one before.
     with ThreadPoolExecutor(max_workers=ITEMS_IN_FLIGHT) as pool:
-        listed = _listed(items)
-        first = ([pool.submit(hc.run, receiver.command("listings", pid),
-                              stdin=_listings(listed, store))] if listed else [])
-        results = [f.result() for f in first] + list(pool.map(send_item, items))
+        results = list(pool.map(send_item, [sends[str(it.path)] for it in items]))
     failed = [r for r in results if r.status != 0]
     if failed:
         session.finish()          # no commit: the receiver gives up and cleans up

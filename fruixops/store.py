@@ -80,10 +80,12 @@ class Item:
 
 
 class LocalStore:
-    def __init__(self, root):
+    def __init__(self, root, zstd_level=None):
         self.root = Path(root)
         self.items_dir = self.root / "store"
         self.tmp_dir = self.root / "tmp"
+        self.deltas_dir = self.root / "deltas"
+        self.zstd_level = zstd_level or ZSTD_LEVEL
 
     def archive(self, path):
         return self.items_dir / f"{path.base}.tar"
@@ -120,7 +122,7 @@ class LocalStore:
             data = archive.listing(f)
         _write_new(sums, lambda out: out.write(data))
         zst = self.compressed(path)
-        zsha = _write_new(zst, lambda out: _zstd(self.archive(path), out))
+        zsha = _write_new(zst, lambda out: _zstd(self.archive(path), out, self.zstd_level))
         info = {"listing": hashlib.sha256(data).hexdigest(), "zstd": zsha,
                 "zstd_size": zst.stat().st_size}
         _write_new(record, lambda out: out.write(json.dumps(info, sort_keys=True).encode()))
@@ -205,16 +207,64 @@ class LocalStore:
         return self.tmp_dir / f"{label}.{os.getpid()}.{os.urandom(4).hex()}"
 
 
-# zstd level 3, zstd's default: made once per item, so worth more than level 1
-# on a slow link; about 3x smaller for OS binaries, and the host's zstd -d is
-# fast whatever the level.
-ZSTD_LEVEL = 3
+    def file_sizes(self, path):
+        """{"./path": size} of the item's regular files (hard links count
+        with the file they share)."""
+        import tarfile
+        sizes = {}
+        with tarfile.open(self.archive(path), "r:") as tar:
+            for m in tar:
+                name = m.name.rstrip("/")
+                name = name if name.startswith("./") else f"./{name}"
+                if m.isreg():
+                    sizes[name] = m.size
+                elif m.islnk():
+                    target = m.linkname if m.linkname.startswith("./") else f"./{m.linkname}"
+                    sizes[name] = sizes.get(target, 0)
+        return sizes
+
+    def delta(self, path, need, compress):
+        """The delta of item *path* for a host that lacks only the file
+        contents *need* (a set of (kind, sha256), as the host's `listings`
+        answer says): (file, size). Made once per (item, need) and kept: a
+        fleet at the same generation gets the same delta."""
+        key = hashlib.sha256("\n".join([path.base, *sorted(f"{k} {s}" for k, s in need)])
+                             .encode()).hexdigest()
+        self.deltas_dir.mkdir(parents=True, exist_ok=True)
+        raw = self.deltas_dir / f"{key}.tar"
+        if not raw.exists():
+            listing = self.listing(path)
+            with open(self.archive(path), "rb") as f:
+                _write_new(raw, lambda out: archive.write_delta(f, out, need, listing))
+        target = raw
+        if compress:
+            target = self.deltas_dir / f"{key}.tar.zst"
+            if not target.exists():
+                # A big delta (a host that holds little of the item) is made
+                # faster, at the cost of some bytes.
+                level = self.zstd_level if raw.stat().st_size <= DELTA_STRONG else min(
+                    self.zstd_level, 9)
+                _write_new(target, lambda out: _zstd(raw, out, level))
+        return target, target.stat().st_size
 
 
-def _zstd(src, out):
+# Items are compressed once, when they are built, and sent to every host that
+# lacks them: level 19 with long-distance matching (a 128 MiB window, which
+# zstd -d accepts by default) makes real OS binaries about 1.4x smaller than
+# zstd's default level 3, and the host's zstd -d is as fast. `zstd_level` in
+# the inventory's fruixops block changes it (builds are faster at lower levels).
+ZSTD_LEVEL = 19
+DELTA_STRONG = 64 << 20
+
+
+def _zstd(src, out, level=ZSTD_LEVEL):
     import zstandard
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, threads=-1, **({"enable_ldm": True, "window_log": 27} if level >= 10 else {}))
     with open(src, "rb") as f:
-        zstandard.ZstdCompressor(level=ZSTD_LEVEL).copy_stream(f, out)
+        # Its size, given, lets a small item's frame ask for a small window.
+        zstandard.ZstdCompressor(compression_params=params).copy_stream(
+            f, out, size=os.fstat(f.fileno()).st_size)
 
 
 def _write_new(target, fill):

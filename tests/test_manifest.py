@@ -29,7 +29,7 @@ def test_manifest_verifies_with_openssl_and_breaks_on_any_change(project, tmp_pa
     assert len(sig.read_bytes()) == 64
     assert openssl_verify(pub, m, sig) == 0
     text = m.read_bytes()
-    assert text.startswith(b"fruixops-manifest 2\nhost web1\n")
+    assert text.startswith(b"fruixops-manifest 3\nhost web1\n")
     assert b"version-label 15.0-STABLE-p1\n" in text
     for i in (0, len(text) // 3, len(text) // 2, len(text) - 2):
         changed = bytearray(text)
@@ -83,7 +83,7 @@ def test_passphrase_protected_key(tmp_path, monkeypatch):
 
 
 def test_parser_rejects_malformed():
-    good = (b"fruixops-manifest 2\nhost h\nserial 1\nissued 1\nexpires 2\n"
+    good = (b"fruixops-manifest 3\nhost h\nserial 1\nissued 1\nexpires 2\n"
             b"system /frx/store/" + b"a" * 64 + b"-s\nbase b\nversion-label l\nsigner k\n"
             b"item /frx/store/" + b"a" * 64 + b"-s " + b"b" * 64 + b" 10 - " + b"c" * 64
             + b" " + b"d" * 64 + b"\nend\n")
@@ -96,7 +96,7 @@ def test_parser_rejects_malformed():
                 good.replace(b" " + b"c" * 64, b""),               # no listing hash
                 good.replace(b" " + b"d" * 64, b""),               # no zstd hash
                 good.replace(b"c" * 64, b"c" * 63),
-                good.replace(b"fruixops-manifest 2", b"fruixops-manifest 3")):
+                good.replace(b"fruixops-manifest 3", b"fruixops-manifest 4")):
         with pytest.raises(manifest.ManifestError):
             manifest.parse(bad)
 

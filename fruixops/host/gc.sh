@@ -3,9 +3,10 @@
 # Part of the fruixops receiver (see receiver.sh): garbage collection of
 # generations and store items.
 
-# size_of DIR: the bytes of the regular files below DIR.
+# size_of DIR: the bytes deleting DIR frees: its regular files that have no
+# other name (a file shared with another item by a hard link stays).
 size_of() {
-    find "$1" -type f -exec ls -ln {} + | awk '{ s += $5 } END { print s + 0 }'
+    find "$1" -type f -links 1 -exec ls -ln {} + | awk '{ s += $5 } END { print s + 0 }'
 }
 
 cmd_gc() {
@@ -87,8 +88,7 @@ cmd_gc() {
         chmod u+w "$p"
         mv "$p" "$STORE/.gc-$name"
         rm -f "$SUMS/$name.sums"
-        chmod -R u+w "$STORE/.gc-$name"
-        rm -rf "$STORE/.gc-$name"
+        remove_tree "$STORE/.gc-$name"
     done
     echo "freed $freed${dry:+ (dry run)}"
 }

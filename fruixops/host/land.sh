@@ -56,7 +56,7 @@ verify_manifest() {
     [ -n "$SIGNER" ] || die "manifest signature does not verify against any trusted key"
     # Structure: same rules as the controller's parser, checked again here.
     awk '
-        NR == 1 { if ($0 != "fruixops-manifest 2") bad = "unknown manifest format"; next }
+        NR == 1 { if ($0 != "fruixops-manifest 3") bad = "unknown manifest format"; next }
         $0 == "end" { ended = 1; next }
         ended { bad = "text after end" }
         $1 == "item" {
@@ -104,10 +104,13 @@ check_item() {
     name=$(basename "$1")
     got=$TMP/got/$name
     [ -f "$got.done" ] || die "item $name was not sent and is not in the store"
-    case $(cat "$got.sha") in
-        "$2"|"$3") ;;
-        *) die "item $name: content hash does not match the manifest" ;;
-    esac
+    # A delta has no signed archive: its files are held to the listing alone.
+    if [ ! -f "$got.delta" ]; then
+        case $(cat "$got.sha") in
+            "$2"|"$3") ;;
+            *) die "item $name: content hash does not match the manifest" ;;
+        esac
+    fi
     [ ! -s "$got.refused" ] || die "item $name: $(cat "$got.refused")"
     # What was unpacked (listed by `item`), whatever its size, must be what
     # the manifest signs; a listing sent along must be that too.
@@ -115,10 +118,6 @@ check_item() {
     [ -f "$sums" ] || die "item $name was not listed"
     [ "$(openssl dgst -sha256 -r <"$sums" | cut -c1-64)" = "$4" ] ||
         die "item $name: its file listing does not match the manifest"
-    if [ -f "$TMP/listings/$name.sums" ]; then
-        cmp -s "$sums" "$TMP/listings/$name.sums" ||
-            die "item $name: its file listing does not match the manifest"
-    fi
     mkdir -p "$TMP/ready" "$SUMS"
     mv -f "$sums" "$TMP/ready/$name.sums"
 }
@@ -172,8 +171,11 @@ audit_item() {
 listing() {
     (
         cd "$1" || exit 2
-        find . -type f -exec openssl dgst -sha256 -r {} + |
+        # Mode too: "f" a 0444 file, "x" a 0555 one (store items hold no other).
+        find . -type f ! -perm -100 -exec openssl dgst -sha256 -r {} + |
             awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "f " h " " $0 }'
+        find . -type f -perm -100 -exec openssl dgst -sha256 -r {} + |
+            awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "x " h " " $0 }'
         # Link targets in batches, not a readlink per link (thousands in a
         # base): two walks in the same order, paired line by line (names and
         # targets with a newline never reach a store item).
@@ -186,6 +188,12 @@ listing() {
     ) | LC_ALL=C sort
 }
 
+# listing_as FORMAT DIR: the listing of DIR as a manifest of FORMAT recorded
+# it (before format 3, every file was "f" whatever its mode).
+listing_as() {
+    if [ "$1" = 3 ]; then listing "$2"; else listing "$2" | sed 's/^x /f /'; fi
+}
+
 cmd_plan() {
     esp_option plan "$@"
     new_tmp
@@ -195,9 +203,13 @@ cmd_plan() {
     print_generations
     print_bootloader "$ESP"
     if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; else echo "zstd no"; fi
+    nmissing=0
     while read -r p _; do
-        [ -d "$p" ] || echo "missing $p"
+        [ -d "$p" ] || { echo "missing $p"; nmissing=$((nmissing + 1)); }
     done <"$TMP/items"
+    # Whether new items could reuse files of this store (then the controller
+    # asks which, with `need` or in the receive).
+    if [ "$nmissing" -gt 0 ] && [ -n "$(reusable | head -n 1)" ]; then echo "reuse yes"; fi
     echo "verified $SIGNER"
 }
 
@@ -279,8 +291,10 @@ check_bootable() {
     [ -f "$sys/boot/init" ] || die "the system $M_SYSTEM has no boot/init"
 }
 
+# unpack_stream CODEC: what was sent, as a tar stream (codecs: "" or "delta",
+# and their zstd-compressed forms "zstd" and "delta.zstd").
 unpack_stream() {
-    if [ "$1" = zstd ]; then zstd -dcq; else cat; fi
+    case $1 in *zstd) zstd -dcq ;; *) cat ;; esac
 }
 
 # receiving PID: check that receive PID holds the lock and waits for items;
@@ -293,11 +307,11 @@ receiving() {
     [ -d "$T/got" ] || die "receive $1 is not ready for items"
 }
 
-cmd_listings() {
-    receiving "${1:-}"
-    mkdir "$T/listings.part" || die "listings sent twice"
-    # Only names of items in the manifest; each listing ends at the next name.
-    LC_ALL=C awk -v dir="$T/listings.part" '
+# split_listings ITEMS DIR: the listings on stdin, each after a line "=NAME",
+# into DIR/NAME.sums; only names of items in ITEMS, each once. Each must hash
+# to the manifest's listing sha256.
+split_listings() {
+    LC_ALL=C awk -v dir="$2" '
         NR == FNR { k = $1; sub(/.*\//, "", k); item[k] = 1; next }
         /^=/ {
             if (f != "") close(f)
@@ -310,20 +324,58 @@ cmd_listings() {
         f == "" { bad = "a listing without a name"; exit }
         { print > f }
         END { if (bad != "") { print bad > "/dev/stderr"; exit 1 } }
-    ' "$T/items" - 2>"$T/listings.err" || die "listings: $(head -n 1 "$T/listings.err")"
+    ' "$1" - 2>"$2.err" || die "listings: $(head -n 1 "$2.err")"
+    while read -r p _ _ _ lsha _; do
+        s=$2/$(basename "$p").sums
+        [ -f "$s" ] || continue
+        [ "$(openssl dgst -sha256 -r <"$s" | cut -c1-64)" = "$lsha" ] ||
+            die "the listing of $(basename "$p") does not match the manifest"
+    done <"$1"
+}
+
+# listings PID [zstd]: the listings of the items being received; answers
+# what to send of each (need_answer).
+cmd_listings() {
+    receiving "${1:-}"
+    case ${2:-} in ''|zstd) ;; *) die "unknown codec '${2:-}'" ;; esac
+    mkdir "$T/listings.part" || die "listings sent twice"
+    unpack_stream "${2:-}" | split_listings "$T/items" "$T/listings.part"
     mv "$T/listings.part" "$T/listings"
+    need_answer "$T/listings" "$T/have"
+}
+
+# need: bundle: manifest, manifest.sig, listings (as for `listings`). What a
+# receive would be asked to send of each listed item. Changes nothing.
+cmd_need() {
+    new_tmp
+    read_bundle
+    verify_manifest
+    mkdir "$TMP/listings"
+    [ -f "$TMP/bundle/listings" ] || die "the bundle lacks listings"
+    split_listings "$TMP/items" "$TMP/listings" <"$TMP/bundle/listings"
+    # As plan says it: whether a receive would send the listings at all.
+    if [ -n "$(reusable | head -n 1)" ]; then echo "reuse yes"; fi
+    need_answer "$TMP/listings" "$TMP/have"
 }
 
 cmd_item() {
     pid=${1:-} name=${2:-} codec=${3:-}
     receiving "$pid"
-    case $codec in ''|zstd) ;; *) die "unknown codec '$codec'" ;; esac
+    case $codec in ''|zstd|delta|delta.zstd) ;; *) die "unknown codec '$codec'" ;; esac
     case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
     awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { f = 1 } END { exit !f }' \
         "$T/items" || die "item $name is not in the manifest being received"
     dest=$T/unpack/$name
     mkdir "$dest" || die "item $name was sent twice"
     got=$T/got/$name
+    delta=
+    case $codec in delta*) delta=1 ;; esac
+    if [ -n "$delta" ]; then
+        # Only the files this host lacks, compressed: assembled with the rest
+        # from the store and held to the item's signed listing.
+        [ -f "$T/listings/$name.sums" ] || die "item $name: a delta needs its listing first"
+        : >"$got.delta"
+    fi
     # Every file the hashing side writes exists before it starts (so that a
     # full disk stops this script here): once it waits on the fifo, nothing
     # may fail before tee opens the other end.
@@ -357,17 +409,24 @@ cmd_item() {
     mv "$got.sha.part" "$got.sha"
     # The bytes first: a corrupted or substituted archive is refused as such,
     # whatever tar made of it. Compressed, the bytes are the compressed
-    # archive the manifest signs the hash of.
-    column=2
-    [ "$codec" != zstd ] || column=6
-    want=$(awk -v n="$name" -v c="$column" '{ k = $1; sub(/.*\//, "", k) } k == n { print $c }' \
-        "$T/items")
-    [ "$(cat "$got.sha")" = "$want" ] || die "item $name: content hash does not match the manifest"
+    # archive the manifest signs the hash of. (A delta's files are checked
+    # one by one, below.)
+    if [ -z "$delta" ]; then
+        column=2
+        [ "$codec" != zstd ] || column=6
+        want=$(awk -v n="$name" -v c="$column" '{ k = $1; sub(/.*\//, "", k) } k == n { print $c }' \
+            "$T/items")
+        [ "$(cat "$got.sha")" = "$want" ] ||
+            die "item $name: content hash does not match the manifest"
+    fi
     # Audit it now, while the next item is on its way; whatever tar said, its
     # exit status alone refuses the item too.
     audit_item "$name" "$dest" >"$got.refused"
     if [ ! -s "$got.refused" ] && [ "$tar_status" != 0 ]; then
         echo "cannot unpack (tar exit status ${tar_status:-unknown})" >"$got.refused"
+    fi
+    if [ ! -s "$got.refused" ] && [ -n "$delta" ]; then
+        assemble "$dest" "$T/listings/$name.sums"
     fi
     if [ ! -s "$got.refused" ]; then
         # List it now too, while the next item is on its way; commit holds
@@ -389,10 +448,10 @@ cmd_verify() {
     for g in "$GENS"/*; do
         k=$(basename "$g"); case $k in ''|*[!0-9]*) continue ;; esac
         if ! generation_sound "$k"; then echo "corrupt generation $k" >>"$TMP/corrupt"; continue; fi
-        awk '$1 == "item" { print $2, $6 }' "$g/manifest"
+        awk 'NR == 1 { v = $2 } $1 == "item" { print $2, $6, v }' "$g/manifest"
     done | sort -u >"$TMP/items"
     if [ -s "$TMP/corrupt" ]; then cat "$TMP/corrupt"; drift=1; fi
-    while read -r p lsha; do
+    while read -r p lsha format; do
         n=$((n + 1))
         name=$(basename "$p")
         if [ ! -d "$p" ]; then
@@ -401,9 +460,9 @@ cmd_verify() {
             echo "unrecorded $p"; drift=1
         elif [ "$(openssl dgst -sha256 -r <"$SUMS/$name.sums" | cut -c1-64)" != "$lsha" ]; then
             echo "drift $p its recorded listing is not the one the manifest signs"; drift=1
-        elif ! listing "$p" | cmp -s - "$SUMS/$name.sums"; then
-            echo "drift $p $(listing "$p" | diff "$SUMS/$name.sums" - | grep '^[<>]' |
-                head -n 3 | tr '\n' ' ')"
+        elif ! listing_as "$format" "$p" | cmp -s - "$SUMS/$name.sums"; then
+            echo "drift $p $(listing_as "$format" "$p" | diff "$SUMS/$name.sums" - |
+                grep '^[<>]' | head -n 3 | tr '\n' ' ')"
             drift=1
         else
             echo "ok $p"

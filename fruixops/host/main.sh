@@ -9,6 +9,7 @@ case $CMD in
     receive) cmd_receive "$@" ;;
     item) cmd_item "$@" ;;
     listings) cmd_listings "$@" ;;
+    need) cmd_need ;;
     confirm) cmd_confirm "$@" ;;
     rollback) cmd_rollback "$@" ;;
     status) cmd_status "$@" ;;
@@ -19,5 +20,5 @@ case $CMD in
     trust-add) cmd_trust_add "$@" ;;
     trust-remove) cmd_trust_remove "$@" ;;
     set-host-name) cmd_set_host_name "$@" ;;
-    *) die "unknown command '$CMD' (plan receive item listings confirm rollback status install-bootloader verify gc trust-init trust-add trust-remove set-host-name)" ;;
+    *) die "unknown command '$CMD' (plan need receive item listings confirm rollback status install-bootloader verify gc trust-init trust-add trust-remove set-host-name)" ;;
 esac

@@ -20,6 +20,7 @@
 # fruixops/host/ in this order (fruixops/receiver.py puts them together):
 #   receiver.sh  this header, common helpers, the lock
 #   land.sh      manifests, items: verify and land
+#   reuse.sh     files the store already holds: what to ask for, linking them
 #   switch.sh    generations, loader files, boot state, the bootloader
 #   gc.sh        garbage collection
 #   trust.sh     trusted keys, host name
@@ -35,17 +36,23 @@
 #                      while the items arrive (item, below); check and land
 #                      them, record generation N+1 and make it the loader's
 #                      default (--trial: the one-shot next boot instead).
-#   item PID NAME [zstd]
+#   item PID NAME [zstd|delta|delta.zstd]
 #                      stdin: one item's archive (with "zstd": its compressed
 #                      form), for the receive PID in progress: unpacked out of
 #                      sight while the sha256 of the bytes as sent is taken
 #                      (streamed, never stored whole); it must be the
-#                      manifest's for that form.
-#   listings PID       stdin: file listings of items being received, each after
-#                      a line "=NAME" (for big items: listing them here would
-#                      hash every file a second time). Each must hash to the
-#                      manifest's listing sha256; an item sent without one is
-#                      listed here, and that must hash to it too.
+#                      manifest's for that form. A "delta" holds only the
+#                      file contents this host said it lacks; the rest is
+#                      linked from the store. Every item, however it came, is
+#                      listed here and must hash to the manifest's listing.
+#   listings PID [zstd]
+#                      stdin: file listings of items being received, each after
+#                      a line "=NAME"; each must hash to the manifest's listing
+#                      sha256. Prints, per item, "whole NAME" or "delta NAME"
+#                      and the "need KIND SHA" contents this host lacks.
+#   need               bundle: manifest, manifest.sig, listings. What a receive
+#                      would print for `listings` (and "reuse yes" first when
+#                      it would be asked at all). Changes nothing.
 #   confirm N          make generation N the default (after it booted: a trial
 #                      that passed its checks).
 #   rollback [N]       make generation N (default: the rollback one) the default.
@@ -100,12 +107,24 @@ die() { echo "refused: $*" >&2; exit 2; }
 # mkdir...), each in its own words: any failure is explained here, once.
 store_full() { df -Pk "$STORE" 2>/dev/null | awk 'NR == 2 { exit !($4 < 1024) }'; }
 
+# remove_tree PATH...: delete trees that may hold read-only directories. Only
+# directories are made writable: a file may be a hard link shared with an item
+# that stays, and its mode must not change.
+remove_tree() {
+    for t in "$@"; do
+        if [ -d "$t" ] && [ ! -L "$t" ]; then
+            find "$t" -type d -exec chmod u+w {} + 2>/dev/null || :
+        fi
+        rm -rf "$t"
+    done
+}
+
 cleanup() {
     status=$?
     if [ "$status" -ne 0 ] && [ "$status" -ne 3 ] && store_full; then
         echo "refused: disk full on $STORE" >&2
     fi
-    if [ -n "$TMP" ]; then chmod -R u+w "$TMP" 2>/dev/null || :; rm -rf "$TMP"; fi
+    if [ -n "$TMP" ]; then remove_tree "$TMP"; fi
     if [ -n "$HOLDING" ]; then rm -f "$LOCK"; fi
 }
 trap cleanup EXIT
@@ -233,13 +252,13 @@ clean_leftovers() {
         pid=${old##*.}
         case $pid in ''|*[!0-9]*) continue ;; esac
         if [ "$pid" != $$ ] && kill -0 "$pid" 2>/dev/null; then continue; fi
-        chmod -R u+w "$old" 2>/dev/null || :; rm -rf "$old"
+        remove_tree "$old"
     done
     for old in "$STORE"/.gc-* "$GENS"/.new.* "$GENS"/.gc.* \
             "$SUMS"/.*.sums.new "$SYSTEM"/.*.new.* "$GCROOTS"/.*.new.* "$STATE"/.*.new.* \
             "$STATE"/trusted/.*.new.* \
             "$BOOT"/loader.conf.d/.*.new.* "$BOOT"/.*.new.*; do
-        if [ -e "$old" ] || [ -L "$old" ]; then chmod -R u+w "$old" 2>/dev/null || :; rm -rf "$old"; fi
+        if [ -e "$old" ] || [ -L "$old" ]; then remove_tree "$old"; fi
     done
     bootloader_recover
 }

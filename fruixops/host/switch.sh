@@ -36,8 +36,8 @@ last_generation() {
 # as a power loss without flushing leaves, is corrupt, never "complete").
 generation_sound() {
     m=$GENS/$1/manifest
-    [ -s "$m" ] && [ "$(head -n 1 "$m")" = "fruixops-manifest 2" ] &&
-        [ "$(tail -n 1 "$m")" = end ] || return 1
+    [ -s "$m" ] && [ "$(tail -n 1 "$m")" = end ] || return 1
+    case $(head -n 1 "$m") in "fruixops-manifest 2"|"fruixops-manifest 3") ;; *) return 1 ;; esac
     c=$(readlink "$GENS/$1/closure" 2>/dev/null) || return 1
     awk -v c="$c" '$1 == "item" && $2 == c { f = 1 } END { exit !f }' "$m"
 }
