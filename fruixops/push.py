@@ -42,6 +42,18 @@ def _opening(manifest_bytes, signature):
 COMMIT = b"commit\n"
 CHUNK = 1 << 20
 ITEMS_IN_FLIGHT = 2
+# An item this big sent whole gets its file listing sent along (signed through
+# the manifest's listing hash): the host, having checked the archive's hash,
+# holds the unpacked tree to the listing's shape instead of hashing every file
+# a second time. A smaller one is listed on the host, where that costs less
+# than sending its listing.
+SEND_LISTING_FROM = 1 << 20
+
+
+def listed(items, reuse):
+    """The items whose listings go first: all of them when the host may reuse
+    files (it answers which contents it lacks), else the big ones."""
+    return list(items) if reuse else [it for it in items if it.size >= SEND_LISTING_FROM]
 
 
 def listings_payload(items, store, compress):
@@ -158,9 +170,10 @@ def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=F
     (*sends*: the host's answer to their listings, when it can reuse files)."""
     items = missing_items(host, manifest, missing)
     total = len(_opening(manifest_bytes, signature)) + len(COMMIT)
-    if sends is not None:
-        total += len(listings_payload(items, store, compress))
-    sends = resolve(sends if sends is not None else whole(items), store, compress)
+    first = listed(items, sends is not None)
+    if first:
+        total += len(listings_payload(first, store, compress))
+    sends = resolve(dict(whole(items), **(sends or {})), store, compress)
     return total + sum(s.size for s in sends.values())
 
 
@@ -187,17 +200,24 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         raise HostError(hc.name, result.last_error_line())
     pid = str(hostreply.number(hc.name, "receive", ready[len("ready "):], ready))
 
-    # A host whose store may hold some of the new files gets their listings
-    # first and says, per item, which contents it lacks.
-    if reuse:
-        r = hc.run(receiver.command("listings", pid, *(["zstd"] if compress else [])),
-                   stdin=listings_payload(items, store, compress))
+    # Listings first: a host whose store may hold some of the new files says,
+    # per item, which contents it lacks, before anything else is sent. (To
+    # a host with nothing to reuse they go beside the items, and an item
+    # that finishes before its listing is there is listed on the host.)
+    sends, first = whole(items), listed(items, reuse)
+
+    def send_listings():
+        return hc.run(receiver.command("listings", pid, *(["zstd"] if compress else [])),
+                      stdin=listings_payload(first, store, compress))
+    beside = []
+    if first and reuse:
+        r = send_listings()
         if r.status != 0:
             session.finish()
             raise HostError(hc.name, r.last_error_line())
-        sends = parse_need(hc.name, r.out, items, store)
-    else:
-        sends = whole(items)
+        sends.update(parse_need(hc.name, r.out, first, store))
+    elif first:
+        beside = [send_listings]
     resolve(sends, store, compress)
     if report is not None:
         report["sends"] = sends
@@ -212,8 +232,10 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
                       progress=lambda n: events.sent(hc.name, n))
 
     # Two items in flight: one streams while the host audits the one before.
-    with ThreadPoolExecutor(max_workers=ITEMS_IN_FLIGHT) as pool:
+    with ThreadPoolExecutor(max_workers=ITEMS_IN_FLIGHT + len(beside)) as pool:
+        early = [pool.submit(f) for f in beside]
         results = list(pool.map(send_item, [sends[str(it.path)] for it in items]))
+        results = [f.result() for f in early] + results
     failed = [r for r in results if r.status != 0]
     if failed:
         session.finish()          # no commit: the receiver gives up and cleans up

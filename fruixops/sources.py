@@ -34,9 +34,10 @@ class HashCache:
             self.entries = {}
         self.dirty = False
 
-    def sha256(self, file):
+    def sha256(self, file, st=None):
+        """*st*: the file's stat when the caller has it (a tree walk)."""
         file = os.path.abspath(file)
-        st = os.stat(file)
+        st = st or os.stat(file)
         key = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         hit = self.entries.get(file)
         if hit and hit[:4] == key:
@@ -126,22 +127,29 @@ def _ensure_synthetic(base):
 
 
 def tree_hash(root, hash_cache):
-    """Hash of a staging tree: every entry's path, type, exec bit and content."""
+    """Hash of a staging tree: every entry's path, type, exec bit and content.
+    One directory's entries in name order, then its subdirectories' (the
+    order of os.walk), with one lstat per entry: a tree of real files has
+    tens of thousands, and this runs on every deploy."""
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in sorted(dirnames + filenames):
-            full = os.path.join(dirpath, name)
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            st = os.lstat(full)
-            if os.path.islink(full):
-                h.update(f"l {rel} {os.readlink(full)}\n".encode())
-            elif os.path.isdir(full):
+    pending = [(os.path.abspath(root), "")]
+    while pending:
+        dir_path, rel_dir = pending.pop()
+        with os.scandir(dir_path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            if e.is_symlink():
+                h.update(f"l {rel} {os.readlink(e.path)}\n".encode())
+            elif e.is_dir(follow_symlinks=False):
                 h.update(f"d {rel}\n".encode())
-            elif os.path.isfile(full):
+                subdirs.append((e.path, rel))
+            elif e.is_file(follow_symlinks=False):
+                st = e.stat(follow_symlinks=False)
                 x = "x" if st.st_mode & 0o111 else "-"
-                h.update(f"f {rel} {x} {hash_cache.sha256(full)}\n".encode())
+                h.update(f"f {rel} {x} {hash_cache.sha256(e.path, st)}\n".encode())
+        pending.extend(reversed(subdirs))
     return h.hexdigest()
 
 

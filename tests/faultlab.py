@@ -50,7 +50,8 @@ def listing(item):
                 if name in dirnames:
                     dirnames.remove(name)
             elif name in filenames:
-                lines.append(f"f {hashlib.sha256(Path(full).read_bytes()).hexdigest()} {rel}")
+                kind = "x" if os.lstat(full).st_mode & 0o100 else "f"
+                lines.append(f"{kind} {hashlib.sha256(Path(full).read_bytes()).hexdigest()} {rel}")
     return "".join(line + "\n" for line in sorted(lines, key=lambda s: s.encode()))
 
 

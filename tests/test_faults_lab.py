@@ -250,7 +250,9 @@ def test_disk_full_leaves_nothing_partial(lab, project, faults):
         first = deploy.deploy(ctl, "mon1", "stable-default")
         hc = HostConnection(host, ctl.inventory.settings.known_hosts).open()
         try:
-            hc.check("dd if=/dev/zero of=/frx/filler bs=1M count=9 2>/dev/null")
+            # Full to the last block: the canary is mostly files mon1 holds
+            # already, and even its delta must not fit.
+            hc.run("dd if=/dev/zero of=/frx/filler bs=64k 2>/dev/null")
             before = hc.check("ls -a /frx/store; readlink /var/lib/fruix/system/current; "
                               "ls /var/lib/fruix/system/generations").out
             with pytest.raises(HostError, match="disk full on /frx/store"):

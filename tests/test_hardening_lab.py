@@ -295,16 +295,19 @@ def test_what_was_unpacked_is_compared_with_the_signed_listing_whatever_its_size
     """A listing sent along (big items) that matches the manifest used to be
     taken at its word: an item whose unpacked tree is not that listing (a
     truncated unpack, or a signer's archive and listing that disagree)
-    landed. The tree is now listed on the host and compared, for every item."""
+    landed. The tree is now compared with it, for every item: listed on the
+    host, or (a whole item whose archive hash checked, with its listing sent)
+    held to the listing's names, kinds, modes and link targets."""
     from fruixops import push
     ctl = installed("web2")
     d = disk(ctl, "web2")
     fake = lambda listing: listing.replace(b"./bin/tool", b"./bin/toot")  # noqa: E731
     monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
-    monkeypatch.setattr(push, "_listings", lambda items, store: [
-        b"=" + it.path.base.encode() + b"\n" + fake(store.listing(it.path)) for it in items])
+    monkeypatch.setattr(push, "listings_payload", lambda items, store, compress: b"".join(
+        b"=" + it.path.base.encode() + b"\n" + fake(store.listing(it.path)) for it in items))
     before = host_snapshot(d)
-    with pytest.raises(HostError, match="its file listing does not match the manifest"):
+    with pytest.raises(HostError, match="its file listing does not match the manifest|"
+                                        "is not what its listing says"):
         offer(ctl, "web2", {"fruix-system-x": tar_of(
             [("./bin", "dir", None, 0o555), ("./bin/tool", "file", b"#!/bin/sh\n", 0o555)])},
               tmp_path, tamper_listing=fake)

@@ -121,10 +121,10 @@ def test_listing_that_does_not_match_the_manifest_is_refused(target, tmp_path, m
 def test_listing_for_an_item_not_in_the_manifest_is_refused(target, tmp_path, monkeypatch):
     from fruixops import push
     ctl, host, disk = target
-    real = push._listings
+    real = push.listings_payload
     monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
-    monkeypatch.setattr(push, "_listings", lambda items, store: [
-        *real(items, store), b"=" + b"e" * 64 + b"-other\nd - .\n"])
+    monkeypatch.setattr(push, "listings_payload", lambda items, store, compress: real(
+        items, store, False) + b"=" + b"e" * 64 + b"-other\nd - .\n")
     before = host_snapshot(disk)
     with pytest.raises(HostError, match="unexpected listing for"):
         offer(ctl, host, {"fruix-system-x": tar_of(GOOD)}, tmp_path)

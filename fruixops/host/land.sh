@@ -145,16 +145,19 @@ audit_item() {
         esac
         return
     fi
-    if [ -n "$(find "$2" \( -type b -o -type c -o -type p -o -type s \
-            -o -perm -4000 -o -perm -2000 \) -print | head -n 1)" ]; then
-        echo "device node, fifo, socket or setuid/setgid file"
-        return
-    fi
-    # Store items are read-only as they come (canonical archives carry no
-    # write bit); a writable entry is refused rather than fixed up.
-    if [ -n "$(find "$2" -mindepth 1 ! -type l \( -perm -200 -o -perm -020 -o -perm -002 \) \
-            -print | head -n 1)" ]; then
-        echo "writable entry in a store item"
+    # One walk: store items are read-only as they come (canonical archives
+    # carry no write bit), so a writable entry is refused rather than fixed
+    # up, as is anything but a file, directory or symlink, and set-id bits.
+    bad=$(find "$2" -mindepth 1 \( -type b -o -type c -o -type p -o -type s \
+            -o -perm -4000 -o -perm -2000 \
+            -o \( ! -type l \( -perm -200 -o -perm -020 -o -perm -002 \) \) \) -print |
+        head -n 1)
+    if [ -n "$bad" ]; then
+        if [ -d "$bad" ] || [ -f "$bad" ] && [ ! -u "$bad" ] && [ ! -g "$bad" ]; then
+            echo "writable entry in a store item"
+        else
+            echo "device node, fifo, socket or setuid/setgid file"
+        fi
         return
     fi
     # A hard link must have all its names inside the item: a link to a file
@@ -164,6 +167,30 @@ audit_item() {
     then
         echo "hard link to a file outside the item"
     fi
+}
+
+# shape DIR: the listing of DIR without file contents ("f - path",
+# "x - path"), sorted.
+shape() {
+    (
+        cd "$1" || exit 2
+        find . \( -type d -exec printf 'd - %s\n' {} + \) -o \
+            \( -type f -perm -100 -exec printf 'x - %s\n' {} + \) -o \
+            \( -type f -exec printf 'f - %s\n' {} + \)
+        link_lines
+    ) | LC_ALL=C sort
+}
+
+# link_lines: "l TARGET path" for every symlink below the current directory.
+link_lines() {
+    # Link targets in batches, not a readlink per link (thousands in a base):
+    # two walks in the same order, paired line by line (names and targets
+    # with a newline never reach a store item).
+    links=$(mktemp) targets=$(mktemp)
+    find . -type l >"$links"
+    find . -type l -exec readlink {} + >"$targets"
+    awk 'NR == FNR { t[FNR] = $0; next } { print "l " t[FNR] " " $0 }' "$targets" "$links"
+    rm -f "$links" "$targets"
 }
 
 # listing DIR: every entry of an item tree, sorted: "f SHA256 path",
@@ -176,14 +203,7 @@ listing() {
             awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "f " h " " $0 }'
         find . -type f -perm -100 -exec openssl dgst -sha256 -r {} + |
             awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "x " h " " $0 }'
-        # Link targets in batches, not a readlink per link (thousands in a
-        # base): two walks in the same order, paired line by line (names and
-        # targets with a newline never reach a store item).
-        links=$(mktemp) targets=$(mktemp)
-        find . -type l >"$links"
-        find . -type l -exec readlink {} + >"$targets"
-        awk 'NR == FNR { t[FNR] = $0; next } { print "l " t[FNR] " " $0 }' "$targets" "$links"
-        rm -f "$links" "$targets"
+        link_lines
         find . -type d | sed 's/^/d - /'
     ) | LC_ALL=C sort
 }
@@ -329,7 +349,7 @@ split_listings() {
         s=$2/$(basename "$p").sums
         [ -f "$s" ] || continue
         [ "$(openssl dgst -sha256 -r <"$s" | cut -c1-64)" = "$lsha" ] ||
-            die "the listing of $(basename "$p") does not match the manifest"
+            die "item $(basename "$p"): its file listing does not match the manifest"
     done <"$1"
 }
 
@@ -419,9 +439,22 @@ cmd_item() {
         [ "$(cat "$got.sha")" = "$want" ] ||
             die "item $name: content hash does not match the manifest"
     fi
+    # A whole item is on its way to the disk at once, while it is audited
+    # and checked (a delta once its files are linked in, below).
+    flushing=
+    if [ -z "$delta" ]; then flush_tree "$dest" & flushing=$!; fi
+    # A whole item whose listing came along: its bytes are the signed
+    # archive's, so its tree is held to the listing's shape (names, kinds,
+    # modes, link targets) without hashing every file again; taken while it
+    # is audited.
+    shaping=
+    if [ -z "$delta" ] && [ -f "$T/listings/$name.sums" ]; then
+        shape "$dest" >"$got.shape" & shaping=$!
+    fi
     # Audit it now, while the next item is on its way; whatever tar said, its
     # exit status alone refuses the item too.
     audit_item "$name" "$dest" >"$got.refused"
+    if [ -n "$shaping" ]; then wait "$shaping" || :; fi
     if [ ! -s "$got.refused" ] && [ "$tar_status" != 0 ]; then
         echo "cannot unpack (tar exit status ${tar_status:-unknown})" >"$got.refused"
     fi
@@ -429,13 +462,20 @@ cmd_item() {
         assemble "$dest" "$T/listings/$name.sums"
     fi
     if [ ! -s "$got.refused" ]; then
-        # List it now too, while the next item is on its way; commit holds
-        # the listing to the manifest.
-        listing "$dest" >"$got.sums.part"
+        # Commit holds the listing to the manifest. Without a listing sent
+        # along (a delta, a small item), every file is hashed here.
+        if [ -n "$shaping" ]; then
+            sed 's/^\([fx]\) [0-9a-f]* /\1 - /' "$T/listings/$name.sums" | LC_ALL=C sort |
+                cmp -s - "$got.shape" ||
+                echo "what was unpacked is not what its listing says" >"$got.refused"
+            cp "$T/listings/$name.sums" "$got.sums.part"
+        else
+            listing "$dest" >"$got.sums.part"
+        fi
         mv "$got.sums.part" "$got.sums"
-        # And start it on its way to the disk, overlapping the next item.
-        flush_tree "$dest"
+        if [ -n "$delta" ]; then flush_tree "$dest"; fi
     fi
+    if [ -n "$flushing" ]; then wait "$flushing" || :; fi
     : >"$got.done"
     if [ -s "$got.refused" ]; then die "item $name: $(cat "$got.refused")"; fi
 }
