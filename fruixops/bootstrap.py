@@ -12,17 +12,47 @@ from .errors import HostError
 
 
 def install_receiver(hc):
-    out = hc.check(receiver.install_command(), stdin=receiver.source()).out.strip()
-    if out != receiver.version():
-        raise HostError(hc.name, f"receiver install did not verify (got {out[:16]}...)")
+    """Install this fruixops's receiver. As root: by rename. Through a
+    restricted key or doas/sudo, where the controller can run nothing but
+    the receiver: ``install-receiver``, with a statement signed by the
+    controller's signing key, which the host must already trust."""
+    if hc.access.restricted:
+        ctl = hc.controller
+        if ctl is None:
+            raise HostError(hc.name, "the receiver is outdated and this connection has no "
+                                     "signing key to update it with")
+        source = receiver.source()
+        change = trust.change(hc.name, "receiver", "-", ctl.signing_key, ctl.signer, source)
+        out = hc.check(hc.receiver("install-receiver"), stdin=change).out.split()
+    else:
+        out = hc.check(receiver.install_command(), stdin=receiver.source()).out.split()
+    if not out or out[0] != receiver.version():
+        got = out[0][:16] if out else "nothing"
+        raise HostError(hc.name, f"receiver install did not verify (got {got}...)")
+
+
+def receiver_state(hc):
+    """"current", "outdated" or "missing": the receiver installed on the host."""
+    if not hc.access.restricted:
+        return hc.run(receiver.probe()).out.strip()
+    r = hc.run(hc.receiver("version"))
+    if r.status == 0:
+        return "current" if r.out.strip() == receiver.version() else "outdated"
+    if r.status == 127 or "not found" in r.err or "No such file" in r.err:
+        return "missing"
+    return "outdated"
 
 
 def bootstrap(hc, trusted_keys):
     """Install or update the receiver; record the host name; trust the
     inventory's keys if the host trusts none yet. Returns the receiver's lines."""
+    if hc.access.restricted and receiver_state(hc) == "missing":
+        raise HostError(hc.name, "no fruixops receiver on this host, and this restricted "
+                                 "access cannot install one: run `inv keys.authorize` "
+                                 "as an administrator (docs/access.md)")
     install_receiver(hc)
-    lines = [hc.check(receiver.command("set-host-name", hc.name)).out]
-    lines.append(hc.check(receiver.command("trust-init"), stdin=key_bundle(trusted_keys)).out)
+    lines = [hc.check(hc.receiver("set-host-name", hc.name)).out]
+    lines.append(hc.check(hc.receiver("trust-init"), stdin=key_bundle(trusted_keys)).out)
     return "".join(lines)
 
 
@@ -35,17 +65,22 @@ def trust_add(hc, name, pem, signing_key, signer):
     """Make the host trust key *name*: a change signed with *signing_key*,
     which the host must already trust."""
     install_receiver_if_missing(hc)
-    return hc.check(receiver.command("trust-add", name),
+    return hc.check(hc.receiver("trust-add", name),
                     stdin=trust.change(hc.name, "add", name, signing_key, signer, pem)).out
 
 
 def trust_remove(hc, name, signing_key, signer):
     install_receiver_if_missing(hc)
-    return hc.check(receiver.command("trust-remove", name),
+    return hc.check(hc.receiver("trust-remove", name),
                     stdin=trust.change(hc.name, "remove", name, signing_key, signer)).out
 
 
 def install_receiver_if_missing(hc):
     """Install the receiver when it is missing or outdated (one short probe)."""
-    if hc.run(receiver.probe()).out.strip() != "current":
+    state = receiver_state(hc)
+    if state == "missing" and hc.access.restricted:
+        raise HostError(hc.name, "no fruixops receiver on this host, and this restricted "
+                                 "access cannot install one: run `inv keys.authorize` "
+                                 "as an administrator (docs/access.md)")
+    if state != "current":
         install_receiver(hc)

@@ -29,6 +29,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
+from .access import Access
 from .errors import HostError, HostKeyError, HostUnreachable
 from .printable import printable
 
@@ -104,6 +105,14 @@ class HostConnection:
         self.reply_limit = host.var("reply_limit_mib", REPLY_LIMIT_MIB) * 2**20
         self.conn = None
         self.bytes_sent = 0
+        self.access = Access(host)
+        # The controller whose signing key may update the receiver through a
+        # restricted access (set by deploy.connect).
+        self.controller = None
+
+    def receiver(self, *args):
+        """The command line running receiver command *args* on this host."""
+        return self.access.receiver(*args)
 
     # -- connecting ----------------------------------------------------------
 
@@ -129,22 +138,28 @@ class HostConnection:
             kwargs.update(allow_agent=True, look_for_keys=True)
         conn = Connection(host=h.ssh_host, user=h.var("ssh_user"), port=h.var("ssh_port"),
                           connect_timeout=limit, connect_kwargs=kwargs,
-                          config=Config())
-        client = conn.client
-        # Fabric auto-adds unknown host keys; we never do.
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        user_known = Path("~/.ssh/known_hosts").expanduser()
-        if user_known.exists():
-            client.load_system_host_keys(str(user_known))
-        if self.known_hosts and Path(self.known_hosts).exists():
-            client.load_host_keys(str(self.known_hosts))
+                          config=Config(), gateway=False)
+        self._check_host_keys(conn)
         pinned = h.var("ssh_host_key")
         if pinned:
-            _pin(client, conn.host, conn.port, pinned, self.name)
+            _pin(conn.client, conn.host, conn.port, pinned, self.name)
+        # A bastion (ProxyJump): the inventory's ssh_proxy_jump, else
+        # ~/.ssh/config's for this address. Fabric would make the hops itself,
+        # adding unknown host keys; here each hop's key is checked as strictly.
+        jump = h.var("ssh_proxy_jump") or conn.ssh_config.get("proxyjump")
+        hop = None
+        if jump and jump.lower() != "none":
+            for spec in jump.split(","):
+                hop = Connection(spec.strip(), connect_timeout=limit, connect_kwargs=kwargs,
+                                 config=Config(), gateway=hop or False)
+                self._check_host_keys(hop)
+            conn.gateway = hop
+        elif conn.ssh_config.get("proxycommand"):
+            conn.gateway = conn.ssh_config["proxycommand"]    # the host's key is still checked
         try:
             conn.open()
         except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(self.name, f"SSH host key CHANGED for {_addr(conn)} "
+            raise HostKeyError(self.name, f"SSH host key CHANGED for {_hop(exc, conn)} "
                                f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing. "
                                "If the host was reinstalled, update known_hosts or ssh_host_key"
                                ) from None
@@ -156,7 +171,7 @@ class HostConnection:
                                   ) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
-                raise HostKeyError(self.name, f"unknown SSH host key for {_addr(conn)}; "
+                raise HostKeyError(self.name, f"unknown SSH host key for {_hop(exc, conn)}; "
                                    "refusing. Add it to known_hosts or pin ssh_host_key "
                                    "in the inventory") from None
             raise HostUnreachable(self.name, f"SSH to {_addr(conn)} failed: {exc}") from None
@@ -173,9 +188,23 @@ class HostConnection:
         self.conn = conn
         return self
 
+    def _check_host_keys(self, conn):
+        """Fabric auto-adds unknown host keys; we never do (on every hop)."""
+        client = conn.client
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        user_known = Path("~/.ssh/known_hosts").expanduser()
+        if user_known.exists():
+            client.load_system_host_keys(str(user_known))
+        if self.known_hosts and Path(self.known_hosts).exists():
+            client.load_host_keys(str(self.known_hosts))
+
     def close(self):
         if self.conn is not None:
+            gateway = self.conn.gateway
             self.conn.close()
+            while isinstance(gateway, Connection):
+                gateway.close()
+                gateway = gateway.gateway
             self.conn = None
 
     def __enter__(self):
@@ -415,6 +444,22 @@ _LABEL = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
 def _addr(conn):
     return f"{conn.host}:{conn.port}"
+
+
+def _hop(exc, conn):
+    """The address whose host key *exc* is about: the host's, or a bastion's
+    on the way to it."""
+    gateway, hops = conn.gateway, []
+    while isinstance(gateway, Connection):
+        hops.append(gateway)
+        gateway = gateway.gateway
+    text = str(exc)
+    key_host = getattr(exc, "hostname", None)
+    for hop in hops:
+        entry = hop.host if int(hop.port) == 22 else f"[{hop.host}]:{hop.port}"
+        if key_host == entry or f"{entry} not found" in text or f"Server {entry!r}" in text:
+            return f"the bastion {_addr(hop)} (ProxyJump)"
+    return _addr(conn)
 
 
 def _pin(client, hostname, port, pinned, name):

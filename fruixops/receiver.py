@@ -13,7 +13,7 @@ STATE = "/var/lib/fruix/fruixops"
 PATH = f"{STATE}/receiver"
 
 
-PARTS = ("receiver.sh", "land.sh", "switch.sh", "gc.sh", "trust.sh", "main.sh")
+PARTS = ("receiver.sh", "land.sh", "switch.sh", "gc.sh", "trust.sh", "access.sh", "main.sh")
 
 
 def source():
