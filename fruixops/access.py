@@ -84,3 +84,38 @@ def become_method(host):
         raise UserError(f"host {host.name}: become_user must be root (the receiver runs as "
                         f"root), not {user!r}", where=host.var_where.get("become_user", where))
     return method
+
+
+# -- the restricted deploy key on a host ---------------------------------------
+
+# What a restricted key runs, whatever the client asks: the receiver at its
+# fixed path, which a deploy updates only on a signed statement.
+FORCED_COMMAND = f"{receiver.PATH} --ssh"
+# restrict: no pty, no forwarding of any kind, no agent, no X11, no
+# ~/.ssh/rc; command=: the receiver, always.
+KEY_OPTIONS = f'restrict,command="{FORCED_COMMAND}"'
+
+
+def public_key_line(text, where):
+    """The one OpenSSH public key of *text* ("TYPE BASE64 [COMMENT]")."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    parts = lines[0].split() if len(lines) == 1 else []
+    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-", "sk-")) \
+            or not re.match(r"^[A-Za-z0-9+/]+=*$", parts[1]):
+        raise UserError("not one OpenSSH public key (TYPE BASE64 [COMMENT])", where=where)
+    comment = re.sub(r"[^A-Za-z0-9._@+-]", "_", " ".join(parts[2:]))[:64]
+    return " ".join([parts[0], parts[1]] + ([comment] if comment else []))
+
+
+def authorized_keys_entry(key_line):
+    """The authorized_keys line of a restricted deploy key."""
+    return f"{KEY_OPTIONS} {key_line}"
+
+
+def authorize(text, key_line):
+    """*text* (an authorized_keys file) with *key_line* restricted to the
+    receiver: any other line for the same key goes (a key is either a
+    deploy key or not), every other key stays as it was."""
+    blob = key_line.split()[1]
+    kept = [ln for ln in text.splitlines() if blob not in ln.split()]
+    return "".join(f"{ln}\n" for ln in kept + [authorized_keys_entry(key_line)])

@@ -7,6 +7,8 @@ Trust is explicit: a host trusts the keys installed here from the inventory's
 makes a host trust a key because that key signed a manifest.
 """
 
+import shlex
+
 from . import bundle, receiver, trust
 from .errors import HostError
 
@@ -46,11 +48,13 @@ def receiver_state(hc):
 def bootstrap(hc, trusted_keys):
     """Install or update the receiver; record the host name; trust the
     inventory's keys if the host trusts none yet. Returns the receiver's lines."""
-    if hc.access.restricted and receiver_state(hc) == "missing":
+    state = receiver_state(hc)
+    if hc.access.restricted and state == "missing":
         raise HostError(hc.name, "no fruixops receiver on this host, and this restricted "
                                  "access cannot install one: run `inv keys.authorize` "
                                  "as an administrator (docs/access.md)")
-    install_receiver(hc)
+    if state != "current":
+        install_receiver(hc)
     lines = [hc.check(hc.receiver("set-host-name", hc.name)).out]
     lines.append(hc.check(hc.receiver("trust-init"), stdin=key_bundle(trusted_keys)).out)
     return "".join(lines)
@@ -84,3 +88,45 @@ def install_receiver_if_missing(hc):
                                  "as an administrator (docs/access.md)")
     if state != "current":
         install_receiver(hc)
+
+
+def admin_connection(ctl, host, admin_user="root", admin_key=None):
+    """A root connection to *host* for an administrator's one-time set-up:
+    the inventory's address and host key, but *admin_user* (root) and
+    *admin_key* (default: the agent and ~/.ssh keys), never the deploy key's
+    restrictions."""
+    from dataclasses import replace
+
+    from .connection import HostConnection
+    from .errors import UserError
+    if admin_user != "root":
+        raise UserError("the administrator's account for keys.authorize must be root "
+                        "(it writes root's authorized_keys and installs the receiver)")
+    admin_vars = {k: v for k, v in host.vars.items()
+                  if k not in ("restricted_key", "become", "become_user", "ansible_become",
+                               "ansible_become_method", "ssh_key")}
+    admin_vars["ssh_user"] = admin_user
+    if admin_key:
+        admin_vars["ssh_key"] = admin_key
+    hc = HostConnection(replace(host, vars=admin_vars), ctl.inventory.settings.known_hosts)
+    hc.controller = ctl
+    return hc.open()
+
+
+def authorize_deploy_key(hc, trusted_keys, key_line, file, revoke=()):
+    """As root on the host (an administrator's connection): install the
+    receiver and the trusted keys (so a deploy key never gets first contact),
+    then restrict *key_line* to the receiver in *file*, removing the keys of
+    *revoke* (a rotated-out deploy key). Returns the receiver's lines."""
+    from . import access
+    lines = bootstrap(hc, trusted_keys)
+    quoted = shlex.quote(file)
+    r = hc.run(f"cat {quoted} 2>/dev/null; exit 0")
+    text = r.stdout.decode(errors="replace")
+    for old in revoke:
+        blob = old.split()[1]
+        text = "".join(ln + "\n" for ln in text.splitlines() if blob not in ln.split())
+    text = access.authorize(text, key_line)
+    hc.check(f"set -e; f={quoted}; d=$(dirname \"$f\"); mkdir -p \"$d\"; chmod 700 \"$d\"; "
+             "umask 077; cat >\"$f.new.$$\"; mv -f \"$f.new.$$\" \"$f\"", stdin=text.encode())
+    return lines + f"authorized {key_line.split()[0]} {key_line.split()[1][-12:]} in {file}\n"

@@ -147,37 +147,24 @@ class HostConnection:
         # ~/.ssh/config's for this address. Fabric would make the hops itself,
         # adding unknown host keys; here each hop's key is checked as strictly.
         jump = h.var("ssh_proxy_jump") or conn.ssh_config.get("proxyjump")
-        hop = None
+        hops = []
         if jump and jump.lower() != "none":
             for spec in jump.split(","):
-                hop = Connection(spec.strip(), connect_timeout=limit, connect_kwargs=kwargs,
-                                 config=Config(), gateway=hop or False)
-                self._check_host_keys(hop)
-            conn.gateway = hop
+                hops.append(Connection(spec.strip(), connect_timeout=limit, connect_kwargs=kwargs,
+                                       config=Config(), gateway=hops[-1] if hops else False))
+                self._check_host_keys(hops[-1])
+            conn.gateway = hops[-1]
         elif conn.ssh_config.get("proxycommand"):
             conn.gateway = conn.ssh_config["proxycommand"]    # the host's key is still checked
-        try:
-            conn.open()
-        except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(self.name, f"SSH host key CHANGED for {_hop(exc, conn)} "
-                               f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing. "
-                               "If the host was reinstalled, update known_hosts or ssh_host_key"
-                               ) from None
-        except paramiko.ssh_exception.IncompatiblePeer:
-            conn.close()
-            if disabled:
-                raise _NoCommonCipher() from None
-            raise HostUnreachable(self.name, f"SSH to {_addr(conn)}: no common algorithms"
-                                  ) from None
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                raise HostKeyError(self.name, f"unknown SSH host key for {_hop(exc, conn)}; "
-                                   "refusing. Add it to known_hosts or pin ssh_host_key "
-                                   "in the inventory") from None
-            raise HostUnreachable(self.name, f"SSH to {_addr(conn)} failed: {exc}") from None
-        except (OSError, socket.timeout, EOFError) as exc:
-            raise HostUnreachable(self.name, f"cannot reach {_addr(conn)}: "
-                                  f"{getattr(exc, 'strerror', None) or exc}") from None
+        # Each hop opened on its own, so that an error names the hop it is about.
+        for hop in hops + [conn]:
+            what = _addr(hop) if hop is conn else f"the bastion {_addr(hop)} (ProxyJump)"
+            try:
+                self._connect(hop, what, disabled)
+            except BaseException:
+                for opened in hops:
+                    opened.close()
+                raise
         conn.transport.set_keepalive(15)
         # Small request/answer exchanges otherwise stall on Nagle + delayed ACK
         # (about 40 ms a round trip).
@@ -187,6 +174,31 @@ class HostConnection:
             pass        # not a TCP socket (a ProxyJump channel): nothing to tune
         self.conn = conn
         return self
+
+    def _connect(self, conn, what, disabled):
+        """Open *conn* (the host, or a bastion on the way: *what* names it),
+        every failure one line."""
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(self.name, f"SSH host key CHANGED for {what} "
+                               f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing. "
+                               "If the host was reinstalled, update known_hosts or ssh_host_key"
+                               ) from None
+        except paramiko.ssh_exception.IncompatiblePeer:
+            conn.close()
+            if disabled:
+                raise _NoCommonCipher() from None
+            raise HostUnreachable(self.name, f"SSH to {what}: no common algorithms") from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyError(self.name, f"unknown SSH host key for {what}; "
+                                   "refusing. Add it to known_hosts or pin ssh_host_key "
+                                   "in the inventory") from None
+            raise HostUnreachable(self.name, f"SSH to {what} failed: {exc}") from None
+        except (OSError, socket.timeout, EOFError) as exc:
+            raise HostUnreachable(self.name, f"cannot reach {what}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}") from None
 
     def _check_host_keys(self, conn):
         """Fabric auto-adds unknown host keys; we never do (on every hop)."""
@@ -444,22 +456,6 @@ _LABEL = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
 def _addr(conn):
     return f"{conn.host}:{conn.port}"
-
-
-def _hop(exc, conn):
-    """The address whose host key *exc* is about: the host's, or a bastion's
-    on the way to it."""
-    gateway, hops = conn.gateway, []
-    while isinstance(gateway, Connection):
-        hops.append(gateway)
-        gateway = gateway.gateway
-    text = str(exc)
-    key_host = getattr(exc, "hostname", None)
-    for hop in hops:
-        entry = hop.host if int(hop.port) == 22 else f"[{hop.host}]:{hop.port}"
-        if key_host == entry or f"{entry} not found" in text or f"Server {entry!r}" in text:
-            return f"the bastion {_addr(hop)} (ProxyJump)"
-    return _addr(conn)
 
 
 def _pin(client, hostname, port, pinned, name):

@@ -9,9 +9,11 @@ PKG = Path(__file__).resolve().parent.parent / "fruixops"
 
 
 @pytest.mark.parametrize("script", ["lab/boot.sh", "lab/loader.sh", "lab/sbin/kenv",
-                                    "lab/sbin/sysctl", "lab/sbin/shepherd", "lab/freebsd/nextboot",
+                                    "lab/sbin/sysctl", "lab/sbin/shepherd", "lab/sbin/shutdown",
+                                    "lab/freebsd/nextboot",
                                     *(f"host/{p}" for p in ("receiver.sh", "land.sh", "switch.sh",
-                                                            "gc.sh", "trust.sh", "main.sh"))])
+                                                            "gc.sh", "trust.sh", "access.sh",
+                                                            "main.sh"))])
 def test_shellcheck_clean(shellcheck, script):
     proc = subprocess.run([shellcheck, "-s", "sh", str(PKG / script)],
                           capture_output=True, text=True)
