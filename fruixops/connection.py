@@ -154,6 +154,8 @@ class HostConnection:
                                        config=Config(), gateway=hops[-1] if hops else False))
                 self._check_host_keys(hops[-1])
             conn.gateway = hops[-1]
+            conn.open_gateway = lambda: _HopChannel(hops[-1].transport.open_channel(
+                "direct-tcpip", (conn.host, int(conn.port)), ("", 0)))
         elif conn.ssh_config.get("proxycommand"):
             conn.gateway = conn.ssh_config["proxycommand"]    # the host's key is still checked
         # Each hop opened on its own, so that an error names the hop it is about.
@@ -398,6 +400,25 @@ class Session:
 
 def _line(raw):
     return printable(raw.decode(errors="replace"))
+
+
+class _HopChannel:
+    """The channel through a bastion that the host's SSH transport uses as
+    its socket. When the host reboots, that transport's thread closes it
+    after the bastion's side may have gone; paramiko then raises EOFError in
+    its thread. Closing a channel that is already gone is nothing to report."""
+
+    def __init__(self, chan):
+        self._chan = chan
+
+    def close(self):
+        try:
+            self._chan.close()
+        except (EOFError, OSError, paramiko.SSHException):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._chan, name)
 
 
 class _Reply:
