@@ -62,7 +62,6 @@ HOST_VARS = {
     "become": str,            # doas or sudo: ssh_user runs the receiver through it
     "become_user": str,       # must be root
     "ssh_proxy_jump": str,    # [user@]host[:port] of a bastion, as ssh -J
-    "lab_role": str,          # lab only: "bastion" (an sshd that only forwards)
 }
 # Ansible's become switch and method: read by access.become_method, where
 # ansible_become must be true for the method to apply.

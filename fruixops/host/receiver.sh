@@ -113,7 +113,8 @@ die() { echo "refused: $*" >&2; exit 2; }
 
 # A full store file system fails whichever step writes next (tar, sort, cut,
 # mkdir...), each in its own words: any failure is explained here, once.
-store_full() { df -Pk "$STORE" 2>/dev/null | awk 'NR == 2 { exit !($4 < 1024) }'; }
+# (No answer from df, as for a store not made yet, is not "full".)
+store_full() { df -Pk "$STORE" 2>/dev/null | awk 'NR == 2 { full = $4 < 1024 } END { exit !full }'; }
 
 cleanup() {
     status=$?
