@@ -92,11 +92,14 @@ cmd_boottime() {
     sysctl -n kern.boottime
 }
 
-# reboot: shutdown(8) -r now, under the lock: never in the middle of a
-# deploy another fruixops holds.
+# reboot: shutdown(8) -r now, never in the middle of a deploy another
+# fruixops holds: the lock is taken, then let go before the reboot (one held
+# across it would be left behind, stale, on the disk).
 cmd_reboot() {
     [ $# -eq 0 ] || die "usage: reboot"
     lock "reboot"
+    rm -f "$LOCK"
+    HOLDING=
     echo "rebooting"
     shutdown -r now >/dev/null 2>&1 </dev/null || die "shutdown -r now failed"
 }

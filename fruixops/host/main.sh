@@ -12,6 +12,9 @@ if [ "${1:-}" = --ssh ] && [ $# -eq 1 ]; then
     set +f
 fi
 check_words "$@"
+# Run by an ordinary account without doas/sudo it could change nothing, and
+# would only fail later, less clearly.
+[ "$(id -u)" = 0 ] || die "the receiver runs as root (through doas or sudo for an ordinary account)"
 CMD=$1
 shift
 case $CMD in
