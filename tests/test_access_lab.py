@@ -138,9 +138,52 @@ def test_only_signed_checks_run(fresh):
         assert same_name.ok
         booted = checks.run_one(hc, checks.booted_check(), r.generation)
         assert booted.ok
+        # A rollback runs the checks signed with the generation it returns
+        # to: this one, signed only with generation 2, would fail on 1.
+        only_p1 = Check("runs stable-canary", "grep -q 'version_label=15.0-STABLE-p1' "
+                        "/run/current-system/metadata")
     finally:
         hc.close()
     assert not marker.exists()
+    second = deploy.deploy(ctl, "mon1", "stable-canary", reboot=True, checks=(only_p1,))
+    assert second.checks["runs stable-canary"] == "ok"
+    gen, state = deploy.rollback(ctl, "mon1", reboot=True, checks=True)
+    assert (gen, state.booted) == (r.generation, r.closure)
+    hc = deploy.connect(ctl, ctl.inventory.host("mon1"))
+    try:
+        assert "runs stable-canary" in {c.name for c in deploy.signed_checks(hc, second.generation)}
+        assert "runs stable-canary" not in {c.name for c in deploy.signed_checks(hc, gen)}
+        assert not checks.run_one(hc, only_p1, gen).ok
+    finally:
+        hc.close()
+
+
+def test_keys_authorize_restricts_a_root_key(fresh, tmp_path):
+    """`inv keys.authorize`, run over the administrator's root login, leaves
+    the deploy key able to run the receiver and nothing else."""
+    ctl = fresh("web2")
+    lab_dir = ctl.inventory.path.parent / "../.lab"
+    key = lab_dir / "id_ed25519"
+    printed = inv_cmd(ctl.inventory.path, "keys.authorize", "--host", "web2",
+                      "--key", f"{key}.pub", "--print-only", check=True).stdout
+    assert printed.startswith(f'restrict,command="{receiver.PATH} --ssh" ssh-ed25519 ')
+    try:
+        inv_cmd(ctl.inventory.path, "keys.authorize", "--host", "web2", "--key", f"{key}.pub",
+                "--admin-key", str(key), "--file", "/run/lab/ssh/authorized_keys", check=True)
+        authorized = (lab_dir / "web2" / "ssh" / "authorized_keys").read_text()
+        assert authorized == printed.splitlines()[0] + "\n"
+        r = _ssh(ctl, "web2", "id")
+        assert r.returncode == 2 and b"refused: " in r.stderr
+        # The inventory says so: every command goes through the receiver.
+        text = ctl.inventory.path.read_text().replace("web2: {ssh_port:",
+                                                      "web2: {restricted_key: true, ssh_port:")
+        restricted = ctl.inventory.path.with_name("restricted.yaml")
+        restricted.write_text(text)
+        inv_cmd(restricted, "deploy", "--host", "web2", "--reboot", check=True)
+        assert '"generation": 1' in inv_cmd(restricted, "status", "--host", "web2", "--json",
+                                            check=True).stdout
+    finally:
+        fresh("web2")       # the lab's own authorized_keys again
 
 
 def test_db1_deploys_rolls_back_and_reboots_through_doas(fresh):
