@@ -10,7 +10,7 @@ loader handed the kernel: ``kenv fruix.generation`` / ``fruix.system``.
 import re
 import time
 
-from . import hoststate, receiver
+from . import hoststate
 from .connection import CommandTimeout, HostConnection
 from .errors import HostError, HostUnreachable
 
@@ -26,7 +26,7 @@ def parse_boottime(text):
 
 
 def boottime(hc):
-    r = hc.run(BOOTTIME_COMMAND)
+    r = hc.run(hc.access.boottime())
     found = parse_boottime(r.out) if r.status == 0 else None
     if found is None:
         raise HostError(hc.name, "cannot read kern.boottime (sysctl -n kern.boottime): "
@@ -40,14 +40,19 @@ def reboot(hc, timeout=None, before=None):
     boot time, when the caller has already read it."""
     host = hc.host
     timeout = timeout or host.var("reboot_timeout", 300)
-    command = host.var("reboot_command", DEFAULT_REBOOT_COMMAND)
+    # Through a restricted key or doas, the receiver reboots (shutdown -r
+    # now, under its lock): reboot_command is for root access only.
+    command = (hc.receiver("reboot") if hc.access.restricted
+               else host.var("reboot_command", DEFAULT_REBOOT_COMMAND))
     before = before or boottime(hc)
     try:
         hc.run(command)
     except (HostUnreachable, CommandTimeout):
         pass        # the host went down under us, as it should (or is going)
     hc.close()
-    return wait_for_boot(host, hc.known_hosts, timeout, since=before)
+    back = wait_for_boot(host, hc.known_hosts, timeout, since=before)
+    back.controller = hc.controller
+    return back
 
 
 def wait_for_boot(host, known_hosts, timeout, since=None):
@@ -59,7 +64,7 @@ def wait_for_boot(host, known_hosts, timeout, since=None):
         try:
             hc.open()
             left = max(1.0, min(hc.command_timeout, deadline - time.monotonic()))
-            r = hc.run(BOOTTIME_COMMAND, timeout=left)
+            r = hc.run(hc.access.boottime(), timeout=left)
             now = parse_boottime(r.out) if r.status == 0 else None
             if now is not None and now != since:
                 return hc
@@ -73,7 +78,7 @@ def wait_for_boot(host, known_hosts, timeout, since=None):
 
 def state(hc):
     """The host's state (generations, current, booted...) in one round trip."""
-    result = hc.run(receiver.status_command())
+    result = hc.run(hc.access.status())
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
     return hoststate.parse(result.out, hc.name)

@@ -8,7 +8,6 @@ freebsd-update keeps kernel.old)."""
 import hashlib
 import shlex
 
-from . import receiver
 from .errors import HostError
 
 DEFAULT_ESP = "/boot/efi"
@@ -60,7 +59,7 @@ def difference(state, store, manifest):
 def install(hc, generation):
     """Install generation *generation*'s bootloader on the host."""
     esp = esp_path(hc.host)
-    r = hc.run(receiver.command("install-bootloader", generation, "--esp", esp))
+    r = hc.run(hc.receiver("install-bootloader", generation, "--esp", esp))
     if r.status != 0:
         raise HostError(hc.name, r.last_error_line())
     if not r.out.strip():

@@ -7,22 +7,56 @@ Trust is explicit: a host trusts the keys installed here from the inventory's
 makes a host trust a key because that key signed a manifest.
 """
 
+import shlex
+
 from . import bundle, receiver, trust
 from .errors import HostError
 
 
 def install_receiver(hc):
-    out = hc.check(receiver.install_command(), stdin=receiver.source()).out.strip()
-    if out != receiver.version():
-        raise HostError(hc.name, f"receiver install did not verify (got {out[:16]}...)")
+    """Install this fruixops's receiver. As root: by rename. Through a
+    restricted key or doas/sudo, where the controller can run nothing but
+    the receiver: ``install-receiver``, with a statement signed by the
+    controller's signing key, which the host must already trust."""
+    if hc.access.restricted:
+        ctl = hc.controller
+        if ctl is None:
+            raise HostError(hc.name, "the receiver is outdated and this connection has no "
+                                     "signing key to update it with")
+        source = receiver.source()
+        change = trust.change(hc.name, "receiver", "-", ctl.signing_key, ctl.signer, source)
+        out = hc.check(hc.receiver("install-receiver"), stdin=change).out.split()
+    else:
+        out = hc.check(receiver.install_command(), stdin=receiver.source()).out.split()
+    if not out or out[0] != receiver.version():
+        got = out[0][:16] if out else "nothing"
+        raise HostError(hc.name, f"receiver install did not verify (got {got}...)")
+
+
+def receiver_state(hc):
+    """"current", "outdated" or "missing": the receiver installed on the host."""
+    if not hc.access.restricted:
+        return hc.run(receiver.probe()).out.strip()
+    r = hc.run(hc.receiver("version"))
+    if r.status == 0:
+        return "current" if r.out.strip() == receiver.version() else "outdated"
+    if r.status == 127 or "not found" in r.err or "No such file" in r.err:
+        return "missing"
+    return "outdated"
 
 
 def bootstrap(hc, trusted_keys):
     """Install or update the receiver; record the host name; trust the
     inventory's keys if the host trusts none yet. Returns the receiver's lines."""
-    install_receiver(hc)
-    lines = [hc.check(receiver.command("set-host-name", hc.name)).out]
-    lines.append(hc.check(receiver.command("trust-init"), stdin=key_bundle(trusted_keys)).out)
+    state = receiver_state(hc)
+    if hc.access.restricted and state == "missing":
+        raise HostError(hc.name, "no fruixops receiver on this host, and this restricted "
+                                 "access cannot install one: run `inv keys.authorize` "
+                                 "as an administrator (docs/access.md)")
+    if state != "current":
+        install_receiver(hc)
+    lines = [hc.check(hc.receiver("set-host-name", hc.name)).out]
+    lines.append(hc.check(hc.receiver("trust-init"), stdin=key_bundle(trusted_keys)).out)
     return "".join(lines)
 
 
@@ -35,17 +69,64 @@ def trust_add(hc, name, pem, signing_key, signer):
     """Make the host trust key *name*: a change signed with *signing_key*,
     which the host must already trust."""
     install_receiver_if_missing(hc)
-    return hc.check(receiver.command("trust-add", name),
+    return hc.check(hc.receiver("trust-add", name),
                     stdin=trust.change(hc.name, "add", name, signing_key, signer, pem)).out
 
 
 def trust_remove(hc, name, signing_key, signer):
     install_receiver_if_missing(hc)
-    return hc.check(receiver.command("trust-remove", name),
+    return hc.check(hc.receiver("trust-remove", name),
                     stdin=trust.change(hc.name, "remove", name, signing_key, signer)).out
 
 
 def install_receiver_if_missing(hc):
     """Install the receiver when it is missing or outdated (one short probe)."""
-    if hc.run(receiver.probe()).out.strip() != "current":
+    state = receiver_state(hc)
+    if state == "missing" and hc.access.restricted:
+        raise HostError(hc.name, "no fruixops receiver on this host, and this restricted "
+                                 "access cannot install one: run `inv keys.authorize` "
+                                 "as an administrator (docs/access.md)")
+    if state != "current":
         install_receiver(hc)
+
+
+def admin_connection(ctl, host, admin_user="root", admin_key=None):
+    """A root connection to *host* for an administrator's one-time set-up:
+    the inventory's address and host key, but *admin_user* (root) and
+    *admin_key* (default: the agent and ~/.ssh keys), never the deploy key's
+    restrictions."""
+    from dataclasses import replace
+
+    from .connection import HostConnection
+    from .errors import UserError
+    if admin_user != "root":
+        raise UserError("the administrator's account for keys.authorize must be root "
+                        "(it writes root's authorized_keys and installs the receiver)")
+    admin_vars = {k: v for k, v in host.vars.items()
+                  if k not in ("restricted_key", "become", "become_user", "ansible_become",
+                               "ansible_become_method", "ssh_key")}
+    admin_vars["ssh_user"] = admin_user
+    if admin_key:
+        admin_vars["ssh_key"] = admin_key
+    hc = HostConnection(replace(host, vars=admin_vars), ctl.inventory.settings.known_hosts)
+    hc.controller = ctl
+    return hc.open()
+
+
+def authorize_deploy_key(hc, trusted_keys, key_line, file, revoke=()):
+    """As root on the host (an administrator's connection): install the
+    receiver and the trusted keys (so a deploy key never gets first contact),
+    then restrict *key_line* to the receiver in *file*, removing the keys of
+    *revoke* (a rotated-out deploy key). Returns the receiver's lines."""
+    from . import access
+    lines = bootstrap(hc, trusted_keys)
+    quoted = shlex.quote(file)
+    r = hc.run(f"cat {quoted} 2>/dev/null; exit 0")
+    text = r.stdout.decode(errors="replace")
+    for old in revoke:
+        blob = old.split()[1]
+        text = "".join(ln + "\n" for ln in text.splitlines() if blob not in ln.split())
+    text = access.authorize(text, key_line)
+    hc.check(f"set -e; f={quoted}; d=$(dirname \"$f\"); mkdir -p \"$d\"; chmod 700 \"$d\"; "
+             "umask 077; cat >\"$f.new.$$\"; mv -f \"$f.new.$$\" \"$f\"", stdin=text.encode())
+    return lines + f"authorized {key_line.split()[0]} {key_line.split()[1][-12:]} in {file}\n"

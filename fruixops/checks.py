@@ -4,10 +4,15 @@ Checks are data: a name, a POSIX sh command, and what counts as healthy (an
 exit status, optionally a regular expression the output must match), with
 retries, a delay between tries and a timeout. Built-in checks and a
 playbook's checks go through the same code.
+
+The command travels in the signed manifest of the generation it checks;
+the host runs it by name (the receiver's ``check N NAME``), so the
+controller can make a host run only a check a trusted key signed for that
+generation. What counts as healthy is judged here, on the controller.
 """
 
+import hashlib
 import re
-import shlex
 import time
 from dataclasses import dataclass
 
@@ -48,27 +53,42 @@ BOOT_CHECKS = (
 )
 
 
-def booted_check(closure, generation=None):
-    """Always run after a reboot: the loader booted the closure (and the
-    generation) it should have, as the kernel environment says. Compared as
-    strings on the host, never as patterns."""
-    command = f'test "$(kenv -q fruix.system)" = {shlex.quote(closure)}'
-    if generation is not None:
-        command += f' && test "$(kenv -q fruix.generation)" = {int(generation)}'
-    return Check("booted_closure", command)
+BOOTED = "booted_closure"
+_WORD = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def run_one(hc, check):
+def wire_name(name):
+    """The one word a check is signed and asked for by ("sshd running" ->
+    "sshd_running-<8 hex>": a playbook's names may hold any character)."""
+    if _WORD.match(name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:40] or "check"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def booted_check():
+    """Always run after a reboot: the loader booted the generation checked
+    and its closure, as the kernel environment says (the receiver's built-in
+    check "booted", compared as strings on the host, never as patterns)."""
+    return Check(BOOTED, "")
+
+
+def run_one(hc, check, generation):
+    """Run *check* as generation *generation*'s signed check of that name."""
     tries = check.retries + 1
     detail = ""
+    name = "booted" if check.name == BOOTED else wire_name(check.name)
     for attempt in range(tries):
         if attempt:
             time.sleep(check.delay)
         try:
-            r = hc.run(check.command, timeout=check.timeout)
+            r = hc.run(hc.receiver("check", generation, name), timeout=check.timeout)
         except CommandTimeout:
             detail = f"timed out after {check.timeout}s"
             continue
+        refused = [ln for ln in r.err.splitlines() if ln.startswith("refused: ")]
+        if refused:
+            return CheckResult(check.name, False, refused[-1])
         out = r.out.strip()
         if r.status != check.expect_exit:
             detail = f"exit {r.status}, expected {check.expect_exit}"
@@ -80,10 +100,11 @@ def run_one(hc, check):
     return CheckResult(check.name, False, detail + (f" ({tries} tries)" if tries > 1 else ""))
 
 
-def run(hc, checks=BOOT_CHECKS):
-    """Run *checks* on the host behind *hc*; return {name: True/False}."""
-    return {r.name: r.ok for r in run_all(hc, checks)}
+def run(hc, generation, checks=BOOT_CHECKS):
+    """Run *checks* of *generation* on the host behind *hc*; return
+    {name: True/False}."""
+    return {r.name: r.ok for r in run_all(hc, checks, generation)}
 
 
-def run_all(hc, checks):
-    return [run_one(hc, c) for c in checks]
+def run_all(hc, checks, generation):
+    return [run_one(hc, c, generation) for c in checks]

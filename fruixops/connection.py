@@ -29,6 +29,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
+from .access import Access
 from .errors import HostError, HostKeyError, HostUnreachable
 from .printable import printable
 
@@ -104,6 +105,14 @@ class HostConnection:
         self.reply_limit = host.var("reply_limit_mib", REPLY_LIMIT_MIB) * 2**20
         self.conn = None
         self.bytes_sent = 0
+        self.access = Access(host)
+        # The controller whose signing key may update the receiver through a
+        # restricted access (set by deploy.connect).
+        self.controller = None
+
+    def receiver(self, *args):
+        """The command line running receiver command *args* on this host."""
+        return self.access.receiver(*args)
 
     # -- connecting ----------------------------------------------------------
 
@@ -129,40 +138,35 @@ class HostConnection:
             kwargs.update(allow_agent=True, look_for_keys=True)
         conn = Connection(host=h.ssh_host, user=h.var("ssh_user"), port=h.var("ssh_port"),
                           connect_timeout=limit, connect_kwargs=kwargs,
-                          config=Config())
-        client = conn.client
-        # Fabric auto-adds unknown host keys; we never do.
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        user_known = Path("~/.ssh/known_hosts").expanduser()
-        if user_known.exists():
-            client.load_system_host_keys(str(user_known))
-        if self.known_hosts and Path(self.known_hosts).exists():
-            client.load_host_keys(str(self.known_hosts))
+                          config=Config(), gateway=False)
+        self._check_host_keys(conn)
         pinned = h.var("ssh_host_key")
         if pinned:
-            _pin(client, conn.host, conn.port, pinned, self.name)
-        try:
-            conn.open()
-        except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(self.name, f"SSH host key CHANGED for {_addr(conn)} "
-                               f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing. "
-                               "If the host was reinstalled, update known_hosts or ssh_host_key"
-                               ) from None
-        except paramiko.ssh_exception.IncompatiblePeer:
-            conn.close()
-            if disabled:
-                raise _NoCommonCipher() from None
-            raise HostUnreachable(self.name, f"SSH to {_addr(conn)}: no common algorithms"
-                                  ) from None
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                raise HostKeyError(self.name, f"unknown SSH host key for {_addr(conn)}; "
-                                   "refusing. Add it to known_hosts or pin ssh_host_key "
-                                   "in the inventory") from None
-            raise HostUnreachable(self.name, f"SSH to {_addr(conn)} failed: {exc}") from None
-        except (OSError, socket.timeout, EOFError) as exc:
-            raise HostUnreachable(self.name, f"cannot reach {_addr(conn)}: "
-                                  f"{getattr(exc, 'strerror', None) or exc}") from None
+            _pin(conn.client, conn.host, conn.port, pinned, self.name)
+        # A bastion (ProxyJump): the inventory's ssh_proxy_jump, else
+        # ~/.ssh/config's for this address. Fabric would make the hops itself,
+        # adding unknown host keys; here each hop's key is checked as strictly.
+        jump = h.var("ssh_proxy_jump") or conn.ssh_config.get("proxyjump")
+        hops = []
+        if jump and jump.lower() != "none":
+            for spec in jump.split(","):
+                hops.append(Connection(spec.strip(), connect_timeout=limit, connect_kwargs=kwargs,
+                                       config=Config(), gateway=hops[-1] if hops else False))
+                self._check_host_keys(hops[-1])
+            conn.gateway = hops[-1]
+            conn.open_gateway = lambda: _HopChannel(hops[-1].transport.open_channel(
+                "direct-tcpip", (conn.host, int(conn.port)), ("", 0)))
+        elif conn.ssh_config.get("proxycommand"):
+            conn.gateway = conn.ssh_config["proxycommand"]    # the host's key is still checked
+        # Each hop opened on its own, so that an error names the hop it is about.
+        for hop in hops + [conn]:
+            what = _addr(hop) if hop is conn else f"the bastion {_addr(hop)} (ProxyJump)"
+            try:
+                self._connect(hop, what, disabled)
+            except BaseException:
+                for opened in hops:
+                    opened.close()
+                raise
         conn.transport.set_keepalive(15)
         # Small request/answer exchanges otherwise stall on Nagle + delayed ACK
         # (about 40 ms a round trip).
@@ -173,9 +177,48 @@ class HostConnection:
         self.conn = conn
         return self
 
+    def _connect(self, conn, what, disabled):
+        """Open *conn* (the host, or a bastion on the way: *what* names it),
+        every failure one line."""
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(self.name, f"SSH host key CHANGED for {what} "
+                               f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing. "
+                               "If the host was reinstalled, update known_hosts or ssh_host_key"
+                               ) from None
+        except paramiko.ssh_exception.IncompatiblePeer:
+            conn.close()
+            if disabled:
+                raise _NoCommonCipher() from None
+            raise HostUnreachable(self.name, f"SSH to {what}: no common algorithms") from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyError(self.name, f"unknown SSH host key for {what}; "
+                                   "refusing. Add it to known_hosts or pin ssh_host_key "
+                                   "in the inventory") from None
+            raise HostUnreachable(self.name, f"SSH to {what} failed: {exc}") from None
+        except (OSError, socket.timeout, EOFError) as exc:
+            raise HostUnreachable(self.name, f"cannot reach {what}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}") from None
+
+    def _check_host_keys(self, conn):
+        """Fabric auto-adds unknown host keys; we never do (on every hop)."""
+        client = conn.client
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        user_known = Path("~/.ssh/known_hosts").expanduser()
+        if user_known.exists():
+            client.load_system_host_keys(str(user_known))
+        if self.known_hosts and Path(self.known_hosts).exists():
+            client.load_host_keys(str(self.known_hosts))
+
     def close(self):
         if self.conn is not None:
+            gateway = self.conn.gateway
             self.conn.close()
+            while isinstance(gateway, Connection):
+                gateway.close()
+                gateway = gateway.gateway
             self.conn = None
 
     def __enter__(self):
@@ -357,6 +400,25 @@ class Session:
 
 def _line(raw):
     return printable(raw.decode(errors="replace"))
+
+
+class _HopChannel:
+    """The channel through a bastion that the host's SSH transport uses as
+    its socket. When the host reboots, that transport's thread closes it
+    after the bastion's side may have gone; paramiko then raises EOFError in
+    its thread. Closing a channel that is already gone is nothing to report."""
+
+    def __init__(self, chan):
+        self._chan = chan
+
+    def close(self):
+        try:
+            self._chan.close()
+        except (EOFError, OSError, paramiko.SSHException):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._chan, name)
 
 
 class _Reply:

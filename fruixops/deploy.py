@@ -57,12 +57,15 @@ class DeployFailed(HostError):
 
 
 def connect(ctl, host):
-    return HostConnection(host, ctl.inventory.settings.known_hosts).open()
+    hc = HostConnection(host, ctl.inventory.settings.known_hosts)
+    hc.controller = ctl     # its signing key updates a receiver behind a restricted key
+    return hc.open()
 
 
-def prepare(ctl, host_name, base_name=None):
-    """Build the host's closure and sign its manifest (controller only)."""
-    return ctl.make_manifest(host_name, base_name)
+def prepare(ctl, host_name, base_name=None, checks=()):
+    """Build the host's closure and sign its manifest, with the *checks* the
+    host may run for it (controller only)."""
+    return ctl.make_manifest(host_name, base_name, checks=checks)
 
 
 COMPRESS_CHOICES = ("auto", "zstd", "none")
@@ -75,7 +78,7 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
     events = events or ConsoleEvents()
     host = ctl.inventory.host(host_name)
     events.phase(host.name, "build")
-    m, data, sig = prepared or prepare(ctl, host_name, base_name)
+    m, data, sig = prepared or prepare(ctl, host_name, base_name, checks)
     result = DeployResult(host.name, str(m.system), m.base, m.version_label)
     events.phase(host.name, "plan")
     hc = connect(ctl, host)
@@ -163,14 +166,14 @@ def _run_checks(hc, result, checks, rebooted, events):
     check always runs after a reboot."""
     todo = list(checks)
     if rebooted:
-        todo.insert(0, checks_mod.booted_check(result.closure, result.generation))
+        todo.insert(0, checks_mod.booted_check())
         state = boot.state(hc)
         result.booted, result.booted_generation = state.booted, state.booted_generation
     if not todo:
         return
     events.phase(result.host, "checks")
     failed = []
-    for r in checks_mod.run_all(hc, todo):
+    for r in checks_mod.run_all(hc, todo, result.generation):
         result.checks[r.name] = "ok" if r.ok else r.detail
         if not r.ok:
             failed.append(f"{r.name} ({r.detail})")
@@ -236,8 +239,10 @@ def power_cycle(ctl, host, why="", since=None):
     if proc.returncode != 0:
         raise HostUnreachable(host.name, f"power_cycle_command failed: "
                               f"{(proc.stderr or proc.stdout).strip()[-200:]}")
-    return boot.wait_for_boot(host, ctl.inventory.settings.known_hosts,
-                              host.var("reboot_timeout", 300), since=since)
+    hc = boot.wait_for_boot(host, ctl.inventory.settings.known_hosts,
+                            host.var("reboot_timeout", 300), since=since)
+    hc.controller = ctl
+    return hc
 
 
 def power_cycle_line(command, host_name, inventory_path):
@@ -246,9 +251,11 @@ def power_cycle_line(command, host_name, inventory_path):
                           python=shlex.quote(sys.executable))
 
 
-def rollback(ctl, host_name, to=None, reboot=False, checks=(), events=None):
+def rollback(ctl, host_name, to=None, reboot=False, checks=False, events=None):
     """Make generation *to* (default: the rollback one) current; return
-    (generation, HostState)."""
+    (generation, HostState). With *checks* and *reboot*, once it booted, run
+    the health checks signed in that generation's manifest (the ones it was
+    deployed with: never the checks of the generation left)."""
     events = events or ConsoleEvents()
     host = ctl.inventory.host(host_name)
     events.phase(host.name, "rollback")
@@ -264,15 +271,29 @@ def rollback(ctl, host_name, to=None, reboot=False, checks=(), events=None):
                 raise HostError(host.name, f"booted generation {state.booted_generation} "
                                            f"({state.booted or 'nothing'}), expected "
                                            f"{generation} ({state.current_closure})")
-        if checks:
+        if checks and reboot:
             events.phase(host.name, "checks")
-            bad = [f"{r.name} ({r.detail})" for r in checks_mod.run_all(hc, checks) if not r.ok]
+            signed = signed_checks(hc, generation)
+            bad = [f"{r.name} ({r.detail})"
+                   for r in checks_mod.run_all(hc, signed, generation) if not r.ok]
             if bad:
                 raise HostError(host.name, "check failed: " + "; ".join(bad))
         events.phase(host.name, "done")
         return generation, state
     finally:
         hc.close()
+
+
+def signed_checks(hc, generation):
+    """The health checks generation *generation*'s manifest carries."""
+    from . import manifest
+    r = hc.run(hc.receiver("manifest", generation))
+    if r.status != 0:
+        raise HostError(hc.name, r.last_error_line())
+    try:
+        return manifest.parse(r.stdout).checks
+    except manifest.ManifestError as exc:
+        raise HostError(hc.name, f"generation {generation}'s manifest: {exc}") from None
 
 
 def reboot_host(ctl, host_name):
@@ -288,12 +309,11 @@ def reboot_host(ctl, host_name):
 def status(ctl, host_name):
     """The host's state; an outdated receiver is updated first (its answers
     grow with fruixops), a missing one is not installed."""
-    from .bootstrap import install_receiver
-    from . import receiver
+    from .bootstrap import install_receiver, receiver_state
     host = ctl.inventory.host(host_name)
     hc = connect(ctl, host)
     try:
-        if hc.run(receiver.probe()).out.strip() == "outdated":
+        if receiver_state(hc) == "outdated":
             install_receiver(hc)
         return boot.state(hc)
     finally:
@@ -303,13 +323,12 @@ def status(ctl, host_name):
 def verify(ctl, host_name):
     """Re-hash every store item the host's generations refer to against the
     listing recorded when it landed. Returns (ok, [report lines])."""
-    from . import receiver
     from .bootstrap import install_receiver_if_missing
     host = ctl.inventory.host(host_name)
     hc = connect(ctl, host)
     try:
         install_receiver_if_missing(hc)
-        r = hc.run(receiver.command("verify"))
+        r = hc.run(hc.receiver("verify"))
     finally:
         hc.close()
     if r.status not in (0, 2):

@@ -120,7 +120,7 @@ def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
     from . import checks as checks_mod
     from . import deploy as deploy_mod
     checks = checks if checks is not None else (checks_mod.BOOT_CHECKS if trial else ())
-    prepared = {h.name: deploy_mod.prepare(ctl, h.name, base) for h in hosts}
+    prepared = {h.name: deploy_mod.prepare(ctl, h.name, base, checks) for h in hosts}
     outcomes, lines = Outcomes(h.name for h in hosts), []
 
     def job(h):

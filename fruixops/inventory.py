@@ -57,7 +57,15 @@ HOST_VARS = {
     "command_timeout": int,   # s: a command's answer once it has its input
     "reply_limit_mib": int,   # MiB kept of one reply (stdout or stderr)
     "lab_force_command": str,  # lab only: sshd's ForceCommand (hostile-host tests)
+    # Least privilege (access.py, docs/access.md).
+    "restricted_key": bool,   # the host forces the receiver on fruixops's key
+    "become": str,            # doas or sudo: ssh_user runs the receiver through it
+    "become_user": str,       # must be root
+    "ssh_proxy_jump": str,    # [user@]host[:port] of a bastion, as ssh -J
 }
+# Ansible's become switch and method: read by access.become_method, where
+# ansible_become must be true for the method to apply.
+ANSIBLE_BECOME = ("ansible_become", "ansible_become_method")
 # Placeholders of power_cycle_command (run on the controller).
 POWER_CYCLE_PLACEHOLDERS = ("host", "inventory", "python")
 # A host's name is part of its system item's file name,
@@ -75,6 +83,7 @@ ALIASES = {
     "ansible_ssh_user": "ssh_user",
     "ansible_ssh_private_key_file": "ssh_key",
     "ansible_private_key_file": "ssh_key",
+    "ansible_become_user": "become_user",
 }
 INITS = ("shepherd-pid1",)
 DEFAULT_REBOOT_COMMAND = "shutdown -r now"
@@ -296,12 +305,12 @@ def _typed(key, var, spelled):
     return value
 
 
-_KIND_NAMES = {str: "a string", int: "an integer", list: "a list"}
-_KNOWN = sorted(set(HOST_VARS) | set(ALIASES))
+_KIND_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false"}
+_KNOWN = sorted(set(HOST_VARS) | set(ALIASES) | set(ANSIBLE_BECOME))
 
 
 def _near_miss(key, where, warnings):
-    if key in HOST_VARS or key in ALIASES:
+    if key in HOST_VARS or key in ALIASES or key in ANSIBLE_BECOME:
         return
     close = difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.8)
     line = (f"{where}: variable {key!r} is not one fruixops reads; did you mean {close[0]!r}?"

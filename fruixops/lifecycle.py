@@ -78,24 +78,28 @@ def plan(ctl, host_name, base_name=None, compress=None):
         '[ -f $m ] && sed "s/^/current-manifest /" $m; exit 0')
     hc = connect(ctl, host)
     try:
-        r = hc.run(f"sh -c {shlex.quote(script)}", stdin=paths)
-        if r.status != 0:
-            raise HostError(host.name, r.last_error_line())
-        state = hoststate.parse(r.out, host.name, "plan", extra=("current-manifest",))
+        if hc.access.restricted:
+            state, current = _restricted_plan(ctl, hc, data, sig)
+        else:
+            r = hc.run(f"sh -c {shlex.quote(script)}", stdin=paths)
+            if r.status != 0:
+                raise HostError(host.name, r.last_error_line())
+            state = hoststate.parse(r.out, host.name, "plan", extra=("current-manifest",))
+            current = _manifest_lines(r.out, "current-manifest ")
         # Which files of the missing items the host already holds (it links
         # them instead of receiving them).
         sends = (push.ask_need(hc, data, sig, push.missing_items(host.name, m, state.missing),
                                ctl.builder.store) if state.missing else None)
     finally:
         hc.close()
-    old, old_items = _items_of(_manifest_lines(r.out, "current-manifest ") or b"")
+    old, old_items = _items_of(current or b"")
     new_items = {str(it.path): it.size for it in m.items}
     change = Change(host.name, str(old.system) if old else None, str(m.system),
                     old.base if old else None, old.version_label if old else None,
                     m.base, m.version_label, old_generation=state.current)
     change.added = [(p, s) for p, s in new_items.items() if p not in old_items]
     change.removed = [(p, s) for p, s in old_items.items() if p not in new_items]
-    change.compressed = compress_choice(host, compress) != "none" and _has_zstd(r.out)
+    change.compressed = compress_choice(host, compress) != "none" and state.zstd
     if not (change.old_closure == change.new_closure and not state.missing):
         change.send = list(state.missing)
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,
@@ -117,8 +121,14 @@ def plan(ctl, host_name, base_name=None, compress=None):
     return change
 
 
-def _has_zstd(plan_out):
-    return any(line == "zstd yes" for line in plan_out.splitlines())
+def _restricted_plan(ctl, hc, data, sig):
+    """Plan through a restricted access: the receiver's own plan (which
+    verifies the manifest) and the current generation's manifest."""
+    state = push.plan(hc, data, sig, ctl.trusted_keys())
+    r = hc.run(hc.receiver("manifest", "current"))
+    if r.status != 0:
+        raise HostError(hc.name, r.last_error_line())
+    return state, r.stdout
 
 
 def diff(ctl, host_name, from_gen=None, to_gen=None):
@@ -127,7 +137,7 @@ def diff(ctl, host_name, from_gen=None, to_gen=None):
     hc = connect(ctl, host)
     try:
         install_receiver_if_missing(hc)
-        state = hoststate.parse(hc.check(receiver.command("status")).out, host.name)
+        state = hoststate.parse(hc.check(hc.receiver("status")).out, host.name)
         a = from_gen if from_gen is not None else state.rollback
         b = to_gen if to_gen is not None else state.current
         if a is None or b is None:
@@ -135,12 +145,12 @@ def diff(ctl, host_name, from_gen=None, to_gen=None):
         for n in (a, b):
             if n not in state.generations:
                 raise UserError(f"{host.name}: no generation {n}")
-        g = "/var/lib/fruix/system/generations"
-        out = hc.check(f"sed 's/^/A /' {g}/{a}/manifest; sed 's/^/B /' {g}/{b}/manifest").out
+        text_a = hc.check(hc.receiver("manifest", a)).stdout
+        text_b = hc.check(hc.receiver("manifest", b)).stdout
     finally:
         hc.close()
-    ma, ia = _items_of(_manifest_lines(out, "A "))
-    mb, ib = _items_of(_manifest_lines(out, "B "))
+    ma, ia = _items_of(text_a)
+    mb, ib = _items_of(text_b)
     change = Change(host.name, str(ma.system) if ma else None, str(mb.system) if mb else None,
                     ma.base if ma else None, ma.version_label if ma else None,
                     mb.base if mb else None, mb.version_label if mb else None,
@@ -202,7 +212,7 @@ def gc(ctl, host_name, keep, dry_run=False):
     hc = connect(ctl, host)
     try:
         install_receiver_if_missing(hc)
-        out = hc.check(receiver.command(*args)).out
+        out = hc.check(hc.receiver(*args)).out
     finally:
         hc.close()
     return _gc_report(host.name, out, dry_run)

@@ -12,6 +12,8 @@ Line-oriented so that POSIX sh and awk read it on a host::
     base stable-canary
     version-label 15.0-STABLE-p1
     signer lab
+    check <name> <base64 of a POSIX sh command> <base64 of what counts as healthy>
+    ...
     item /frx/store/<hash>-<name> <sha256> <size> <ref,ref,...|-> <listing> <zstd>
     ...
     end
@@ -22,14 +24,25 @@ too), which the host keeps for ``verify`` and to find files it already holds;
 <zstd> that of the compressed archive the controller sends to a host with
 zstd (the host hashes what it receives, in whichever form).
 
+A ``check`` line is a health check the host may run for this generation
+(the receiver's ``check N NAME``): only checks signed here ever run, so the
+controller cannot make a host run a command no trusted key signed. What
+counts as healthy (JSON: expect_exit, expect_output, retries, delay,
+timeout) is signed along, so that a rollback to this generation later
+checks it the same way.
+
 The signature is Ed25519 over the exact bytes, raw 64 bytes, and verifies with
 ``openssl pkeyutl -verify -pubin -inkey KEY.pub -rawin -in manifest -sigfile sig``.
 """
 
+import base64
+import binascii
+import json
 import re
 import time
 from dataclasses import dataclass
 
+from .checks import Check, wire_name
 from .store import Item, StorePath
 
 FORMAT = "fruixops-manifest 3"
@@ -41,6 +54,7 @@ DEFAULT_LIFETIME = 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _NUM = re.compile(r"^[0-9]{1,19}$")
+CHECK_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class ManifestError(ValueError):
@@ -58,12 +72,16 @@ class Manifest:
     version_label: str
     signer: str
     items: tuple        # of Item, references before referrers
+    checks: tuple = ()  # of Check
 
     def render(self):
         lines = [FORMAT, f"host {self.host}", f"serial {self.serial}",
                  f"issued {self.issued}", f"expires {self.expires}",
                  f"system {self.system}", f"base {self.base}",
                  f"version-label {self.version_label}", f"signer {self.signer}"]
+        for c in self.checks:
+            lines.append(f"check {wire_name(c.name)} {_b64(c.command)} "
+                         f"{_b64(json.dumps(_judgement(c)))}")
         for it in self.items:
             refs = ",".join(str(r) for r in it.references) or "-"
             lines.append(f"item {it.path} {it.sha256} {it.size} {refs} {it.listing} {it.zstd}")
@@ -71,16 +89,25 @@ class Manifest:
         return ("\n".join(lines) + "\n").encode()
 
 
-def new(host, closure, base, signer, serial=None, lifetime=DEFAULT_LIFETIME, now=None):
+def new(host, closure, base, signer, serial=None, lifetime=DEFAULT_LIFETIME, now=None,
+        checks=()):
     """A manifest for *host* to boot *closure* (a list of Items with their
-    listing and zstd hashes, see LocalStore.for_manifest; top last)."""
+    listing and zstd hashes, see LocalStore.for_manifest; top last), with
+    the health *checks* (Check objects) the host may run for it."""
+    signed = {}
+    for c in checks:
+        if wire_name(c.name) == "booted":
+            raise ValueError(f"bad check name {c.name!r}")
+        if signed.setdefault(wire_name(c.name), c) != c:
+            raise ValueError(f"two different checks named {c.name!r}")
     if any(it.listing is None or it.zstd is None for it in closure):
         raise ValueError("every item of a manifest needs its listing and zstd hashes")
     now = int(now if now is not None else time.time())
     serial = serial if serial is not None else time.time_ns() // 1_000_000
     return Manifest(host=host, serial=serial, issued=now, expires=now + lifetime,
                     system=closure[-1].path, base=base.name,
-                    version_label=base.version_label, signer=signer, items=tuple(closure))
+                    version_label=base.version_label, signer=signer, items=tuple(closure),
+                    checks=tuple(signed.values()))
 
 
 def sign(manifest_bytes, private_key):
@@ -101,12 +128,18 @@ def parse(data):
     version = _FORMATS[lines[0]]
     if lines[-1] != "end":
         raise ManifestError("last line is not 'end'")
-    fields, items = {}, []
+    fields, items, checks = {}, [], {}
     order = ["host", "serial", "issued", "expires", "system", "base", "version-label", "signer"]
     for n, line in enumerate(lines[1:-1], start=2):
         parts = line.split(" ")
         if parts[0] == "item":
             items.append(_item(parts, n, version))
+            continue
+        if parts[0] == "check":
+            c = _check(parts, n)
+            if c.name in checks:
+                raise ManifestError(f"line {n}: check {c.name} given twice")
+            checks[c.name] = c
             continue
         if len(parts) != 2 or parts[0] not in order:
             raise ManifestError(f"line {n}: unexpected {line[:60]!r}")
@@ -141,7 +174,30 @@ def parse(data):
     return Manifest(host=fields["host"], serial=int(fields["serial"]),
                     issued=int(fields["issued"]), expires=int(fields["expires"]),
                     system=system, base=fields["base"], version_label=fields["version-label"],
-                    signer=fields["signer"], items=tuple(items))
+                    signer=fields["signer"], items=tuple(items), checks=tuple(checks.values()))
+
+
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def _judgement(c):
+    return {"name": c.name, "expect_exit": c.expect_exit, "expect_output": c.expect_output,
+            "retries": c.retries, "delay": c.delay, "timeout": c.timeout}
+
+
+def _check(parts, n):
+    if len(parts) != 4 or not CHECK_NAME.match(parts[1]):
+        raise ManifestError(f"line {n}: check needs a name, its command and its judgement")
+    try:
+        command = base64.b64decode(parts[2], validate=True).decode()
+        judged = json.loads(base64.b64decode(parts[3], validate=True))
+        if wire_name(judged["name"]) != parts[1]:
+            raise ValueError("name")
+        return Check(judged["name"], command, int(judged["expect_exit"]), judged["expect_output"],
+                     int(judged["retries"]), float(judged["delay"]), float(judged["timeout"]))
+    except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ManifestError(f"line {n}: check {parts[1]}: bad encoding") from None
 
 
 def _item(parts, n, version):

@@ -129,11 +129,16 @@ def _stage(node, inventory, default_base, common, number):
     trial = f.get("trial", bool, False)
     if trial and action == "rollback":
         raise f.node_of("trial").error("trial goes with deploy stages only")
+    if action == "rollback" and "checks" in f:
+        raise f.node_of("checks").error(
+            "a rollback stage runs the checks signed with the generation it returns to; "
+            "it cannot add checks of its own")
     return Stage(name=name, hosts=hosts, host_names=matched, base=base,
                  serial=_serial(f), max_fail_percentage=mfp,
                  reboot=f.get("reboot", bool, False) or trial, trial=trial,
                  rollback_on_failure=f.get("rollback_on_failure", bool, False), pause=pause,
-                 checks=tuple(_checks(f, node.path, f"stage {name!r}")) + tuple(common),
+                 checks=(tuple(_checks(f, node.path, f"stage {name!r}")) + tuple(common)
+                         if action == "deploy" else ()),
                  action=action, where=node.where)
 
 

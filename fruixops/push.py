@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import archive, bootloader, bundle, hostreply, hoststate, receiver
-from .bootstrap import bootstrap
+from .bootstrap import bootstrap, receiver_state
 from .errors import HostError
 from .events import Events
 
@@ -25,11 +25,18 @@ def plan(hc, manifest_bytes, signature, trusted_keys):
     """Ask the host what it lacks (installing the receiver first when it is
     missing or outdated). Returns a HostState with .missing filled in."""
     payload = bundle.small_tar({"manifest": manifest_bytes, "manifest.sig": signature})
-    command = receiver.if_current(bootloader.plan_command(hc.host))
-    result = hc.run(command, stdin=payload)
-    if result.out.startswith(receiver.OUTDATED):
-        bootstrap(hc, trusted_keys)
+    if hc.access.restricted:
+        # No shell to ask "is the receiver current?" in the same breath.
+        if receiver_state(hc) != "current":
+            bootstrap(hc, trusted_keys)
+        result = hc.run(hc.receiver("plan", "--esp", bootloader.esp_path(hc.host)),
+                        stdin=payload)
+    else:
+        command = receiver.if_current(bootloader.plan_command(hc.host))
         result = hc.run(command, stdin=payload)
+        if result.out.startswith(receiver.OUTDATED):
+            bootstrap(hc, trusted_keys)
+            result = hc.run(command, stdin=payload)
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
     return hoststate.parse(result.out, hc.name, "plan")
@@ -153,7 +160,8 @@ def ask_need(hc, manifest_bytes, signature, items, store):
     store to reuse, or a receiver that does not know `need` yet)."""
     payload = bundle.small_tar({"manifest": manifest_bytes, "manifest.sig": signature,
                                 "listings": listings_payload(items, store, False)})
-    result = hc.run(receiver.if_current("need"), stdin=payload)
+    command = hc.receiver("need") if hc.access.restricted else receiver.if_current("need")
+    result = hc.run(command, stdin=payload)
     if result.out.startswith(receiver.OUTDATED):
         return None
     if result.status != 0:
@@ -190,7 +198,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     events = events or Events()
     items = missing_items(hc.name, manifest, missing)
     args = ["receive", "--deployer", deployer] + (["--trial"] if trial else [])
-    session = hc.session(receiver.command(*args))
+    session = hc.session(hc.receiver(*args))
     session.send(_opening(manifest_bytes, signature))
     ready = session.readline()
     if not ready or not ready.startswith("ready "):
@@ -207,7 +215,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     sends, first = whole(items), listed(items, reuse)
 
     def send_listings():
-        return hc.run(receiver.command("listings", pid, *(["zstd"] if compress else [])),
+        return hc.run(hc.receiver("listings", pid, *(["zstd"] if compress else [])),
                       stdin=listings_payload(first, store, compress))
     beside = []
     if first and reuse:
@@ -228,7 +236,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         # hash the manifest signs. A delta: checked file by file on the host.
         codec = ".".join(c for c in (s.codec, "zstd" if compress else None) if c)
         args = ["item", pid, s.item.path.base] + ([codec] if codec else [])
-        return hc.run(receiver.command(*args), stdin=_chunks(s.file, s.size),
+        return hc.run(hc.receiver(*args), stdin=_chunks(s.file, s.size),
                       progress=lambda n: events.sent(hc.name, n))
 
     # Two items in flight: one streams while the host audits the one before.

@@ -13,7 +13,8 @@ STATE = "/var/lib/fruix/fruixops"
 PATH = f"{STATE}/receiver"
 
 
-PARTS = ("receiver.sh", "land.sh", "reuse.sh", "switch.sh", "gc.sh", "trust.sh", "main.sh")
+PARTS = ("receiver.sh", "land.sh", "reuse.sh", "switch.sh", "gc.sh", "trust.sh", "access.sh",
+         "main.sh")
 
 
 def source():
@@ -53,9 +54,10 @@ def command(*args):
 
 
 def install_command():
-    """Install the receiver read from stdin, by rename."""
+    """Install the receiver read from stdin, by rename (executable: a
+    restricted key's forced command and doas/sudo rules run it as a program)."""
     return (f"set -e; umask 022; mkdir -p {STATE}; cat > {STATE}/.receiver.new; "
-            f"mv -f {STATE}/.receiver.new {PATH}; "
+            f"chmod 755 {STATE}/.receiver.new; mv -f {STATE}/.receiver.new {PATH}; "
             f"openssl dgst -sha256 -r {PATH} | cut -c1-64")
 
 

@@ -45,7 +45,8 @@ def run(ctl, book, limit=None, forks=fleet.DEFAULT_FORKS, events=None, say=print
         hosts = [inv.host(n) for n in names]
         prepared = {}
         if stage.action == "deploy":
-            prepared = {h.name: deploy_mod.prepare(ctl, h.name, stage.base) for h in hosts}
+            prepared = {h.name: deploy_mod.prepare(ctl, h.name, stage.base, stage.checks)
+                        for h in hosts}
         batches = stage.batches(hosts)
         for bi, batch in enumerate(batches):
             say(f"STAGE [{stage.name}] batch {bi + 1}/{len(batches)}: "
@@ -80,7 +81,7 @@ def _job(ctl, stage, prepared, results, events):
     def job(host):
         if stage.action == "rollback":
             gen, state = deploy_mod.rollback(ctl, host.name, reboot=stage.reboot,
-                                             checks=stage.checks, events=events)
+                                             checks=True, events=events)
             return True, state.to_json(host.name)
         try:
             r = deploy_mod.deploy(ctl, host.name, reboot=stage.reboot, trial=stage.trial,

@@ -40,7 +40,7 @@ def run(ctl, host_name, out=print):
             say(f"{prefix}_booted_generation", state.booted_generation)
             verdict(f"{prefix}_booted_closure",
                     (state.booted_generation, state.booted) == (generation, expected))
-            for name, good in checks.run(hc).items():
+            for name, good in checks.run(hc, generation).items():
                 verdict(f"{prefix}_health_{name}", good)
         finally:
             hc.close()

@@ -1,7 +1,7 @@
 """Switch: move a host's boot selection between generations it already has
 (rollback, or confirming a trial). Nothing in the store changes."""
 
-from . import hostreply, receiver
+from . import hostreply
 from .bootstrap import install_receiver_if_missing
 from .controller import deployer_identity
 
@@ -10,13 +10,13 @@ def rollback(hc, to=None):
     """Make generation *to* (default: the host's rollback generation) current;
     return the new current generation number."""
     install_receiver_if_missing(hc)
-    args = ["rollback", str(to) if to is not None else "", deployer_identity()]
-    return _current(hc, "rollback", hc.check(receiver.command(*args)).out)
+    args = ["rollback", str(to) if to is not None else "-", deployer_identity()]
+    return _current(hc, "rollback", hc.check(hc.receiver(*args)).out)
 
 
 def confirm(hc, generation):
     install_receiver_if_missing(hc)
-    out = hc.check(receiver.command("confirm", generation, deployer_identity())).out
+    out = hc.check(hc.receiver("confirm", generation, deployer_identity())).out
     return _current(hc, "confirm", out)
 
 

@@ -23,6 +23,8 @@ def make_project(dest, port_shift=PORT_SHIFT):
     (dest / "keys").mkdir()
     text = (ROOT / "inventories" / "lab.yaml").read_text()
     text = re.sub(r"ssh_port: (\d+)", lambda m: f"ssh_port: {int(m.group(1)) + port_shift}", text)
+    text = re.sub(r"(ssh_proxy_jump: \"[^\"]*@127\.0\.0\.1:)(\d+)",
+                  lambda m: f"{m.group(1)}{int(m.group(2)) + port_shift}", text)
     (dest / "inventories" / "lab.yaml").write_text(text)
     shutil.copytree(ROOT / "playbooks", dest / "playbooks")
     return dest / "inventories" / "lab.yaml"
@@ -43,8 +45,8 @@ def stop_stray_supervisors(under):
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"fruixops.lab.supervisor" in argv and any(a.startswith(str(under).encode())
-                                                       for a in argv):
+        ours = b"fruixops.lab.supervisor" in argv or argv[0].endswith(b"sshd")  # sshd: bastions
+        if ours and any(a.startswith(str(under).encode()) for a in argv):
             pids.append(int(proc.name))
     for pid in pids:
         os.kill(pid, signal.SIGTERM)

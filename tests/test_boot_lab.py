@@ -131,7 +131,7 @@ def test_only_a_booted_trial_can_be_confirmed(installed):
         state = push.plan(hc, data, sig, ctl.trusted_keys())
         gen, _ = push.push(hc, m, data, sig, state.missing, ctl.builder.store,
                            deployer_identity(), trial=True)
-        r = hc.run(receiver.command("confirm", gen, "tester"))
+        r = hc.run(hc.receiver("confirm", gen, "tester"))   # db1: through doas
     finally:
         hc.close()
     assert r.status == 2 and "has not booted" in r.err
@@ -201,8 +201,8 @@ def test_gc_keeps_a_pending_one_shot(installed):
 
 
 def test_a_lock_from_before_a_reboot_is_stale_even_if_its_pid_lives(installed):
-    ctl = installed("mon1")
-    hc = connect(ctl, "mon1")
+    ctl = installed("web2")
+    hc = connect(ctl, "web2")
     try:
         # A lock naming a live process, taken in an earlier boot (the pid was
         # reused since): stale. One from this boot: held.
@@ -211,9 +211,9 @@ def test_a_lock_from_before_a_reboot_is_stale_even_if_its_pid_lives(installed):
                  "/var/lib/fruix/fruixops/lock")
     finally:
         hc.close()
-    r = deploy.deploy(ctl, "mon1", "stable-canary")
+    r = deploy.deploy(ctl, "web2", "stable-canary")
     assert r.generation == 2
-    hc = connect(ctl, "mon1")
+    hc = connect(ctl, "web2")
     try:
         now = boot.boottime(hc)
         hc.check("sleep 300 >/dev/null 2>&1 & "
@@ -222,10 +222,10 @@ def test_a_lock_from_before_a_reboot_is_stale_even_if_its_pid_lives(installed):
     finally:
         hc.close()
     with pytest.raises(deploy.DeployFailed, match="by=alice@ops"):
-        deploy.deploy(ctl, "mon1", "stable-default")
+        deploy.deploy(ctl, "web2", "stable-default")
     # A reboot (kill -TERM 1 ends every process of the host) releases it.
-    deploy.reboot_host(ctl, "mon1")
-    assert deploy.deploy(ctl, "mon1", "stable-default").generation == 3
+    deploy.reboot_host(ctl, "web2")
+    assert deploy.deploy(ctl, "web2", "stable-default").generation == 3
 
 
 def test_bootloader_is_reported_and_installed_only_when_asked(fresh):

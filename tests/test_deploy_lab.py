@@ -64,70 +64,71 @@ def _send(ctl, host_name, data, sig):
 
 
 @pytest.fixture
-def deployed_db1(fresh):
-    ctl = fresh("db1")
-    deploy.deploy(ctl, "db1", "stable-default")
+def deployed_db2(fresh):
+    # db2: these tests need a root shell on the host (db1 has none: doas).
+    ctl = fresh("db2")
+    deploy.deploy(ctl, "db2", "stable-default")
     return ctl
 
 
-def test_untrusted_key_is_refused_and_host_unchanged(deployed_db1, tmp_path):
-    ctl = deployed_db1
-    before = host_snapshot(_disk(ctl, "db1"))
+def test_untrusted_key_is_refused_and_host_unchanged(deployed_db2, tmp_path):
+    ctl = deployed_db2
+    before = host_snapshot(_disk(ctl, "db2"))
     other_key, _ = keys.generate(tmp_path, "intruder")
     intruder = Controller(ctl.inventory.path, key=other_key)
-    _, data, sig = intruder.make_manifest("db1", "stable-canary")
+    _, data, sig = intruder.make_manifest("db2", "stable-canary")
     with pytest.raises(HostError, match="does not verify against any trusted key"):
-        _send(intruder, "db1", data, sig)
-    assert host_snapshot(_disk(ctl, "db1")) == before
+        _send(intruder, "db2", data, sig)
+    assert host_snapshot(_disk(ctl, "db2")) == before
     # The same through the command line: one line, exit status 2.
-    proc = inv_cmd(ctl.inventory.path, "deploy", "--host", "db1", "--base", "stable-canary",
+    proc = inv_cmd(ctl.inventory.path, "deploy", "--host", "db2", "--base", "stable-canary",
                    "--key", str(other_key))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "trusted key" in proc.stderr
-    assert host_snapshot(_disk(ctl, "db1")) == before
+    assert host_snapshot(_disk(ctl, "db2")) == before
 
 
-def test_manifest_for_another_host_replayed_or_expired_is_refused(deployed_db1):
-    ctl = deployed_db1
-    disk = _disk(ctl, "db1")
+def test_manifest_for_another_host_replayed_or_expired_is_refused(deployed_db2):
+    ctl = deployed_db2
+    disk = _disk(ctl, "db2")
     before = host_snapshot(disk)
     # For another host (properly signed).
     _, data, sig = ctl.make_manifest("web2", "stable-canary")
     with pytest.raises(HostError, match="is for host 'web2'"):
-        _send(ctl, "db1", data, sig)
+        _send(ctl, "db2", data, sig)
     # Expired (signed, for this host).
-    m, _, _ = ctl.make_manifest("db1", "stable-canary")
+    m, _, _ = ctl.make_manifest("db2", "stable-canary")
     expired = manifest.Manifest(**{**m.__dict__, "issued": m.issued - 7200,
                                    "expires": m.issued - 3600, "serial": m.serial + 5})
     data = expired.render()
     with pytest.raises(HostError, match="expired"):
-        _send(ctl, "db1", data, manifest.sign(data, ctl.signing_key))
+        _send(ctl, "db2", data, manifest.sign(data, ctl.signing_key))
     assert host_snapshot(disk) == before
     # A replay of a manifest the host accepted before.
-    _, old_data, old_sig = ctl.make_manifest("db1", "stable-canary")
-    _send(ctl, "db1", old_data, old_sig)
-    deploy.deploy(ctl, "db1", "stable-default")
+    _, old_data, old_sig = ctl.make_manifest("db2", "stable-canary")
+    _send(ctl, "db2", old_data, old_sig)
+    deploy.deploy(ctl, "db2", "stable-default")
     after_deploys = host_snapshot(disk)
     with pytest.raises(HostError, match="replay refused"):
-        _send(ctl, "db1", old_data, old_sig)
+        _send(ctl, "db2", old_data, old_sig)
     assert host_snapshot(disk) == after_deploys
 
 
-def test_a_held_lock_names_its_holder_and_a_stale_one_is_recovered(deployed_db1):
-    ctl = deployed_db1
-    hc = HostConnection(ctl.inventory.host("db1"), ctl.inventory.settings.known_hosts).open()
+def test_a_held_lock_names_its_holder_and_a_stale_one_is_recovered(deployed_db2):
+    ctl = deployed_db2
+    hc = HostConnection(ctl.inventory.host("db2"), ctl.inventory.settings.known_hosts).open()
     try:
         # A live holder: a process on the host that keeps running.
         holder = hc.check("sleep 120 >/dev/null 2>&1 & "
                           "ln -s \"pid=$!,since=1,by=alice@ops,cmd=receive\" "
                           "/var/lib/fruix/fruixops/lock; echo $!").out.strip()
         with pytest.raises(HostError, match=r"locked: .*by=alice@ops"):
-            deploy.deploy(ctl, "db1", "stable-canary")
+            deploy.deploy(ctl, "db2", "stable-canary")
         assert hc.run("test -L /var/lib/fruix/fruixops/lock").status == 0  # never taken from the living
         hc.check(f"kill {holder}; while kill -0 {holder} 2>/dev/null; do :; done")
     finally:
         hc.close()
-    result = deploy.deploy(ctl, "db1", "stable-canary")   # holder gone: recovered
+    result = deploy.deploy(ctl, "db2", "stable-canary")   # holder gone: recovered
     assert result.changed and result.version_label == "15.0-STABLE-p1"
 
 

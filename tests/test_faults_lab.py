@@ -25,7 +25,7 @@ from fruixops.controller import Controller
 from fruixops.errors import HostError, HostUnreachable
 
 TRIALS = int(os.environ.get("FRUIXOPS_FAULT_TRIALS", "20"))
-HOST = "db1"
+HOST = "web2"      # a root host: the fault harness kills receivers with pkill
 
 CHILD = """
 import sys, time
@@ -239,15 +239,15 @@ def test_two_deploys_at_once_one_waits_for_nobody(faults):
 
 def test_disk_full_leaves_nothing_partial(lab, project, faults):
     ctl0, _, _ = faults
-    text = project.read_text().replace("mon1: {ssh_port:", "mon1: {lab_frx_tmpfs_mb: 16, ssh_port:")
+    text = project.read_text().replace("db2: {ssh_port:", "db2: {lab_frx_tmpfs_mb: 16, ssh_port:")
     tiny = project.with_name("tiny.yaml")
     tiny.write_text(text)
     ctl = Controller(tiny)
-    host = ctl.inventory.host("mon1")
+    host = ctl.inventory.host("db2")
     lab.reset([host])
     lab.up([host])
     try:
-        first = deploy.deploy(ctl, "mon1", "stable-default")
+        first = deploy.deploy(ctl, "db2", "stable-default")
         hc = HostConnection(host, ctl.inventory.settings.known_hosts).open()
         try:
             # Full to the last block: the canary is mostly files mon1 holds
@@ -256,18 +256,18 @@ def test_disk_full_leaves_nothing_partial(lab, project, faults):
             before = hc.check("ls -a /frx/store; readlink /var/lib/fruix/system/current; "
                               "ls /var/lib/fruix/system/generations").out
             with pytest.raises(HostError, match="disk full on /frx/store"):
-                deploy.deploy(ctl, "mon1", "stable-canary")
+                deploy.deploy(ctl, "db2", "stable-canary")
             after = hc.check("ls -a /frx/store; readlink /var/lib/fruix/system/current; "
                              "ls /var/lib/fruix/system/generations").out
             assert after == before               # nothing partial, selection unchanged
             hc.check("rm /frx/filler")
         finally:
             hc.close()
-        again = deploy.deploy(ctl, "mon1", "stable-canary")
+        again = deploy.deploy(ctl, "db2", "stable-canary")
         assert again.changed and again.generation == first.generation + 1
-        ok, report = deploy.verify(ctl, "mon1")
+        ok, report = deploy.verify(ctl, "db2")
         assert ok, report
     finally:
-        normal = inventory.load(project).host("mon1")
+        normal = inventory.load(project).host("db2")
         lab.reset([normal])
         lab.up([normal])

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import host_snapshot, inv_cmd
 from faultlab import check_host, loader_default, wait_lock_free_or_stale
-from fruixops import deploy, keys, lifecycle, manifest, receiver, trust
+from fruixops import deploy, keys, lifecycle, manifest, trust
 from fruixops.connection import HostConnection
 from fruixops.errors import HostError
 from hostile import bootable, offer, tar_of
@@ -54,12 +54,12 @@ def test_ssh_access_alone_cannot_change_whom_a_host_trusts(installed, tmp_path):
     assert proc.returncode == 2 and "does not verify against any trusted key" in proc.stderr
     hc = connect(ctl, "db1")
     try:       # the receiver's old interface: a bare PEM, no statement
-        r = hc.run(receiver.command("trust-add", "intruder"), stdin=intruder_pub.read_bytes())
+        r = hc.run(hc.receiver("trust-add", "intruder"), stdin=intruder_pub.read_bytes())
         assert r.status == 2 and "cannot read the trust bundle" in r.err
         # A statement the fleet's key signed for another host, or to add another key.
         other = trust.change("db2", "add", "intruder", ctl.signing_key, "lab",
                              intruder_pub.read_bytes())
-        r = hc.run(receiver.command("trust-add", "intruder"), stdin=other)
+        r = hc.run(hc.receiver("trust-add", "intruder"), stdin=other)
         assert r.status == 2 and "is for host 'db2'" in r.err
     finally:
         hc.close()
@@ -82,10 +82,10 @@ def test_a_trust_statement_cannot_be_replayed(installed, tmp_path):
     change = trust.change("db2", "add", "extra", ctl.signing_key, "lab", pub.read_bytes())
     hc = connect(ctl, "db2")
     try:
-        hc.check(receiver.command("trust-add", "extra"), stdin=change)
-        hc.check(receiver.command("trust-remove", "extra"),
+        hc.check(hc.receiver("trust-add", "extra"), stdin=change)
+        hc.check(hc.receiver("trust-remove", "extra"),
                  stdin=trust.change("db2", "remove", "extra", ctl.signing_key, "lab"))
-        r = hc.run(receiver.command("trust-add", "extra"), stdin=change)
+        r = hc.run(hc.receiver("trust-add", "extra"), stdin=change)
     finally:
         hc.close()
     assert r.status == 2 and "replay refused" in r.err
@@ -209,29 +209,29 @@ def _kill_campaign(ctl, host, start, pattern, trials, seed):
 
 
 def test_receivers_killed_at_random_points_leave_the_host_whole(installed, tmp_path):
-    ctl = installed("mon1")
+    ctl = installed("web1")
     trials = int(os.environ.get("FRUIXOPS_FAULT_TRIALS", "20")) // 4 or 1
     bases = iter(["stable-canary", "stable-default"] * trials)
-    k1, c1 = _kill_campaign(ctl, "mon1", lambda: deploy.deploy(ctl, "mon1", next(bases)),
+    k1, c1 = _kill_campaign(ctl, "web1", lambda: deploy.deploy(ctl, "web1", next(bases)),
                             "receiver (receive|[i]tem)", trials, 1)
-    k2, c2 = _kill_campaign(ctl, "mon1", lambda: lifecycle.gc(ctl, "mon1", 1),
+    k2, c2 = _kill_campaign(ctl, "web1", lambda: lifecycle.gc(ctl, "web1", 1),
                             "receiver [g]c", trials, 2)
     _, pub = keys.generate(tmp_path, "extra")
 
     def trust_flip():
-        hc = connect(ctl, "mon1")
+        hc = connect(ctl, "web1")
         try:
             from fruixops import bootstrap
             bootstrap.trust_add(hc, "extra", pub.read_bytes(), ctl.signing_key, "lab")
             bootstrap.trust_remove(hc, "extra", ctl.signing_key, "lab")
         finally:
             hc.close()
-    k3, c3 = _kill_campaign(ctl, "mon1", trust_flip, "receiver [t]rust-", trials, 3)
-    trusted = sorted(p.name for p in (disk(ctl, "mon1") / "var/lib/fruix/fruixops/trusted")
+    k3, c3 = _kill_campaign(ctl, "web1", trust_flip, "receiver [t]rust-", trials, 3)
+    trusted = sorted(p.name for p in (disk(ctl, "web1") / "var/lib/fruix/fruixops/trusted")
                      .glob("*.pem"))
     assert trusted in (["lab.pem"], ["extra.pem", "lab.pem"])
     # And everything still works afterwards.
-    r = deploy.deploy(ctl, "mon1", "stable-canary", reboot=True)
+    r = deploy.deploy(ctl, "web1", "stable-canary", reboot=True)
     assert r.booted_generation == r.generation
     print(f"\nreceiver SIGKILL ({trials} trials each): deploy {k1} killed / {c1} completed, "
           f"gc {k2} / {c2}, trust changes {k3} / {c3}; host whole after each")
@@ -274,17 +274,17 @@ def test_a_lock_whose_pid_was_reused_is_stale(installed):
 
 
 def test_clean_up_leaves_a_running_plans_temporary_files(installed):
-    ctl = installed("db1")
-    hc = connect(ctl, "db1")
+    ctl = installed("web1")
+    hc = connect(ctl, "web1")
     try:
         # What an unlocked plan or verify has while it runs: a directory named
         # after its live process.
         pid = hc.check("sleep 300 >/dev/null 2>&1 & echo $!").out.strip()
         hc.check(f"mkdir /frx/store/.fruixops-tmp.{pid} && touch /frx/store/.fruixops-tmp.{pid}/x")
-        deploy.deploy(ctl, "db1", "stable-canary")                 # cleans up, under the lock
+        deploy.deploy(ctl, "web1", "stable-canary")                 # cleans up, under the lock
         assert hc.run(f"test -f /frx/store/.fruixops-tmp.{pid}/x").status == 0
         hc.check(f"kill {pid}; while kill -0 {pid} 2>/dev/null; do :; done")
-        deploy.deploy(ctl, "db1", "stable-default")               # its owner gone: a leftover
+        deploy.deploy(ctl, "web1", "stable-default")               # its owner gone: a leftover
         assert hc.run(f"test -e /frx/store/.fruixops-tmp.{pid}").status != 0
     finally:
         hc.close()

@@ -9,9 +9,11 @@ PKG = Path(__file__).resolve().parent.parent / "fruixops"
 
 
 @pytest.mark.parametrize("script", ["lab/boot.sh", "lab/loader.sh", "lab/sbin/kenv",
-                                    "lab/sbin/sysctl", "lab/sbin/shepherd", "lab/freebsd/nextboot",
+                                    "lab/sbin/sysctl", "lab/sbin/shepherd", "lab/sbin/shutdown",
+                                    "lab/freebsd/nextboot",
                                     *(f"host/{p}" for p in ("receiver.sh", "land.sh", "switch.sh",
-                                                            "gc.sh", "trust.sh", "main.sh"))])
+                                                            "gc.sh", "trust.sh", "access.sh",
+                                                            "main.sh"))])
 def test_shellcheck_clean(shellcheck, script):
     proc = subprocess.run([shellcheck, "-s", "sh", str(PKG / script)],
                           capture_output=True, text=True)
@@ -81,9 +83,16 @@ def test_controller_listing_is_what_the_host_lists(tmp_path, tar):
     dest = tmp_path / "unpacked"
     dest.mkdir()
     subprocess.run([tar, "-xf", "-", "-C", str(dest)], input=buf.getvalue(), check=True)
-    theirs = subprocess.run(["sh", "-c", _receiver_function("listing") + 'listing "$1"', "sh",
+    functions = "".join(_receiver_function(f) for f in ("link_lines", "listing", "shape"))
+    theirs = subprocess.run(["sh", "-c", functions + 'listing "$1"', "sh",
                              str(dest)], capture_output=True, check=True).stdout
     assert ours == theirs
+    # The shape a whole item is held to: the listing without contents.
+    shape = subprocess.run(["sh", "-c", functions + 'shape "$1"', "sh", str(dest)],
+                           capture_output=True, check=True).stdout
+    masked = sorted(line[:2] + b"-" + line[66:] if line[:2] in (b"f ", b"x ") else line
+                    for line in ours.splitlines())
+    assert shape == b"".join(line + b"\n" for line in masked)
     assert ours.count(b"\nf ") == 3 and ours.count(b"\nx ") == 2      # modes: 0444, 0555
     assert b"l ../bin/sh ./lib/link to sh\n" in ours
 

@@ -54,6 +54,9 @@ stages:
     ("stages:\n  - hosts: web\n    checks: [{name: x, command: y, expect_output: '('}]\n",
      r"bad regular expression"),
     ("stages:\n  - {hosts: web, reboot: yes please}\n", r"must be true or false"),
+    # A rollback runs the checks signed with the generation it returns to.
+    ("stages:\n  - hosts: web\n    action: rollback\n    checks: [{name: x, command: y}]\n",
+     r"book\.yaml:4:\d+: a rollback stage runs the checks signed with the generation"),
     ("stages: []\n", r"stages is empty"),
     ("name: x\n", r"lacks required field 'stages'"),
     ("stages:\n  - {hosts: web}\nstages: []\n", r"duplicate key"),

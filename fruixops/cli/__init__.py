@@ -11,12 +11,13 @@ from .. import __version__
 from .inventory import hosts as hosts_task
 from .hosts import (deploy, diff_generations, gc, generations, plan, play, reboot, rollback,
                     status, verify)
-from .setup import (bootstrap, build, demo, hostkey_accept, keys_generate, lab_down,
-                    lab_power_cycle, lab_reset, lab_up, manifest, store_gc, trust_add,
-                    trust_remove)
+from .setup import (bootstrap, build, demo, hostkey_accept, keys_authorize, keys_generate,
+                    lab_down, lab_power_cycle, lab_reset, lab_up, manifest, store_gc,
+                    trust_add, trust_remove)
 
 keys_ns = Collection("keys")
 keys_ns.add_task(keys_generate, name="generate")
+keys_ns.add_task(keys_authorize, name="authorize")
 
 trust_ns = Collection("trust")
 trust_ns.add_task(trust_add, name="add")

@@ -49,7 +49,8 @@ def keys_generate(c, name=None, dir="keys", passphrase=None):
 
 @user_task(help={"host": "host to bootstrap", "inventory": INVENTORY_HELP})
 def bootstrap(c, host=None, inventory=None):
-    """Install the receiver on a host and, on first contact, its trusted keys."""
+    """Install the receiver on a host and, on first contact, its trusted keys
+    (to give fruixops a key that can only deploy: keys.authorize)."""
     from .. import bootstrap as bootstrap_mod
     from ..deploy import connect
     _need_host(host, "bootstrap")
@@ -62,6 +63,53 @@ def bootstrap(c, host=None, inventory=None):
     for line in out.splitlines():
         print(f"{host}: {line}")
     print(f"{host}: receiver {receiver_version()[:16]} installed")
+    if not hc.access.restricted:
+        print(f"{host}: fruixops logs in with a key that can run anything; "
+              "`inv keys.authorize --host {host}` restricts one to the receiver "
+              "(docs/access.md)".replace("{host}", host))
+
+
+@user_task(name="authorize", help={
+    "host": "host whose root account gets the restricted deploy key",
+    "key": "the deploy key's OpenSSH public key (default: keys/deploy.pub)",
+    "admin_user": "the administrator's account to do it with (root)",
+    "admin_key": "the administrator's SSH key (default: agent and ~/.ssh keys)",
+    "file": "authorized_keys file (default: /root/.ssh/authorized_keys)",
+    "revoke": "an old deploy key (OpenSSH .pub) to remove: key rotation",
+    "print_only": "print the authorized_keys line and sshd_config setting; contact no host",
+    "inventory": INVENTORY_HELP})
+def keys_authorize(c, host=None, key="keys/deploy.pub", admin_user="root", admin_key=None,
+                   file="/root/.ssh/authorized_keys", revoke=None, print_only=False,
+                   inventory=None):
+    """Restrict a deploy key to the fruixops receiver on a host (as its administrator)."""
+    from pathlib import Path
+    from .. import access
+    from .. import bootstrap as bootstrap_mod
+    from ..errors import UserError
+    _need_host(host, "keys.authorize")
+
+    def key_line(path):
+        try:
+            return access.public_key_line(Path(path).read_text(), str(path))
+        except (FileNotFoundError, UnicodeDecodeError):
+            raise UserError("not a readable OpenSSH public key", where=str(path)) from None
+
+    line = key_line(key)
+    if print_only:
+        print(access.authorized_keys_entry(line))
+        print("# sshd_config: PermitRootLogin forced-commands-only")
+        return
+    old = [key_line(revoke)] if revoke else []
+    ctl = Controller(inventory)
+    hc = bootstrap_mod.admin_connection(ctl, ctl.inventory.host(host), admin_user, admin_key)
+    try:
+        out = bootstrap_mod.authorize_deploy_key(hc, ctl.trusted_keys(), line, file, old)
+    finally:
+        hc.close()
+    for ln in out.splitlines():
+        print(f"{host}: {ln}")
+    print(f"{host}: now set sshd_config PermitRootLogin forced-commands-only and "
+          "restricted_key: true in the inventory")
 
 
 def receiver_version():

@@ -71,6 +71,12 @@ verify_manifest() {
             if (seen[$2]++) bad = "item listed twice"
             next
         }
+        $1 == "check" {
+            if (NF != 4 || $2 !~ /^[A-Za-z0-9._-]+$/ || $3 !~ /^[A-Za-z0-9+\/=]+$/ ||
+                $4 !~ /^[A-Za-z0-9+\/=]+$/) bad = "bad check line"
+            if (checks[$2]++) bad = "check listed twice"
+            next
+        }
         NF != 2 { bad = "bad line " NR }
         END { if (!ended) bad = "no end line"; if (bad != "") { print bad; exit 1 } }
     ' "$m" >"$TMP/check" || die "malformed manifest: $(cat "$TMP/check")"

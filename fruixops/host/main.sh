@@ -2,8 +2,21 @@
 # (one program with receiver.sh: names are set and used across its parts)
 # Part of the fruixops receiver (see receiver.sh): the command dispatch.
 
-CMD=${1:-}
-[ $# -gt 0 ] && shift
+# A restricted deploy key (--ssh): the command line is what the client asked
+# for, split into words here, with globbing off; never evaluated.
+if [ "${1:-}" = --ssh ] && [ $# -eq 1 ]; then
+    forced_words
+    set -f
+    # shellcheck disable=SC2086 # split on purpose: checked words, no globbing
+    set -- $FORCED_WORDS
+    set +f
+fi
+check_words "$@"
+# Run by an ordinary account without doas/sudo it could change nothing, and
+# would only fail later, less clearly.
+[ "$(id -u)" = 0 ] || die "the receiver runs as root (through doas or sudo for an ordinary account)"
+CMD=$1
+shift
 case $CMD in
     plan) cmd_plan "$@" ;;
     receive) cmd_receive "$@" ;;
@@ -20,5 +33,11 @@ case $CMD in
     trust-add) cmd_trust_add "$@" ;;
     trust-remove) cmd_trust_remove "$@" ;;
     set-host-name) cmd_set_host_name "$@" ;;
-    *) die "unknown command '$CMD' (plan need receive item listings confirm rollback status install-bootloader verify gc trust-init trust-add trust-remove set-host-name)" ;;
+    version) cmd_version "$@" ;;
+    install-receiver) cmd_install_receiver "$@" ;;
+    boottime) cmd_boottime "$@" ;;
+    reboot) cmd_reboot "$@" ;;
+    check) cmd_check "$@" ;;
+    manifest) cmd_manifest "$@" ;;
+    *) refuse_access "unknown command '$CMD'" ;;
 esac

@@ -24,6 +24,8 @@
 #   switch.sh    generations, loader files, boot state, the bootloader
 #   gc.sh        garbage collection
 #   trust.sh     trusted keys, host name
+#   access.sh    restricted keys and doas/sudo: argument checks, and the
+#                commands that stand in for a shell (version, reboot, check...)
 #   main.sh      the command dispatch
 #
 # Commands (stdin, where used, carries a tar "bundle"):
@@ -80,6 +82,19 @@
 #                      NAME (never the last one), if a trusted key signed
 #                      "remove NAME" for this host.
 #   set-host-name NAME record the inventory name this host answers to (once).
+#   version            print the installed receiver's sha256.
+#   install-receiver   bundle: receiver, statement, statement.sig. Replace this
+#                      program, if a trusted key signed "receiver <sha256>"
+#                      for this host.
+#   boottime           print kern.boottime.
+#   reboot             shutdown -r now (under the lock).
+#   check N NAME       run health check NAME of generation N: "booted", or one
+#                      its signed manifest carries; exit with the check's status.
+#   manifest N|current print generation N's (or the current) manifest.
+#
+# Invoked as "receiver --ssh" (the forced command of a restricted deploy key),
+# the command is $SSH_ORIGINAL_COMMAND, split into words. In every mode the
+# words are checked before use (access.sh); anything else is refused.
 #
 # Exit status: 0 done; 2 refused or failed (one line on stderr says why,
 # nothing changed); 3 another fruixops holds the lock (it is named).
@@ -105,7 +120,8 @@ die() { echo "refused: $*" >&2; exit 2; }
 
 # A full store file system fails whichever step writes next (tar, sort, cut,
 # mkdir...), each in its own words: any failure is explained here, once.
-store_full() { df -Pk "$STORE" 2>/dev/null | awk 'NR == 2 { exit !($4 < 1024) }'; }
+# (No answer from df, as for a store not made yet, is not "full".)
+store_full() { df -Pk "$STORE" 2>/dev/null | awk 'NR == 2 { full = $4 < 1024 } END { exit !full }'; }
 
 # remove_tree PATH...: delete trees that may hold read-only directories. Only
 # directories are made writable: a file may be a hard link shared with an item

@@ -217,6 +217,7 @@ cmd_rollback() {
     clean_leftovers
     reconcile
     n=${1:-}
+    [ "$n" != - ] || n=     # "-": the rollback generation (a word a restricted key can send)
     if [ -z "$n" ]; then
         n=$(gen_of "$SYSTEM/rollback")
         [ -n "$n" ] || die "no rollback generation"

@@ -38,7 +38,8 @@ cmd_trust_init() {
 # keys): the bundle on stdin holds "statement" and "statement.sig" (and, to
 # add a key, "key.pem"). The statement names this host, is unexpired, has a
 # serial above the last accepted, and says exactly ACTION NAME (for "add",
-# with the sha256 of key.pem).
+# with the sha256 of key.pem; for "receiver", just the sha256 of the
+# bundle's "receiver", a new receiver program).
 verify_trust() {
     mkdir "$TMP/bundle"
     tar -xf - -C "$TMP/bundle" 2>/dev/null || die "cannot read the trust bundle"
@@ -54,6 +55,7 @@ verify_trust() {
         ended { bad = "text after end" }
         $1 == "add" && NF == 3 { next }
         $1 == "remove" && NF == 2 { next }
+        $1 == "receiver" && NF == 2 { next }
         NF != 2 { bad = "bad line " NR }
         END { if (!ended) bad = "no end line"; if (bad != "") { print bad; exit 1 } }
     ' "$st" >"$TMP/check" || die "malformed trust statement: $(cat "$TMP/check")"
@@ -66,9 +68,12 @@ verify_trust() {
         die "the trust statement expired at $expires (now $now)"
     fi
     check_serial "$serial" "$now" "trust statement"
-    said=$(awk '$1 == "add" || $1 == "remove"' "$st")
+    said=$(awk '$1 == "add" || $1 == "remove" || $1 == "receiver"' "$st")
     if [ "$1" = add ]; then
         want="add $2 $(openssl dgst -sha256 -r <"$TMP/bundle/key.pem" | cut -c1-64)"
+    elif [ "$1" = receiver ]; then
+        [ -f "$TMP/bundle/receiver" ] || die "the bundle holds no receiver"
+        want="receiver $(openssl dgst -sha256 -r <"$TMP/bundle/receiver" | cut -c1-64)"
     else
         want="remove $2"
     fi

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import access, keys, receiver
 from ..errors import UserError
 
 SSHD = "/usr/sbin/sshd"
@@ -96,16 +97,32 @@ class Lab:
             hostkey = ssh / "ssh_host_ed25519_key"
             if not hostkey.exists():
                 _keygen(hostkey, f"lab-{host.name}")
-            (ssh / "authorized_keys").write_text(client_pub)
-            os.chmod(ssh / "authorized_keys", 0o600)
+            mode = access.Access(host).mode
+            if mode == "restricted":
+                # What `inv keys.authorize` writes (the same function): the
+                # lab's key may run the receiver and nothing else.
+                key_line = access.public_key_line(client_pub, str(self.client_key))
+                (ssh / "authorized_keys").write_text(access.authorize("", key_line))
+            else:
+                (ssh / "authorized_keys").write_text(client_pub)
+            # sshd reads it as the user logging in (a deploy account, not root).
+            os.chmod(ssh / "authorized_keys", 0o644 if mode == "become" else 0o600)
             self._attach_disk(host)
             self._install_freebsd(host.name)
+            self._accounts(host, mode)
             port = host.var("ssh_port", 22)
+            # FreeBSD's stock sshd_config says "PermitRootLogin no"; a host
+            # with a restricted deploy key says forced-commands-only.
+            permit_root = {"root": "prohibit-password", "restricted": "forced-commands-only",
+                           "become": "no"}[mode]
             # Paths as the host's own boot sees them (boot.sh binds the host
             # directory at /run/lab).
             (d / "sshd_config").write_text(_sshd_config(
                 port, "/run/lab/ssh/ssh_host_ed25519_key", "/run/lab/ssh/authorized_keys",
-                host.var("lab_force_command")))
+                host.var("lab_force_command"), permit_root))
+            bastion = lab_bastion(host)
+            if bastion:
+                known.append(self._prepare_bastion(bastion, host, client_pub))
             key_type, key_b64 = hostkey.with_suffix(".pub").read_text().split()[:2]
             known.append(f"[{host.var('ssh_host', '127.0.0.1')}]:{port} {key_type} {key_b64}\n")
         # Record every lab host's key (the lab vouches for them itself).
@@ -114,6 +131,107 @@ class Lab:
         ours = {line.split()[0] for line in known}
         merged = [line for line in existing if line.split() and line.split()[0] not in ours] + known
         self.known_hosts.write_text("".join(merged))
+
+    # -- least privilege: accounts, the receiver, bastions --------------------
+
+    def _accounts(self, host, mode):
+        """What the host's administrator did once (docs/access.md): for a
+        restricted key or a doas/sudo account, put the receiver in place
+        (later versions come as signed updates); for doas/sudo, the deploy
+        account and a rule that lets it run the receiver and nothing else.
+        The host gets an /etc of its own (boot.sh: an overlay over the
+        machine's) holding them."""
+        if mode == "root":
+            return
+        program = self.disk(host.name) / receiver.PATH.lstrip("/")
+        if not program.exists():
+            # What `inv keys.authorize` does as root before any deploy key
+            # works: the receiver, the host's name, the keys it trusts.
+            program.parent.mkdir(parents=True, exist_ok=True)
+            program.write_bytes(receiver.source())
+            program.chmod(0o755)
+            (program.parent / "host-name").write_text(f"{host.name}\n")
+            settings = self.inventory.settings
+            if settings.signing_key:
+                keys.ensure(settings.signing_key)
+            (program.parent / "trusted").mkdir(exist_ok=True)
+            for pub in settings.trusted_keys:
+                shutil.copyfile(pub, program.parent / "trusted" / f"{keys.key_name(pub)}.pem")
+        if mode != "become":
+            return
+        user = host.var("ssh_user")
+        etc = self.host_dir(host.name) / "etc.upper"
+        etc.mkdir(exist_ok=True)
+        (self.host_dir(host.name) / "etc.work").mkdir(exist_ok=True)
+        uid = 60000 + sum(user.encode()) % 5000
+        for name, line in (("passwd", f"{user}:x:{uid}:{uid}:fruixops deploy:/tmp:/bin/sh"),
+                           ("group", f"{user}:x:{uid}:"),
+                           ("shadow", f"{user}:*:20000:0:99999:7:::")):
+            base = Path("/etc", name).read_text()
+            (etc / name).write_text(base + ("" if base.endswith("\n") else "\n") + line + "\n")
+        os.chmod(etc / "shadow", 0o640)
+        method = access.Access(host).become
+        if method == "doas":
+            # The lab's PATH puts its kenv/sysctl/shutdown first (boot.sh);
+            # doas would reset it to FreeBSD's order, where base's own come first.
+            (etc / "doas.conf").write_text(
+                "permit nopass setenv { PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                f"/usr/bin:/sbin:/bin }} {user} as root cmd {receiver.PATH}\n")
+        else:
+            (etc / "sudoers").write_text(
+                f"Defaults secure_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+                f"{user} ALL=(root) NOPASSWD: {receiver.PATH}\n")
+            os.chmod(etc / "sudoers", 0o440)
+
+    def _bastion_dir(self, port):
+        return self.root / f"bastion-{port}"
+
+    def _prepare_bastion(self, bastion, host, client_pub):
+        """A lab bastion: a plain sshd that lets the lab's key forward to the
+        hosts behind it and do nothing else. Returns its known_hosts line."""
+        port = bastion[1]
+        d = self._bastion_dir(port)
+        d.mkdir(parents=True, exist_ok=True)
+        hostkey = d / "ssh_host_ed25519_key"
+        if not hostkey.exists():
+            _keygen(hostkey, f"lab-bastion-{port}")
+        (d / "authorized_keys").write_text(f"restrict,port-forwarding {client_pub}")
+        os.chmod(d / "authorized_keys", 0o600)
+        behind = {f"127.0.0.1:{h.var('ssh_port', 22)}" for h in self.inventory.hosts.values()
+                  if lab_bastion(h) == bastion}
+        config = _sshd_config(port, str(hostkey), str(d / "authorized_keys"), "/bin/false")
+        config += "AllowTcpForwarding local\nPermitOpen " + " ".join(sorted(behind)) + "\n"
+        (d / "sshd_config").write_text(config.replace("Subsystem sftp internal-sftp\n", ""))
+        key_type, key_b64 = hostkey.with_suffix(".pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{port} {key_type} {key_b64}\n"
+
+    def _bastions_up(self, hosts):
+        for bastion in {lab_bastion(h) for h in hosts} - {None}:
+            d = self._bastion_dir(bastion[1])
+            pidfile = d / "sshd.pid"
+            try:
+                if _alive(int(pidfile.read_text())):
+                    continue
+            except (OSError, ValueError):
+                pass
+            os.makedirs("/run/sshd", exist_ok=True)     # sshd's privilege separation directory
+            proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=open(d / "sshd.log", "ab"), start_new_session=True)
+            pidfile.write_text(f"{proc.pid}\n")
+            self._wait_banner(("127.0.0.1", bastion[1]), f"lab bastion 127.0.0.1:{bastion[1]}", d / "sshd.log", 20)
+
+    def _bastions_down(self, hosts):
+        for bastion in {lab_bastion(h) for h in hosts} - {None}:
+            pidfile = self._bastion_dir(bastion[1]) / "sshd.pid"
+            try:
+                pid = int(pidfile.read_text())
+            except (OSError, ValueError):
+                continue
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                _wait_gone(pid, 10)
+            pidfile.unlink(missing_ok=True)
 
     # -- a disk that loses what was not flushed ------------------------------
 
@@ -207,13 +325,18 @@ class Lab:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 cwd="/")
             self._pidfile(host.name).write_text(f"{proc.pid}\n")
+        self._bastions_up(hosts)
         for host in hosts:
             self.wait_ssh(host, timeout)
 
     def wait_ssh(self, host, timeout):
         """Wait until the host's sshd answers with its banner."""
+        self._wait_banner((host.var("ssh_host", "127.0.0.1"), host.var("ssh_port", 22)),
+                          f"lab host {host.name}", self.host_dir(host.name) / "console.log",
+                          timeout)
+
+    def _wait_banner(self, addr, what, log, timeout):
         deadline = time.monotonic() + timeout
-        addr = (host.var("ssh_host", "127.0.0.1"), host.var("ssh_port", 22))
         while True:
             try:
                 with socket.create_connection(addr, timeout=1) as s:
@@ -223,8 +346,7 @@ class Lab:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise UserError(f"lab host {host.name} did not come up in {timeout}s "
-                                f"(see {self.host_dir(host.name) / 'console.log'})")
+                raise UserError(f"{what} did not come up in {timeout}s (see {log})")
             time.sleep(0.05)
 
     def down(self, hosts):
@@ -237,6 +359,7 @@ class Lab:
                 # them asynchronously): off means its sshd has let go of the port.
                 _wait_port_free(host, 10)
             self._pidfile(host.name).unlink(missing_ok=True)
+        self._bastions_down(hosts)
 
     def reset(self, hosts):
         """Stop the hosts and wipe their disks (keys are kept)."""
@@ -272,6 +395,17 @@ class Lab:
         if not pid:
             raise UserError(f"lab host {name} is not running (inv lab.up)")
         os.kill(pid, signal.SIGUSR1)
+
+
+def lab_bastion(host):
+    """A lab host's bastion: its ssh_proxy_jump when that is an address on
+    127.0.0.1, as ("user", port); else None."""
+    jump = host.var("ssh_proxy_jump") or ""
+    user, _, rest = jump.rpartition("@")
+    addr, _, port = rest.partition(":")
+    if addr != "127.0.0.1" or not port.isdigit() or "," in jump:
+        return None
+    return (user or "root", int(port))
 
 
 def _port_free(host):
@@ -323,7 +457,7 @@ def _keygen(path, comment):
                     "-f", str(path)], check=True, stdin=subprocess.DEVNULL)
 
 
-def _sshd_config(port, hostkey, authorized, force_command=None):
+def _sshd_config(port, hostkey, authorized, force_command=None, permit_root="prohibit-password"):
     # ForceCommand (lab_force_command): every command the controller sends
     # goes through it, as $SSH_ORIGINAL_COMMAND; the hostile-host tests put
     # a host that answers what they choose there.
@@ -332,7 +466,7 @@ def _sshd_config(port, hostkey, authorized, force_command=None):
         "ListenAddress 127.0.0.1",
         f"HostKey {hostkey}",
         f"AuthorizedKeysFile {authorized}",
-        "PermitRootLogin prohibit-password",
+        f"PermitRootLogin {permit_root}",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",

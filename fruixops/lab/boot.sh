@@ -3,7 +3,8 @@
 # own mount namespace. Each step stands for the FreeBSD mechanism it names:
 #
 #   disk      the host's disk (.lab/<host>/root) over the real absolute paths
-#             (/boot, /frx, /root, /var/lib/fruix), a fresh /run and /tmp;
+#             (/boot, /frx, /root, /var/lib/fruix), a fresh /run and /tmp,
+#             and its own accounts over /etc where it has some;
 #   loader    loader.sh reads /boot's loader files in FreeBSD's order,
 #             consumes a one-shot nextboot.conf and loads the kernel, or
 #             fails (the host halts, exit 3, until it is power-cycled);
@@ -47,6 +48,13 @@ mount -t tmpfs -o mode=0755 lab-run /run
 mkdir -p /run/lab
 mount --bind "$hostdir" /run/lab
 mount -t tmpfs -o mode=1777 lab-tmp /tmp
+# A host with accounts of its own (a deploy user, its doas rule: the lab's
+# set-up wrote them to etc.upper) sees them over the machine's /etc.
+if [ -d "$hostdir/etc.upper" ]; then
+    mkdir -p "$hostdir/etc.work"
+    mount -t overlay lab-etc \
+        -o "lowerdir=/etc,upperdir=$hostdir/etc.upper,workdir=$hostdir/etc.work" /etc
+fi
 mkdir -p /run/sshd          # sshd's privilege separation directory
 chmod 0755 /run/sshd
 if [ "$tar_kind" = bsdtar ]; then
