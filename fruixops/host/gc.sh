@@ -3,10 +3,21 @@
 # Part of the fruixops receiver (see receiver.sh): garbage collection of
 # generations and store items.
 
-# size_of DIR: the bytes deleting DIR frees: its regular files that have no
-# other name (a file shared with another item by a hard link stays).
-size_of() {
-    find "$1" -type f -links 1 -exec ls -ln {} + | awk '{ s += $5 } END { print s + 0 }'
+# freed_by ITEMS SIZES: for each item (one store path per line of ITEMS) the
+# bytes deleting them all frees, as "PATH BYTES" lines in SIZES: each file
+# counted once, with the first item that holds it, and only when every name
+# it has is in these items (a file shared by a hard link with an item that
+# stays frees nothing).
+freed_by() {
+    while read -r p; do
+        find "$p" -type f -exec ls -iln {} + | sed "s|^ *|$p |"
+    done <"$1" | awk '
+        { item = $1; ino = $2; seen[ino]++; links[ino] = $4; size[ino] = $7
+          if (!(ino in owner)) owner[ino] = item; items[item] = 1 }
+        END {
+            for (i in seen) if (seen[i] >= links[i]) freed[owner[i]] += size[i]
+            for (it in items) print it, freed[it] + 0
+        }' >"$2"
 }
 
 cmd_gc() {
@@ -76,11 +87,15 @@ cmd_gc() {
         grep -qx "$n" "$TMP/doomed" && continue
         awk '$1 == "item" { print $2 }' "$g/manifest"
     done | sort -u >"$TMP/live"
-    freed=0
     for p in "$STORE"/*; do
         [ -d "$p" ] || continue
-        grep -qx "$p" "$TMP/live" && continue
-        size=$(size_of "$p")
+        grep -qx "$p" "$TMP/live" || printf '%s\n' "$p"
+    done >"$TMP/dead"
+    freed_by "$TMP/dead" "$TMP/sizes"
+    freed=0
+    while read -r p; do
+        size=$(awk -v p="$p" '$1 == p { print $2; exit }' "$TMP/sizes")
+        size=${size:-0}
         echo "delete-item $p $size"
         freed=$((freed + size))
         [ -n "$dry" ] && continue
@@ -89,7 +104,7 @@ cmd_gc() {
         mv "$p" "$STORE/.gc-$name"
         rm -f "$SUMS/$name.sums"
         remove_tree "$STORE/.gc-$name"
-    done
+    done <"$TMP/dead"
     echo "freed $freed${dry:+ (dry run)}"
 }
 
