@@ -487,8 +487,9 @@ class Bench:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["cold", "cold_tmpfs", "cold_real", "upgrades"],
-                    help="just figure 1, 1b, 1r or 8 (for profiling): prints its JSON and stops")
+    ap.add_argument("--only", choices=["cold", "cold_tmpfs", "cold_real", "upgrades",
+                                       "incremental"],
+                    help="just figure 1, 1b, 1r, 8 or 4: prints its JSON and stops")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: the lab needs root")
@@ -503,6 +504,12 @@ def main():
     b = Bench(inv, runs)
     b.lab.up(list(b.inv.hosts.values()))
     try:
+        if args.only == "incremental":
+            b.bare("web2")
+            deploy.deploy(Controller(inv), "web2", "cold", events=Events())
+            b.incremental("cold")
+            print(json.dumps(b.results["incremental"], sort_keys=True))
+            return
         if args.only == "upgrades":
             b.upgrades()
             print(json.dumps(b.results["upgrades"], sort_keys=True))

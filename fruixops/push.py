@@ -57,10 +57,16 @@ ITEMS_IN_FLIGHT = 2
 SEND_LISTING_FROM = 1 << 20
 
 
+# Below this size an item goes whole even to a host that may hold some of its
+# files: its listing would cost about what a delta could save.
+DEDUP_FROM = 64 << 10
+
+
 def listed(items, reuse):
-    """The items whose listings go first: all of them when the host may reuse
-    files (it answers which contents it lacks), else the big ones."""
-    return list(items) if reuse else [it for it in items if it.size >= SEND_LISTING_FROM]
+    """The items whose listings go first: when the host may reuse files (it
+    answers which contents it lacks), all but the smallest; else the big ones."""
+    least = DEDUP_FROM if reuse else SEND_LISTING_FROM
+    return [it for it in items if it.size >= least]
 
 
 def listings_payload(items, store, compress):
@@ -129,13 +135,18 @@ def parse_need(host, text, items, store):
 
 
 def resolve(sends, store, compress):
-    """Fill in the file and size each Send streams."""
+    """Fill in the file and size each Send streams: a delta that would not be
+    smaller than the whole item (made and compressed at build time) is
+    replaced by it."""
     for s in sends.values():
-        if s.need is None:
-            s.file = store.compressed(s.item.path) if compress else store.archive(s.item.path)
-            s.size = store.transfer_info(s.item.path)["zstd_size"] if compress else s.item.size
-        else:
+        whole = ((store.compressed(s.item.path), store.transfer_info(s.item.path)["zstd_size"])
+                 if compress else (store.archive(s.item.path), s.item.size))
+        if s.need is not None:
             s.file, s.size = store.delta(s.item.path, s.need, compress)
+            if s.size >= whole[1]:
+                s.need, s.reused_files, s.reused_bytes = None, 0, 0
+        if s.need is None:
+            s.file, s.size = whole
     return sends
 
 
@@ -158,6 +169,7 @@ def ask_need(hc, manifest_bytes, signature, items, store):
     of each item, given the files its store holds: {store path: Send}, or
     None when a receive would send them whole without asking (nothing in the
     store to reuse, or a receiver that does not know `need` yet)."""
+    items = listed(items, True)          # as a receive would ask
     payload = bundle.small_tar({"manifest": manifest_bytes, "manifest.sig": signature,
                                 "listings": listings_payload(items, store, False)})
     command = hc.receiver("need") if hc.access.restricted else receiver.if_current("need")
