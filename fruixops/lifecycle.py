@@ -171,7 +171,9 @@ def format_change(c, title=None):
     lines.append(f"  to    {c.new_closure}")
     send = set(c.send)
     for p, s in sorted(c.added, key=lambda x: StorePath(x[0]).name):
-        lines.append(f"  + {StorePath(p).name:48} {mib(s)}" + ("  (to send)" if p in send else ""))
+        lines.append(f"  + {StorePath(p).name:48} {mib(s)}" + (
+            ("  (to send: the files the host lacks)" if p in c.deltas else "  (to send)")
+            if p in send else ""))
     for p, s in sorted(c.removed, key=lambda x: StorePath(x[0]).name):
         lines.append(f"  - {StorePath(p).name:48} {mib(s)}")
     if c.unchanged:
