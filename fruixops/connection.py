@@ -3,7 +3,8 @@ checked, and commands run over channels of it with bulk stdin streamed.
 
 This is the narrow seam between "what to do" and "how to reach the host": a
 lab host and a real FreeBSD host differ only in the inventory's connection
-variables. Unknown or changed host keys are refused, never added.
+variables. Unknown or changed host keys are refused, never added
+(``hostkeys.py``).
 
 A host may be hostile, so every exchange is bounded: connecting (host
 variable ``connect_timeout``), each command and each answer of a receive
@@ -14,21 +15,17 @@ with one line and its channel is closed, so the controller's memory stays
 flat whatever the host sends).
 """
 
-import base64
-import hashlib
-import ipaddress
 import logging
 import os
-import re
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
 
+from . import hostkeys
 from .access import Access
 from .errors import HostError, HostKeyError, HostUnreachable
 from .printable import printable
@@ -126,7 +123,7 @@ class HostConnection:
 
     def _open(self, disabled):
         h = self.host
-        check_address(h)
+        hostkeys.check_address(h)
         # Every step of connecting is bounded: TCP (connect_timeout below),
         # the server's banner, authentication, opening a channel.
         limit = self.connect_timeout
@@ -142,7 +139,7 @@ class HostConnection:
         self._check_host_keys(conn)
         pinned = h.var("ssh_host_key")
         if pinned:
-            _pin(conn.client, conn.host, conn.port, pinned, self.name)
+            hostkeys.pin(conn.client, conn.host, conn.port, pinned, self.name)
         # A bastion (ProxyJump): the inventory's ssh_proxy_jump, else
         # ~/.ssh/config's for this address. Fabric would make the hops itself,
         # adding unknown host keys; here each hop's key is checked as strictly.
@@ -204,13 +201,7 @@ class HostConnection:
 
     def _check_host_keys(self, conn):
         """Fabric auto-adds unknown host keys; we never do (on every hop)."""
-        client = conn.client
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        user_known = Path("~/.ssh/known_hosts").expanduser()
-        if user_known.exists():
-            client.load_system_host_keys(str(user_known))
-        if self.known_hosts and Path(self.known_hosts).exists():
-            client.load_host_keys(str(self.known_hosts))
+        hostkeys.refuse_unknown(conn.client, self.known_hosts)
 
     def close(self):
         if self.conn is not None:
@@ -455,77 +446,5 @@ class _Reply:
         return b"".join(self.chunks)
 
 
-def check_address(host):
-    """The address SSH connects to is a DNS name (labels of 1-63 characters,
-    253 in all) or an IP address: anything else (a 240-character name, a
-    "user@host" Fabric would split) fails that host with one line."""
-    address = host.ssh_host
-    try:
-        ipaddress.ip_address(address)
-        return
-    except ValueError:
-        pass
-    labels = address[:-1].split(".") if address.endswith(".") else address.split(".")
-    if len(address) > 253 or not all(_LABEL.match(label) for label in labels):
-        shown = address if len(address) <= 40 else address[:40] + "..."
-        raise HostError(host.name, f"ssh_host {shown!r} is neither a DNS name (dot-separated "
-                                   "labels of 1-63 letters, digits, - or _) nor an IP address")
-
-
-_LABEL = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
-
-
 def _addr(conn):
     return f"{conn.host}:{conn.port}"
-
-
-def _pin(client, hostname, port, pinned, name):
-    """Add the inventory's pinned host key ("ssh-ed25519 AAAA...")."""
-    try:
-        key_type, b64 = pinned.split()[:2]
-        key = paramiko.PKey.from_type_string(key_type, base64.b64decode(b64))
-    except (ValueError, paramiko.SSHException, TypeError) as exc:
-        raise HostKeyError(name, f"bad ssh_host_key in the inventory: {exc}") from None
-    entry = hostname if port in (None, 22) else f"[{hostname}]:{port}"
-    client.get_host_keys().add(entry, key_type, key)
-
-
-def presented_host_key(host, timeout=10):
-    """The SSH host key *host* presents, fetched without authenticating
-    (for `inv hostkey.accept`). Returns (known_hosts entry name, PKey)."""
-    check_address(host)
-    conn = Connection(host=host.ssh_host, user=host.var("ssh_user"), port=host.var("ssh_port"),
-                      config=Config())
-    addr = (conn.host, int(conn.port or 22))
-    try:
-        sock = socket.create_connection(addr, timeout=timeout)
-    except OSError as exc:
-        raise HostUnreachable(host.name, f"cannot reach {addr[0]}:{addr[1]}: "
-                              f"{exc.strerror or exc}") from None
-    transport = paramiko.Transport(sock)
-    try:
-        transport.start_client(timeout=timeout)
-        key = transport.get_remote_server_key()
-    except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise HostUnreachable(host.name, f"SSH handshake failed: {exc}") from None
-    finally:
-        transport.close()
-    entry = addr[0] if addr[1] == 22 else f"[{addr[0]}]:{addr[1]}"
-    return entry, key
-
-
-def fingerprint(key):
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def record_host_key(known_hosts, entry, key):
-    """Write *entry*'s key into *known_hosts*, replacing any old key for it."""
-    path = Path(known_hosts).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = path.read_text().splitlines(True) if path.exists() else []
-    kept = [ln for ln in lines if not ln.split() or entry not in ln.split()[0].split(",")]
-    kept.append(f"{entry} {key.get_name()} {key.get_base64()}\n")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)

@@ -167,12 +167,12 @@ def trust_remove(c, host=None, name=None, signing_key=None, inventory=None):
 def hostkey_accept(c, host=None, fingerprint=None, inventory=None):
     """Record a host's new SSH host key in the inventory's known_hosts, explicitly."""
     from pathlib import Path
-    from .. import connection
+    from .. import hostkeys
     _need_host(host, "hostkey.accept")
     ctl = Controller(inventory)
     h = ctl.inventory.host(host)
-    entry, key = connection.presented_host_key(h)
-    fp = connection.fingerprint(key)
+    entry, key = hostkeys.presented_host_key(h)
+    fp = hostkeys.fingerprint(key)
     print(f"{host}: {entry} presents {key.get_name()} {fp}")
     if fingerprint:
         if fingerprint != fp:
@@ -185,7 +185,7 @@ def hostkey_accept(c, host=None, fingerprint=None, inventory=None):
         raise _usage("give --fingerprint SHA256:... (checked out of band) to accept a host "
                      "key without a terminal")
     target = ctl.inventory.settings.known_hosts or Path("~/.ssh/known_hosts")
-    connection.record_host_key(target, entry, key)
+    hostkeys.record_host_key(target, entry, key)
     print(f"{host}: recorded in {target}")
 
 
