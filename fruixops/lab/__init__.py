@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from .. import access, keys, receiver
+from .. import access
+from . import privilege, sshd
 from ..errors import UserError
 
-SSHD = "/usr/sbin/sshd"
 BOOT = Path(__file__).with_name("boot.sh")
 MOUNTPOINTS = ("/frx", "/var/lib/fruix", "/boot")
 
@@ -67,15 +67,15 @@ class Lab:
             pid = int(self._pidfile(name).read_text())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if sshd.alive(pid) else None
 
     # -- set-up --------------------------------------------------------------
 
     def check_requirements(self):
         if os.geteuid() != 0:
             raise UserError("the lab needs root (it makes mount and PID namespaces)")
-        if not os.access(SSHD, os.X_OK):
-            raise UserError(f"the lab needs OpenSSH's sshd at {SSHD} "
+        if not os.access(sshd.SSHD, os.X_OK):
+            raise UserError(f"the lab needs OpenSSH's sshd at {sshd.SSHD} "
                             "(apt-get install openssh-server, or: make sysdeps)")
         for tool in ("unshare", "ssh-keygen"):
             if not shutil.which(tool):
@@ -87,7 +87,7 @@ class Lab:
         for mp in MOUNTPOINTS:
             os.makedirs(mp, exist_ok=True)
         if not self.client_key.exists():
-            _keygen(self.client_key, "fruixops-lab-client")
+            sshd.keygen(self.client_key, "fruixops-lab-client")
         client_pub = self.client_key.with_suffix(".pub").read_text()
         known = []
         for host in hosts:
@@ -96,7 +96,7 @@ class Lab:
             ssh.mkdir(parents=True, exist_ok=True)
             hostkey = ssh / "ssh_host_ed25519_key"
             if not hostkey.exists():
-                _keygen(hostkey, f"lab-{host.name}")
+                sshd.keygen(hostkey, f"lab-{host.name}")
             mode = access.Access(host).mode
             if mode == "restricted":
                 # What `inv keys.authorize` writes (the same function): the
@@ -109,7 +109,7 @@ class Lab:
             os.chmod(ssh / "authorized_keys", 0o644 if mode == "become" else 0o600)
             self._attach_disk(host)
             self._install_freebsd(host.name)
-            self._accounts(host, mode)
+            privilege.accounts(self, host, mode)
             port = host.var("ssh_port", 22)
             # FreeBSD's stock sshd_config says "PermitRootLogin no"; a host
             # with a restricted deploy key says forced-commands-only.
@@ -117,12 +117,12 @@ class Lab:
                            "become": "no"}[mode]
             # Paths as the host's own boot sees them (boot.sh binds the host
             # directory at /run/lab).
-            (d / "sshd_config").write_text(_sshd_config(
+            (d / "sshd_config").write_text(sshd.sshd_config(
                 port, "/run/lab/ssh/ssh_host_ed25519_key", "/run/lab/ssh/authorized_keys",
                 host.var("lab_force_command"), permit_root))
-            bastion = lab_bastion(host)
+            bastion = privilege.bastion_of(host)
             if bastion:
-                known.append(self._prepare_bastion(bastion, host, client_pub))
+                known.append(privilege.prepare_bastion(self, bastion, client_pub))
             key_type, key_b64 = hostkey.with_suffix(".pub").read_text().split()[:2]
             known.append(f"[{host.var('ssh_host', '127.0.0.1')}]:{port} {key_type} {key_b64}\n")
         # Record every lab host's key (the lab vouches for them itself).
@@ -131,107 +131,6 @@ class Lab:
         ours = {line.split()[0] for line in known}
         merged = [line for line in existing if line.split() and line.split()[0] not in ours] + known
         self.known_hosts.write_text("".join(merged))
-
-    # -- least privilege: accounts, the receiver, bastions --------------------
-
-    def _accounts(self, host, mode):
-        """What the host's administrator did once (docs/access.md): for a
-        restricted key or a doas/sudo account, put the receiver in place
-        (later versions come as signed updates); for doas/sudo, the deploy
-        account and a rule that lets it run the receiver and nothing else.
-        The host gets an /etc of its own (boot.sh: an overlay over the
-        machine's) holding them."""
-        if mode == "root":
-            return
-        program = self.disk(host.name) / receiver.PATH.lstrip("/")
-        if not program.exists():
-            # What `inv keys.authorize` does as root before any deploy key
-            # works: the receiver, the host's name, the keys it trusts.
-            program.parent.mkdir(parents=True, exist_ok=True)
-            program.write_bytes(receiver.source())
-            program.chmod(0o755)
-            (program.parent / "host-name").write_text(f"{host.name}\n")
-            settings = self.inventory.settings
-            if settings.signing_key:
-                keys.ensure(settings.signing_key)
-            (program.parent / "trusted").mkdir(exist_ok=True)
-            for pub in settings.trusted_keys:
-                shutil.copyfile(pub, program.parent / "trusted" / f"{keys.key_name(pub)}.pem")
-        if mode != "become":
-            return
-        user = host.var("ssh_user")
-        etc = self.host_dir(host.name) / "etc.upper"
-        etc.mkdir(exist_ok=True)
-        (self.host_dir(host.name) / "etc.work").mkdir(exist_ok=True)
-        uid = 60000 + sum(user.encode()) % 5000
-        for name, line in (("passwd", f"{user}:x:{uid}:{uid}:fruixops deploy:/tmp:/bin/sh"),
-                           ("group", f"{user}:x:{uid}:"),
-                           ("shadow", f"{user}:*:20000:0:99999:7:::")):
-            base = Path("/etc", name).read_text()
-            (etc / name).write_text(base + ("" if base.endswith("\n") else "\n") + line + "\n")
-        os.chmod(etc / "shadow", 0o640)
-        method = access.Access(host).become
-        if method == "doas":
-            # The lab's PATH puts its kenv/sysctl/shutdown first (boot.sh);
-            # doas would reset it to FreeBSD's order, where base's own come first.
-            (etc / "doas.conf").write_text(
-                "permit nopass setenv { PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                f"/usr/bin:/sbin:/bin }} {user} as root cmd {receiver.PATH}\n")
-        else:
-            (etc / "sudoers").write_text(
-                f"Defaults secure_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-                f"{user} ALL=(root) NOPASSWD: {receiver.PATH}\n")
-            os.chmod(etc / "sudoers", 0o440)
-
-    def _bastion_dir(self, port):
-        return self.root / f"bastion-{port}"
-
-    def _prepare_bastion(self, bastion, host, client_pub):
-        """A lab bastion: a plain sshd that lets the lab's key forward to the
-        hosts behind it and do nothing else. Returns its known_hosts line."""
-        port = bastion[1]
-        d = self._bastion_dir(port)
-        d.mkdir(parents=True, exist_ok=True)
-        hostkey = d / "ssh_host_ed25519_key"
-        if not hostkey.exists():
-            _keygen(hostkey, f"lab-bastion-{port}")
-        (d / "authorized_keys").write_text(f"restrict,port-forwarding {client_pub}")
-        os.chmod(d / "authorized_keys", 0o600)
-        behind = {f"127.0.0.1:{h.var('ssh_port', 22)}" for h in self.inventory.hosts.values()
-                  if lab_bastion(h) == bastion}
-        config = _sshd_config(port, str(hostkey), str(d / "authorized_keys"), "/bin/false")
-        config += "AllowTcpForwarding local\nPermitOpen " + " ".join(sorted(behind)) + "\n"
-        (d / "sshd_config").write_text(config.replace("Subsystem sftp internal-sftp\n", ""))
-        key_type, key_b64 = hostkey.with_suffix(".pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{port} {key_type} {key_b64}\n"
-
-    def _bastions_up(self, hosts):
-        for bastion in {lab_bastion(h) for h in hosts} - {None}:
-            d = self._bastion_dir(bastion[1])
-            pidfile = d / "sshd.pid"
-            try:
-                if _alive(int(pidfile.read_text())):
-                    continue
-            except (OSError, ValueError):
-                pass
-            os.makedirs("/run/sshd", exist_ok=True)     # sshd's privilege separation directory
-            proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=open(d / "sshd.log", "ab"), start_new_session=True)
-            pidfile.write_text(f"{proc.pid}\n")
-            self._wait_banner(("127.0.0.1", bastion[1]), f"lab bastion 127.0.0.1:{bastion[1]}", d / "sshd.log", 20)
-
-    def _bastions_down(self, hosts):
-        for bastion in {lab_bastion(h) for h in hosts} - {None}:
-            pidfile = self._bastion_dir(bastion[1]) / "sshd.pid"
-            try:
-                pid = int(pidfile.read_text())
-            except (OSError, ValueError):
-                continue
-            if _alive(pid):
-                os.kill(pid, signal.SIGTERM)
-                _wait_gone(pid, 10)
-            pidfile.unlink(missing_ok=True)
 
     # -- a disk that loses what was not flushed ------------------------------
 
@@ -325,41 +224,27 @@ class Lab:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 cwd="/")
             self._pidfile(host.name).write_text(f"{proc.pid}\n")
-        self._bastions_up(hosts)
+        privilege.bastions_up(self, hosts)
         for host in hosts:
             self.wait_ssh(host, timeout)
 
     def wait_ssh(self, host, timeout):
         """Wait until the host's sshd answers with its banner."""
-        self._wait_banner((host.var("ssh_host", "127.0.0.1"), host.var("ssh_port", 22)),
+        sshd.wait_banner((host.var("ssh_host", "127.0.0.1"), host.var("ssh_port", 22)),
                           f"lab host {host.name}", self.host_dir(host.name) / "console.log",
                           timeout)
-
-    def _wait_banner(self, addr, what, log, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with socket.create_connection(addr, timeout=1) as s:
-                    s.settimeout(2)
-                    if s.recv(4).startswith(b"SSH-"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise UserError(f"{what} did not come up in {timeout}s (see {log})")
-            time.sleep(0.05)
 
     def down(self, hosts):
         for host in hosts:
             pid = self.supervisor_pid(host.name)
             if pid:
                 os.kill(pid, signal.SIGTERM)
-                _wait_gone(pid, 10)
+                sshd.wait_gone(pid, 10)
                 # The host's processes die after its PID 1 (the kernel kills
                 # them asynchronously): off means its sshd has let go of the port.
                 _wait_port_free(host, 10)
             self._pidfile(host.name).unlink(missing_ok=True)
-        self._bastions_down(hosts)
+        privilege.bastions_down(self, hosts)
 
     def reset(self, hosts):
         """Stop the hosts and wipe their disks (keys are kept)."""
@@ -397,17 +282,6 @@ class Lab:
         os.kill(pid, signal.SIGUSR1)
 
 
-def lab_bastion(host):
-    """A lab host's bastion: its ssh_proxy_jump when that is an address on
-    127.0.0.1, as ("user", port); else None."""
-    jump = host.var("ssh_proxy_jump") or ""
-    user, _, rest = jump.rpartition("@")
-    addr, _, port = rest.partition(":")
-    if addr != "127.0.0.1" or not port.isdigit() or "," in jump:
-        return None
-    return (user or "root", int(port))
-
-
 def _port_free(host):
     addr = (host.var("ssh_host", "127.0.0.1"), host.var("ssh_port", 22))
     with socket.socket() as s:
@@ -431,51 +305,3 @@ def _wait_port_free(host, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not _port_free(host):
         time.sleep(0.02)
-
-
-def _alive(pid):
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False            # our own child, now reaped
-    except ChildProcessError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_gone(pid, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.02)
-
-
-def _keygen(path, comment):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
-                    "-f", str(path)], check=True, stdin=subprocess.DEVNULL)
-
-
-def _sshd_config(port, hostkey, authorized, force_command=None, permit_root="prohibit-password"):
-    # ForceCommand (lab_force_command): every command the controller sends
-    # goes through it, as $SSH_ORIGINAL_COMMAND; the hostile-host tests put
-    # a host that answers what they choose there.
-    return "\n".join([f"ForceCommand {force_command}"] * bool(force_command) + [
-        f"Port {port}",
-        "ListenAddress 127.0.0.1",
-        f"HostKey {hostkey}",
-        f"AuthorizedKeysFile {authorized}",
-        f"PermitRootLogin {permit_root}",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "StrictModes no",
-        "PidFile none",
-        "MaxSessions 64",
-        "MaxStartups 64:30:128",
-        "LogLevel ERROR",
-        "Subsystem sftp internal-sftp",
-        "",
-    ])
