@@ -5,6 +5,9 @@ persistent disk at ``.lab/<host>/root/``.
 A supervisor process per host plays the hardware: it boots the host
 (``boot.sh`` as PID 1 of a new PID namespace), boots it again when it reboots,
 and power-cycles it on SIGUSR1. The lab needs root, ``unshare`` and sshd.
+``sshd.py`` holds the sshd and process helpers; ``privilege.py`` what a
+host's administrator set up for a restricted key or a doas/sudo account, and
+the bastions hosts are reached through.
 """
 
 import os
