@@ -85,6 +85,7 @@ class LocalStore:
         self.items_dir = self.root / "store"
         self.tmp_dir = self.root / "tmp"
         self.deltas_dir = self.root / "deltas"
+        self._sizes = {}
         self.zstd_level = zstd_level or ZSTD_LEVEL
 
     def archive(self, path):
@@ -157,9 +158,10 @@ class LocalStore:
         return [StorePath(f"/frx/store/{f.name[:-5]}") for f in self.items_dir.glob("*.json")]
 
     def _files(self, path):
-        """Every file of an item, its record first."""
+        """Every file of an item, its record first, its deltas last."""
+        deltas = sorted(self.deltas_dir.glob(f"{path.base}.*")) if self.deltas_dir.exists() else []
         return (self._record(path), self.archive(path), self._sums(path),
-                self.compressed(path), self._send_record(path))
+                self.compressed(path), self._send_record(path), *deltas)
 
     def footprint(self, path):
         """The bytes the item's files take (what delete() would free)."""
@@ -209,7 +211,10 @@ class LocalStore:
 
     def file_sizes(self, path):
         """{"./path": size} of the item's regular files (hard links count
-        with the file they share)."""
+        with the file they share). Read once per item by this store: a
+        fleet asks again for every host that gets a delta of it."""
+        if path in self._sizes:
+            return self._sizes[path]
         import tarfile
         sizes = {}
         with tarfile.open(self.archive(path), "r:") as tar:
@@ -221,24 +226,25 @@ class LocalStore:
                 elif m.islnk():
                     target = m.linkname if m.linkname.startswith("./") else f"./{m.linkname}"
                     sizes[name] = sizes.get(target, 0)
+        self._sizes[path] = sizes
         return sizes
 
     def delta(self, path, need, compress):
         """The delta of item *path* for a host that lacks only the file
         contents *need* (a set of (kind, sha256), as the host's `listings`
         answer says): (file, size). Made once per (item, need) and kept: a
-        fleet at the same generation gets the same delta."""
-        key = hashlib.sha256("\n".join([path.base, *sorted(f"{k} {s}" for k, s in need)])
-                             .encode()).hexdigest()
+        fleet at the same generation gets the same delta. Named after the
+        item, so that deleting the item deletes its deltas."""
+        key = hashlib.sha256("\n".join(sorted(f"{k} {s}" for k, s in need)).encode()).hexdigest()
         self.deltas_dir.mkdir(parents=True, exist_ok=True)
-        raw = self.deltas_dir / f"{key}.tar"
+        raw = self.deltas_dir / f"{path.base}.{key}.tar"
         if not raw.exists():
             listing = self.listing(path)
             with open(self.archive(path), "rb") as f:
                 _write_new(raw, lambda out: archive.write_delta(f, out, need, listing))
         target = raw
         if compress:
-            target = self.deltas_dir / f"{key}.tar.zst"
+            target = raw.with_name(f"{raw.name}.zst")
             if not target.exists():
                 # A big delta (a host that holds little of the item) is made
                 # faster, at the cost of some bytes.

@@ -93,3 +93,11 @@ def test_predicted_bytes_include_the_listings_and_the_deltas(item):
     assert size >= it.size
     assert push.bundle_bytes(M, data, sig, [str(it.path)], store, sends=sends) == whole
     assert sends[str(it.path)].need is None
+
+
+def test_deleting_an_item_deletes_its_deltas(item):
+    store, it = item
+    f, _ = store.delta(it.path, frozenset({("f", SAME)}), compress=True)
+    assert f.exists() and f.name.startswith(it.path.base)
+    store.delete(it.path)
+    assert not list(store.deltas_dir.iterdir())
