@@ -192,12 +192,15 @@ def test_local_store_gc_keeps_declared_items(project, tmp_path):
     assert proc.returncode == 0 and all(str(p) in proc.stdout for p in old)
     assert all(store.get(p) for p in old)
     would_free = int(proc.stdout.split("would free ")[1].split()[0])
-    before = sum(f.stat().st_size for f in store.items_dir.iterdir())
+    def on_disk():      # the items' files and their deltas
+        return sum(f.stat().st_size for d in (store.items_dir, store.deltas_dir) if d.exists()
+                   for f in d.iterdir())
+    before = on_disk()
     proc = inv_cmd(project, "store.gc")
     assert proc.returncode == 0, proc.stderr
     assert not any(store.get(p) for p in old)
     assert not any(store.archive(p).exists() for p in old)
     assert all(store.get(__import__("fruixops").store.StorePath(p)) for p in declared)
     freed = int(proc.stdout.split("freed ")[1].split()[0])
-    after = sum(f.stat().st_size for f in store.items_dir.iterdir())
+    after = on_disk()
     assert freed > 0 and freed == would_free == before - after   # what it says is what went
