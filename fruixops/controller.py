@@ -72,15 +72,16 @@ class Controller:
             out.append((keys.key_name(path), Path(path).read_bytes()))
         return out
 
-    def make_manifest(self, host_name, base_name=None, serial=None, checks=()):
+    def make_manifest(self, host_name, base_name=None, serial=None, checks=(), lifetime=None):
         """Build and sign: return (Manifest, manifest bytes, signature bytes).
         The manifest carries the built-in health checks and *checks*: the
-        only ones the host will run for this generation."""
+        only ones the host will run for this generation. It expires after
+        *lifetime* seconds (default: the host's manifest_lifetime)."""
         from .checks import BOOT_CHECKS
         host = self.inventory.host(host_name)
         base = self.inventory.base_for(host, base_name)
         closure = [self.builder.store.for_manifest(it) for it in self.closure(host, base)]
-        lifetime = host.var("manifest_lifetime", manifest.DEFAULT_LIFETIME)
+        lifetime = lifetime or host.var("manifest_lifetime", manifest.DEFAULT_LIFETIME)
         try:
             m = manifest.new(host.name, closure, base, self.signer, serial=serial,
                              lifetime=lifetime, checks=tuple(BOOT_CHECKS) + tuple(checks))

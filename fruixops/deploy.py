@@ -33,7 +33,9 @@ class DeployResult:
     changed: bool = False
     items_sent: int = 0
     sent: list = field(default_factory=list)        # store paths sent
-    bytes_sent: int = 0
+    bytes_sent: int = 0                   # controller -> host, over SSH
+    bytes_fetched: int = 0                # cache -> host (items the host pulled)
+    pulled: int = 0                       # items the host pulled from the cache
     deltas: int = 0                       # items sent as deltas (the host had some files)
     reused_files: int = 0                 # files the host linked from its own store
     reused_bytes: int = 0                 # their bytes, not sent
@@ -72,9 +74,12 @@ COMPRESS_CHOICES = ("auto", "zstd", "none")
 
 
 def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
-           events=None, prepared=None, compress=None, install_bootloader=False):
+           events=None, prepared=None, compress=None, install_bootloader=False,
+           use_cache=True):
     """Deploy to one host; return a DeployResult or raise (DeployFailed carries
-    the partial result; HostUnreachable when the host cannot be reached)."""
+    the partial result; HostUnreachable when the host cannot be reached).
+    With a cache in the inventory (and *use_cache*), the host pulls whole
+    items from it; the controller sends the manifest, control and deltas."""
     events = events or ConsoleEvents()
     host = ctl.inventory.host(host_name)
     events.phase(host.name, "build")
@@ -106,7 +111,14 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             result.generation, _ = push.push(hc, m, data, sig, state.missing, ctl.builder.store,
                                              deployer_identity(), trial=trial, events=events,
                                              compress=result.compressed, report=answer,
-                                             reuse=state.reuse)
+                                             reuse=state.reuse,
+                                             pull=(_pull(ctl, host, state, result)
+                                                   if use_cache else None))
+            result.pulled = len(answer["pulled"])
+            result.bytes_fetched = sum(answer["pulled"].values())
+            for path, why in answer["pull_refused"].items():
+                result.notes.append(f"{path.rsplit('/', 1)[-1]}: pushed instead of pulled "
+                                    f"from the cache ({why})")
             deltas = [d for d in answer.get("sends", {}).values() if d.need is not None]
             result.deltas = len(deltas)
             result.reused_files = sum(d.reused_files for d in deltas)
@@ -143,6 +155,25 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
         raise DeployFailed(host.name, str(exc).split(": ", 1)[1], result) from None
     finally:
         hc.close()
+
+
+def _pull(ctl, host, state, result):
+    """Whether (and from where) the host pulls whole items: when the inventory
+    names a cache (or the host's cache_url does; "" turns it off), and the
+    host has a tool to fetch with."""
+    from . import cache
+    settings = ctl.inventory.settings.cache
+    url = host.var("cache_url", settings.url if settings else None)
+    if not url:
+        return None
+    try:
+        url = cache.check_url(str(url))
+    except ValueError as exc:
+        raise HostError(host.name, f"cache_url: {exc}") from None
+    if not state.fetcher:
+        result.notes.append("the host has no fetch(1), curl or wget: items pushed, not pulled")
+        return None
+    return push.Pull(url, settings.parallel if settings else cache.DEFAULT_PARALLEL)
 
 
 def compress_choice(host, compress=None):

@@ -113,7 +113,8 @@ def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
 
 
 def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
-                forks=DEFAULT_FORKS, events=None, compress=None, install_bootloader=False):
+                forks=DEFAULT_FORKS, events=None, compress=None, install_bootloader=False,
+                use_cache=True):
     """Deploy to *hosts* in parallel. Every closure is built and signed first,
     once, in this thread, so an item shared by many hosts is built once.
     Returns (Outcomes, one summary line per host that succeeded)."""
@@ -126,9 +127,11 @@ def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
     def job(h):
         r = deploy_mod.deploy(ctl, h.name, reboot=reboot, trial=trial, checks=checks,
                               events=events, prepared=prepared[h.name], compress=compress,
-                              install_bootloader=install_bootloader)
+                              install_bootloader=install_bootloader, use_cache=use_cache)
+        pulled = (f", {r.pulled} pulled / {r.bytes_fetched} bytes from the cache"
+                  if r.pulled else "")
         what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
-                if r.changed else "unchanged (already current)")
+                f"{pulled}" if r.changed else "unchanged (already current)")
         lines.append(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}"
                      + (f"; booted generation {r.booted_generation} ({r.booted})"
                         if r.booted else ""))

@@ -48,6 +48,7 @@ class HostState:
     verified_by: str | None = None                     # plan: the key that verified
     zstd: bool = False                                 # plan: the host can decompress zstd
     reuse: bool = False                                # plan: its store may hold new files
+    fetcher: str | None = None                         # plan: fetch, curl or wget (pulls)
 
     def gen(self, number):
         return self.generations.get(number) if number is not None else None
@@ -183,9 +184,16 @@ def _reuse(state, key, rest, host, what, line):
     state.reuse = rest == "yes"
 
 
+def _fetch(state, key, rest, host, what, line):
+    if rest not in ("fetch", "curl", "wget"):
+        raise hostreply.MalformedReply(host, what, line)
+    state.fetcher = rest
+
+
 _LINE = {
     "host-name": _host_name, "last-serial": _last_serial, "booted": _booted,
-    "boottime": _boottime, "missing": _missing, "zstd": _zstd, "reuse": _reuse, "generation": _generation,
+    "boottime": _boottime, "missing": _missing, "zstd": _zstd, "reuse": _reuse,
+    "fetch": _fetch, "generation": _generation,
     "loader-override": _text, "lock": _text, "verified": _text,
     "bootloader-efi": _digest, "bootloader-lua": _digest, "corrupt-generation": _corrupt,
     **{k: _number_line for k in ("current", "rollback", "next-boot", "default",

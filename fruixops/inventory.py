@@ -155,6 +155,7 @@ class Settings:
     store: Path | None = None
     lab: bool = False
     zstd_level: int = 19     # items' compressed archives (made once, at build time)
+    cache: object = None     # cache.CacheSettings: hosts pull items over HTTP
 
 
 @dataclass
@@ -341,7 +342,7 @@ def _settings(blocks):
     path, doc = blocks[0]
     here = path.parent
     f = Fields(value_node(doc, "fruixops", path), {"signing_key", "trusted_keys", "known_hosts",
-                                                   "store", "lab", "zstd_level"},
+                                                   "store", "lab", "zstd_level", "cache"},
                "fruixops settings")
     trusted = []
     for i, _ in enumerate(f.get("trusted_keys", list, [])):
@@ -354,7 +355,28 @@ def _settings(blocks):
         raise f.node_of("zstd_level").error("zstd_level must be 1 to 22")
     return Settings(signing_key=opt("signing_key"), trusted_keys=trusted,
                     known_hosts=opt("known_hosts"), store=opt("store"),
-                    lab=f.get("lab", bool, False), zstd_level=level)
+                    lab=f.get("lab", bool, False), zstd_level=level,
+                    cache=_cache(f, here) if "cache" in f else None)
+
+
+def _cache(f, here):
+    """fruixops.cache: {url, upload, upload_key, parallel}."""
+    from . import cache
+    node = f.node_of("cache")
+    c = Fields(node, {"url", "upload", "upload_key", "parallel"}, "cache settings")
+    try:
+        url = cache.check_url(c.get("url", str, required=True))
+    except ValueError as exc:
+        raise c.node_of("url").error(str(exc)) from None
+    upload = c.get("upload", str)
+    if upload and not upload.startswith("ssh:"):
+        upload = str((here / upload).resolve())
+    key = c.get("upload_key", str)
+    parallel = c.get("parallel", int, cache.DEFAULT_PARALLEL)
+    if not 1 <= parallel <= 32:
+        raise c.node_of("parallel").error("parallel must be 1 to 32")
+    return cache.CacheSettings(url=url, upload=upload, parallel=parallel,
+                               upload_key=str(here / key) if key else None)
 
 
 def _bases(blocks):

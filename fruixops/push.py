@@ -197,17 +197,30 @@ def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=F
     return total + sum(s.size for s in sends.values())
 
 
+@dataclass
+class Pull:
+    """Where a host pulls whole items from: the cache's URL, and how many
+    pulls it runs at once."""
+    url: str
+    parallel: int
+
+
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
-         events=None, compress=False, report=None, reuse=False):
+         events=None, compress=False, report=None, reuse=False, pull=None):
     """Send the missing items; return (generation number, items landed). The
     receiver's closing answer ("generation N", "landed K", for a trial
-    "one-shot HOW") goes into the dict *report* when one is given.
+    "one-shot HOW") goes into the dict *report* when one is given, with
+    "sends" (what each item took), "pulled" ({store path: bytes fetched})
+    and "pull_refused" ({store path: why}).
 
     One receive session holds the host's lock and verifies the manifest; each
     missing item then streams over a channel of its own straight into the
     host's unpacking (hashed on the way), and "commit" lets the receiver check
-    and land them all and switch."""
+    and land them all and switch. With *pull* (a Pull), the host fetches each
+    whole item from the cache itself, through the same checks; an item it
+    refuses from there is pushed instead."""
     events = events or Events()
+    report = {} if report is None else report
     items = missing_items(hc.name, manifest, missing)
     args = ["receive", "--deployer", deployer] + (["--trial"] if trial else [])
     session = hc.session(hc.receiver(*args))
@@ -226,21 +239,21 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     # that finishes before its listing is there is listed on the host.)
     sends, first = whole(items), listed(items, reuse)
 
-    def send_listings():
+    def send_listings(these):
         return hc.run(hc.receiver("listings", pid, *(["zstd"] if compress else [])),
-                      stdin=listings_payload(first, store, compress))
+                      stdin=listings_payload(these, store, compress))
     beside = []
     if first and reuse:
-        r = send_listings()
+        r = send_listings(first)
         if r.status != 0:
             session.finish()
             raise HostError(hc.name, r.last_error_line())
         sends.update(parse_need(hc.name, r.out, first, store))
-    elif first:
-        beside = [send_listings]
+    elif first and not pull:
+        # (A host that pulls fetches a big item's listing with it.)
+        beside = [lambda: send_listings(first)]
     resolve(sends, store, compress)
-    if report is not None:
-        report["sends"] = sends
+    report.update(sends=sends, pulled={}, pull_refused={})
     events.start_push(hc.name, len(items), sum(s.size for s in sends.values()))
 
     def send_item(s):
@@ -251,10 +264,30 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         return hc.run(hc.receiver(*args), stdin=_chunks(s.file, s.size),
                       progress=lambda n: events.sent(hc.name, n))
 
-    # Two items in flight: one streams while the host audits the one before.
-    with ThreadPoolExecutor(max_workers=ITEMS_IN_FLIGHT + len(beside)) as pool:
+    def pull_item(s):
+        """The host fetches a whole item; one it refuses is pushed."""
+        r = hc.run(hc.receiver("pull", pid, s.item.path.base, pull.url))
+        words = r.out.split()
+        if r.status == 0 and words[:2] == ["pulled", s.item.path.base] and len(words) >= 3:
+            size = (store.transfer_info(s.item.path)["zstd_size"] if words[2] == "zstd"
+                    else s.item.size)
+            if "listing" in words[3:]:
+                size += len(store.listing(s.item.path))
+            report["pulled"][str(s.item.path)] = size
+            events.sent(hc.name, s.size)
+            return r
+        report["pull_refused"][str(s.item.path)] = r.last_error_line()
+        return send_item(s)
+
+    def take(s):
+        return pull_item(s) if pull and s.need is None else send_item(s)
+
+    # Two items in flight: one streams while the host audits the one before
+    # (or as many pulls as the cache settings say).
+    in_flight = max(ITEMS_IN_FLIGHT, pull.parallel if pull else 0)
+    with ThreadPoolExecutor(max_workers=in_flight + len(beside)) as pool:
         early = [pool.submit(f) for f in beside]
-        results = list(pool.map(send_item, [sends[str(it.path)] for it in items]))
+        results = list(pool.map(take, [sends[str(it.path)] for it in items]))
         results = [f.result() for f in early] + results
     failed = [r for r in results if r.status != 0]
     if failed:
@@ -266,8 +299,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         raise HostError(hc.name, result.last_error_line())
     fields = hostreply.fields(hc.name, "commit", result.out, ("landed", "generation"),
                               ("one-shot",))
-    if report is not None:
-        report.update(fields)
+    report.update(fields)
     return (hostreply.number(hc.name, "commit", fields["generation"]),
             hostreply.number(hc.name, "commit", fields["landed"]))
 

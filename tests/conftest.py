@@ -17,15 +17,26 @@ ROOT = Path(__file__).resolve().parent.parent
 PORT_SHIFT = int(os.environ.get("FRUIXOPS_TEST_PORT_SHIFT", "1000"))
 
 
-def make_project(dest, port_shift=PORT_SHIFT):
-    """A project directory with the lab inventory, ports shifted."""
-    (dest / "inventories").mkdir(parents=True)
-    (dest / "keys").mkdir()
+def lab_inventory_text(port_shift, cache=False):
+    """The lab inventory, every port shifted; without its cache unless
+    *cache* (hosts then get every item pushed, as before there was one)."""
     text = (ROOT / "inventories" / "lab.yaml").read_text()
     text = re.sub(r"ssh_port: (\d+)", lambda m: f"ssh_port: {int(m.group(1)) + port_shift}", text)
-    text = re.sub(r"(ssh_proxy_jump: \"[^\"]*@127\.0\.0\.1:)(\d+)",
+    text = re.sub(r"(ssh_proxy_jump: \"[^\"]*@127\.0\.0\.1:|http://127\.0\.0\.1:)(\d+)",
                   lambda m: f"{m.group(1)}{int(m.group(2)) + port_shift}", text)
-    (dest / "inventories" / "lab.yaml").write_text(text)
+    if not cache:
+        text, n = re.subn(r"(?m)^(  #[^\n]*\n)*  cache:\n(    [^\n]*\n)+", "", text)
+        assert n == 1, "the lab inventory's cache block moved"
+    return text
+
+
+def make_project(dest, port_shift=PORT_SHIFT):
+    """A project directory with the lab inventory, ports shifted: lab.yaml
+    without the cache, lab-cache.yaml with it (the same hosts, store, keys)."""
+    (dest / "inventories").mkdir(parents=True)
+    (dest / "keys").mkdir()
+    (dest / "inventories" / "lab.yaml").write_text(lab_inventory_text(port_shift))
+    (dest / "inventories" / "lab-cache.yaml").write_text(lab_inventory_text(port_shift, True))
     shutil.copytree(ROOT / "playbooks", dest / "playbooks")
     return dest / "inventories" / "lab.yaml"
 

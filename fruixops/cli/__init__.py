@@ -9,6 +9,7 @@ from invoke import Collection, Program
 
 from .. import __version__
 from .inventory import hosts as hosts_task
+from .offline import bundle_export, bundle_import, cache_push
 from .hosts import (deploy, diff_generations, gc, generations, plan, play, reboot, rollback,
                     status, verify)
 from .setup import (bootstrap, build, demo, hostkey_accept, keys_authorize, keys_generate,
@@ -34,13 +35,20 @@ for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
              (lab_power_cycle, "power-cycle")):
     lab_ns.add_task(t, name=n)
 
+cache_ns = Collection("cache")
+cache_ns.add_task(cache_push, name="push")
+
+bundle_ns = Collection("bundle")
+bundle_ns.add_task(bundle_export, name="export")
+bundle_ns.add_task(bundle_import, name="import")
+
 ns = Collection()
 for t in (build, manifest, deploy, rollback, reboot, status, generations, bootstrap, demo,
           play, verify, plan, gc):
     ns.add_task(t)
 ns.add_task(diff_generations, name="diff")
 ns.add_task(hosts_task, name="hosts")
-for sub in (keys_ns, trust_ns, hostkey_ns, store_ns, lab_ns):
+for sub in (keys_ns, trust_ns, hostkey_ns, store_ns, lab_ns, cache_ns, bundle_ns):
     ns.add_collection(sub)
 
 

@@ -24,10 +24,11 @@ from .common import (FORKS_HELP, INVENTORY_HELP, LIMIT_HELP, _display, _finish,
                              "zstd, none",
                  "install_bootloader": "also install the base's bootloader (loader.efi on the "
                                        "ESP, /boot/lua) when it differs; the old one is kept "
-                                       "as .old"})
+                                       "as .old",
+                 "no_cache": "push every item over SSH, even with a cache in the inventory"})
 def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=None,
            inventory=None, forks=fleet.DEFAULT_FORKS, json=False, check=False, compress=None,
-           install_bootloader=False):
+           install_bootloader=False, no_cache=False):
     """Build, push only the missing items, switch the hosts' boot generation."""
     ctl = Controller(inventory, key=key)
     hosts = _targets(ctl, host, limit, "deploy")
@@ -36,7 +37,8 @@ def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=N
     with _display(hosts, json) as display:
         outcomes, lines = fleet.deploy_many(ctl, hosts, base, reboot=reboot, trial=trial,
                                             forks=forks, events=display, compress=compress,
-                                            install_bootloader=install_bootloader)
+                                            install_bootloader=install_bootloader,
+                                            use_cache=not no_cache)
     _finish(outcomes, json, lines)
 
 

@@ -221,8 +221,13 @@ def lab_up(c, inventory=None, host=None, bare=False):
 
     A new (bare) host is installed with its inventory base as generation 1,
     like a machine delivered with Fruix on it, unless --bare is given."""
+    from ..lab.webcache import WebCache
     lab, hosts = _lab(inventory, host)
     lab.up(hosts)
+    cache = WebCache.of(lab)
+    if cache:
+        cache.up()
+        print(f"cache: nginx on 127.0.0.1:{cache.port} serving {cache.root}")
     installed = {} if bare else {r["host"]: r for r in lab.install(Controller(inventory), hosts)}
     for h in hosts:
         how = (f", installed {installed[h.name]['base']} as generation "
@@ -233,9 +238,14 @@ def lab_up(c, inventory=None, host=None, bare=False):
 
 @user_task(name="down", help={"inventory": INVENTORY_HELP, "host": "only this host"})
 def lab_down(c, inventory=None, host=None):
-    """Stop the lab's hosts (their disks are kept)."""
+    """Stop the lab's hosts (their disks are kept) and, unless --host is
+    given, its cache server."""
+    from ..lab.webcache import WebCache
     lab, hosts = _lab(inventory, host)
     lab.down(hosts)
+    cache = WebCache.of(lab)
+    if cache and not host:
+        cache.down()
     print(f"lab down ({len(hosts)} hosts)")
 
 

@@ -13,7 +13,7 @@
 # administrator looks.
 
 RECEIVER=$STATE/receiver
-COMMANDS="plan need receive item listings confirm rollback status install-bootloader verify gc \
+COMMANDS="plan need receive item pull import listings confirm rollback status install-bootloader verify gc \
 trust-init trust-add trust-remove set-host-name version install-receiver boottime reboot \
 check manifest"
 

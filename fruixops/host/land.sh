@@ -229,6 +229,8 @@ cmd_plan() {
     print_generations
     print_bootloader "$ESP"
     if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; else echo "zstd no"; fi
+    f=$(fetcher)
+    if [ -n "$f" ]; then echo "fetch $f"; fi
     nmissing=0
     while read -r p _; do
         [ -d "$p" ] || { echo "missing $p"; nmissing=$((nmissing + 1)); }
@@ -251,11 +253,7 @@ cmd_receive() {
         shift
     done
     # Lock before reading anything: a second deploy fails at once.
-    lock "$deployer"
-    clean_leftovers
-    reconcile
-    new_tmp
-    mkdir "$TMP/bundle" "$TMP/unpack" "$TMP/got"
+    receive_begin "$deployer"
     : >"$TMP/bundle/manifest"
     n=0
     while IFS= read -r line; do
@@ -273,6 +271,24 @@ cmd_receive() {
     # The items arrive now, each on a channel of its own (`item`).
     IFS= read -r line || line=
     [ "$line" = commit ] || die "the controller gave up before committing"
+    receive_commit "$deployer" "$trial"
+}
+
+# receive_begin WHO: take the lock for WHO and make the temporary directory
+# a receive unpacks into.
+receive_begin() {
+    lock "$1"
+    clean_leftovers
+    reconcile
+    new_tmp
+    mkdir "$TMP/bundle" "$TMP/unpack" "$TMP/got"
+}
+
+# receive_commit WHO TRIAL: every item of the verified manifest is in the
+# store or was taken (take_item): check them all, land them, record the
+# generation for WHO and make it the loader's default (TRIAL: the one-shot
+# next boot).
+receive_commit() {
     while read -r p sha _ _ lsha zsha; do
         [ -d "$p" ] || check_item "$p" "$sha" "$zsha" "$lsha"
     done <"$TMP/items"
@@ -288,9 +304,9 @@ cmd_receive() {
     flush "$STORE" "$SUMS"
     # Every item is in: from here this manifest can never be accepted again.
     printf '%s\n' "$M_SERIAL" | publish "$STATE/last-serial"
-    record_generation "$deployer"
+    record_generation "$1"
     n=$NEWGEN
-    if [ -n "$trial" ]; then
+    if [ -n "$2" ]; then
         set_nextboot "$n"
     else
         make_default "$n"
@@ -385,9 +401,16 @@ cmd_need() {
 }
 
 cmd_item() {
-    pid=${1:-} name=${2:-} codec=${3:-}
-    receiving "$pid"
-    case $codec in ''|zstd|delta|delta.zstd) ;; *) die "unknown codec '$codec'" ;; esac
+    receiving "${1:-}"
+    case ${3:-} in ''|zstd|delta|delta.zstd) ;; *) die "unknown codec '${3:-}'" ;; esac
+    take_item "${2:-}" "${3:-}"
+}
+
+# take_item NAME CODEC: stdin is item NAME of the manifest being received in
+# $T, in the form CODEC says: unpack it out of sight, hash the bytes as they
+# come, audit and list the tree; refuse it (die) if it is not the signed one.
+take_item() {
+    name=$1 codec=$2
     case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
     awk -v n="$name" '{ k = $1; sub(/.*\//, "", k) } k == n { f = 1 } END { exit !f }' \
         "$T/items" || die "item $name is not in the manifest being received"

@@ -21,6 +21,8 @@ case $CMD in
     plan) cmd_plan "$@" ;;
     receive) cmd_receive "$@" ;;
     item) cmd_item "$@" ;;
+    pull) cmd_pull "$@" ;;
+    import) cmd_import "$@" ;;
     listings) cmd_listings "$@" ;;
     need) cmd_need ;;
     confirm) cmd_confirm "$@" ;;

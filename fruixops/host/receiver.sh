@@ -21,6 +21,7 @@
 #   receiver.sh  this header, common helpers, the lock
 #   land.sh      manifests, items: verify and land
 #   reuse.sh     files the store already holds: what to ask for, linking them
+#   cache.sh     items from an HTTP cache (pull) or a bundle file (import)
 #   switch.sh    generations, loader files, boot state, the bootloader
 #   gc.sh        garbage collection
 #   trust.sh     trusted keys, host name
@@ -30,8 +31,8 @@
 #
 # Commands (stdin, where used, carries a tar "bundle"):
 #   plan [--esp DIR]   bundle: manifest, manifest.sig. Verify; print the items
-#                      this host lacks, its state and its installed
-#                      bootloader. Changes nothing.
+#                      this host lacks, its state, its installed bootloader
+#                      and the tool it would pull with. Changes nothing.
 #   receive [--trial] [--deployer WHO]
 #                      stdin: the manifest's lines, then "sig BASE64". Take the
 #                      lock, verify, print "ready PID", then wait for "commit"
@@ -47,6 +48,14 @@
 #                      file contents this host said it lacks; the rest is
 #                      linked from the store. Every item, however it came, is
 #                      listed here and must hash to the manifest's listing.
+#   pull PID NAME URL  item NAME for the receive PID in progress, fetched by
+#                      this host from the cache at URL (fetch(1), curl or
+#                      wget) and taken exactly as a sent one; refused, and
+#                      nothing of it kept, if it is missing, cut or tampered.
+#   import FILE|-      a bundle (a file on this host, or stdin): verify its
+#                      manifest for this host as receive does, take the items
+#                      this host lacks from it, land them and make the new
+#                      generation the loader's default.
 #   listings PID [zstd]
 #                      stdin: file listings of items being received, each after
 #                      a line "=NAME"; each must hash to the manifest's listing

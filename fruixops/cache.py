@@ -1,0 +1,233 @@
+"""The item cache: content-addressed objects any web server can serve, which
+hosts pull from instead of receiving every byte from the controller.
+
+A cache is trusted for nothing. Each object is named by the sha256 a
+manifest signs for it, and a host refuses whatever does not hash to its
+signed manifest (the controller then pushes that item instead):
+
+    fruixops-cache              "fruixops-cache 1": what this directory is
+    objects/SHA.tar             an item's canonical archive
+    objects/ZSHA.tar.zst        its zstd form (what hosts with zstd fetch)
+    objects/LSHA.listing        its file listing (a big item's tree is held to
+                                it instead of being hashed twice)
+
+Objects are immutable: one already there is never written again, and a new
+one is written to a temporary name, flushed and renamed, so that a reader
+never sees half of one. Only items go there: never keys, manifests or
+anything else about a host.
+
+The upload target is a directory on the controller (served by a web server,
+or synced to a bucket) or ``ssh://[user@]host[:port]/path`` (SFTP, the host
+key checked against the inventory's known_hosts like any host's).
+"""
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+MARKER = b"fruixops-cache 1\n"
+DEFAULT_PARALLEL = 4
+# The receiver takes a URL as one word of its argument alphabet (access.sh).
+URL_RE = re.compile(r"^https?://[A-Za-z0-9._:@=+/-]+/$")
+SSH_RE = re.compile(r"^ssh://(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+)"
+                    r"(?::(?P<port>[0-9]{1,5}))?(?P<path>/.*)$")
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    url: str                  # what hosts fetch from (ends in /)
+    upload: str | None        # a directory, or ssh://..., or None (pull only)
+    parallel: int = DEFAULT_PARALLEL   # pulls in flight per host
+    upload_key: str | None = None      # the SSH key for an ssh:// upload
+
+
+def check_url(url):
+    """*url* with a trailing slash, or ValueError saying what is wrong."""
+    if not url.endswith("/"):
+        url += "/"
+    if not URL_RE.match(url) or ".." in url:
+        raise ValueError(f"bad cache url {url!r}: http:// or https://, then letters, digits "
+                         "and . _ : @ = + / - only")
+    return url
+
+
+def objects(store, item):
+    """[(object name, local file)] of one built item."""
+    info = store.transfer_info(item.path)
+    return [(f"objects/{item.sha256}.tar", store.archive(item.path)),
+            (f"objects/{info['zstd']}.tar.zst", store.compressed(item.path)),
+            (f"objects/{info['listing']}.listing", store.items_dir / f"{item.path.base}.sums")]
+
+
+def object_name(item, form):
+    """The object a host pulls for *item* in *form* ("zstd" or "tar")."""
+    return f"objects/{item.zstd}.tar.zst" if form == "zstd" else f"objects/{item.sha256}.tar"
+
+
+@dataclass
+class PushReport:
+    items: int = 0
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    present: int = 0
+
+    def to_json(self):
+        return dict(self.__dict__)
+
+
+def push(store, items, target, progress=None):
+    """Upload every object of *items* the cache lacks; return a PushReport."""
+    report = PushReport(items=len(items))
+    target.put_bytes("fruixops-cache", MARKER, replace_different=True)
+    for item in items:
+        for name, local in objects(store, item):
+            if target.has(name):
+                report.present += 1
+                continue
+            target.put_file(name, local)
+            report.uploaded += 1
+            report.uploaded_bytes += local.stat().st_size
+            if progress:
+                progress(name, local.stat().st_size)
+    target.finish()
+    return report
+
+
+def target_for(settings, known_hosts=None):
+    """The upload target of the inventory's cache settings."""
+    if not settings.upload:
+        raise UserError("the cache has no upload target (fruixops.cache.upload): it can be "
+                        "pulled from, not pushed to")
+    m = SSH_RE.match(settings.upload)
+    if m:
+        return SftpTarget(m["host"], int(m["port"] or 22), m["user"] or "root", m["path"],
+                          known_hosts, settings.upload_key)
+    if settings.upload.startswith("ssh:"):
+        raise UserError(f"bad cache upload {settings.upload!r} (ssh://[user@]host[:port]/path)")
+    return DirTarget(Path(settings.upload))
+
+
+class DirTarget:
+    """A directory on the controller."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def has(self, name):
+        return (self.root / name).is_file()
+
+    def put_file(self, name, local):
+        with open(local, "rb") as src:
+            self._write(name, lambda out: _copy(src, out))
+
+    def put_bytes(self, name, data, replace_different=False):
+        dest = self.root / name
+        if dest.is_file() and (not replace_different or dest.read_bytes() == data):
+            return
+        self._write(name, lambda out: out.write(data))
+
+    def _write(self, name, fill):
+        dest = self.root / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as out:
+                fill(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def finish(self):
+        pass
+
+
+class SftpTarget:
+    """A directory on another machine, over SFTP; its host key must be in
+    known_hosts (never accepted unseen)."""
+
+    def __init__(self, host, port, user, root, known_hosts, key=None):
+        import paramiko
+        self.root = root.rstrip("/")
+        self.client = paramiko.SSHClient()
+        self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        if known_hosts and Path(known_hosts).exists():
+            self.client.load_host_keys(str(known_hosts))
+        try:
+            self.client.connect(host, port=port, username=user, timeout=15, key_filename=key)
+        except paramiko.SSHException as exc:
+            raise UserError(f"cache upload to {host}:{port}: {exc} (its host key must be in "
+                            f"{known_hosts or 'known_hosts'})") from None
+        except OSError as exc:
+            raise UserError(f"cache upload to {host}:{port}: {exc}") from None
+        self.sftp = self.client.open_sftp()
+        self._dirs = set()
+
+    def has(self, name):
+        try:
+            self.sftp.stat(f"{self.root}/{name}")
+            return True
+        except IOError:
+            return False
+
+    def _mkdirs(self, path):
+        parts = path.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            d = "/" + "/".join(parts[:i])
+            if d in self._dirs:
+                continue
+            try:
+                self.sftp.stat(d)
+            except IOError:
+                self.sftp.mkdir(d)
+            self._dirs.add(d)
+
+    def put_file(self, name, local):
+        with open(local, "rb") as src:
+            self._write(name, lambda out: _copy(src, out))
+
+    def put_bytes(self, name, data, replace_different=False):
+        if self.has(name):
+            if not replace_different:
+                return
+            with self.sftp.open(f"{self.root}/{name}", "rb") as f:
+                if f.read() == data:
+                    return
+        self._write(name, lambda out: out.write(data))
+
+    def _write(self, name, fill):
+        dest = f"{self.root}/{name}"
+        self._mkdirs(dest.rsplit("/", 1)[0])
+        tmp = f"{dest.rsplit('/', 1)[0]}/.{dest.rsplit('/', 1)[1]}.{os.getpid()}.tmp"
+        with self.sftp.open(tmp, "wb") as out:
+            out.set_pipelined(True)
+            fill(out)
+        self.sftp.chmod(tmp, 0o444)
+        self.sftp.posix_rename(tmp, dest)
+
+    def finish(self):
+        self.client.close()
+
+
+def _copy(src, out, chunk=1 << 20):
+    while data := src.read(chunk):
+        out.write(data)
+
+
+def closure_items(ctl, hosts, base_name=None):
+    """The items of these hosts' closures (built as needed), each once."""
+    items = {}
+    for host in hosts:
+        for it in ctl.closure(host, ctl.inventory.base_for(host, base_name)):
+            items.setdefault(str(it.path), it)
+    return list(items.values())

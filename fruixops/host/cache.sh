@@ -1,0 +1,156 @@
+# shellcheck shell=sh disable=SC2034,SC2153
+# (one program with receiver.sh: names are set and used across its parts)
+# Part of the fruixops receiver (see receiver.sh): items that come from
+# elsewhere than the controller's SSH channel -- an HTTP cache the host pulls
+# from, or a bundle file carried in. Neither is trusted: an item from either
+# goes through take_item, exactly as a pushed one, and must hash to the
+# signed manifest.
+#
+# A cache holds content-addressed objects, each named by the sha256 the
+# manifest signs for it: objects/SHA.tar (the canonical archive),
+# objects/ZSHA.tar.zst (its zstd form), objects/LSHA.listing (its file
+# listing). A bundle is a tar of "fruixops-bundle", hosts/NAME/manifest and
+# hosts/NAME/manifest.sig per host, and the same objects.
+
+# fetch_url URL: the body of URL on stdout; fails on any HTTP error. FreeBSD
+# base has fetch(1); curl or wget where that is what the host has.
+fetch_url() {
+    if command -v fetch >/dev/null 2>&1; then
+        fetch -q -T 30 -o - "$1"
+    elif command -v curl >/dev/null 2>&1; then
+        curl -fsS --connect-timeout 30 "$1"
+    elif command -v wget >/dev/null 2>&1; then
+        wget -q -T 30 -O - "$1"
+    else
+        echo "no fetch(1), curl or wget on this host" >&2
+        return 127
+    fi
+}
+
+# fetcher: the name of the tool fetch_url uses (nothing if there is none).
+fetcher() {
+    for t in fetch curl wget; do
+        if command -v "$t" >/dev/null 2>&1; then echo "$t"; return 0; fi
+    done
+}
+
+# item_line NAME: "path sha size refs lsha zsha" of item NAME in $T/items.
+item_line() {
+    awk -v n="$1" '{ k = $1; sub(/.*\//, "", k) } k == n { print; exit }' "$T/items"
+}
+
+# forget_item NAME: what a refused take_item of NAME left in $T, so that the
+# item can be taken again another way (pushed by the controller). Its
+# listing, if one came, stays: it hashed to the signed one.
+forget_item() {
+    remove_tree "$T/unpack/$1"
+    rm -f "$T/got/$1".*
+}
+
+# pull PID NAME URL: item NAME of receive PID, from the cache at URL (which
+# ends in /): its zstd form where this host has zstd, else its archive. A big
+# item's listing comes first, when the cache has it, so that its tree is held
+# to the listing's shape instead of hashed again. Prints "pulled NAME FORM"
+# (zstd or tar), and "listing" after it when the listing came too; a missing, cut or tampered object is refused and nothing of it
+# stays, so that the controller can push the item instead.
+cmd_pull() {
+    [ $# -eq 3 ] || die "usage: pull PID NAME URL"
+    receiving "$1"
+    name=$2 url=$3
+    case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
+    case $url in http://?*/|https://?*/) ;; *) die "bad cache url '$url' (http:// or https://, ending in /)" ;; esac
+    line=$(item_line "$name")
+    [ -n "$line" ] || die "item $name is not in the manifest being received"
+    # shellcheck disable=SC2086 # the manifest's fields, checked when it was verified
+    set -- $line
+    [ -n "$(fetcher)" ] || die "item $name: no fetch(1), curl or wget on this host to pull with"
+    if command -v zstd >/dev/null 2>&1; then
+        object=$6.tar.zst form=zstd
+    else
+        object=$2.tar form=
+    fi
+    lsha=$5 listed=
+    mkdir -p "$T/listings"
+    if [ "$3" -ge 1048576 ] && [ ! -f "$T/listings/$name.sums" ]; then
+        # Only a listing that hashes to the signed one is kept.
+        if fetch_url "${url}objects/$lsha.listing" >"$T/listings/.$name.$$" 2>/dev/null &&
+                [ "$(openssl dgst -sha256 -r <"$T/listings/.$name.$$" | cut -c1-64)" = "$lsha" ]; then
+            mv -f "$T/listings/.$name.$$" "$T/listings/$name.sums"
+            listed=" listing"
+        fi
+        rm -f "$T/listings/.$name.$$"
+    fi
+    why=$T/got/.$name.pull
+    # The fetch's own failure (a 404, a cut connection) is kept apart from
+    # what take_item makes of the bytes it got.
+    if ( trap - EXIT INT TERM HUP
+         { fetch_url "${url}objects/$object" 2>"$why.fetch" || echo "$?" >"$why.status"; } |
+             take_item "$name" "$form" ) 2>"$why.take" && [ ! -f "$why.status" ]; then
+        rm -f "$why".*
+        echo "pulled $name ${form:-tar}$listed"
+        return 0
+    fi
+    if [ -f "$why.status" ]; then
+        reason="cannot fetch ${url}objects/$object: $(tr '\n' ' ' <"$why.fetch" | cut -c1-200)"
+    else
+        reason=$(sed -n 's/^refused: //p' "$why.take" | tail -n 1)
+        [ -n "$reason" ] || reason="refused (no reason given)"
+    fi
+    rm -f "$why".*
+    forget_item "$name"
+    die "from the cache: $reason"
+}
+
+# import FILE|-: a bundle (FILE, or stdin copied into the store's file
+# system first): verify its manifest for this host exactly as a receive
+# does (trusted key, host name, expiry, serial), take every item this host
+# lacks from it, land them and make the new generation the loader's default.
+cmd_import() {
+    [ $# -eq 1 ] || die "usage: import FILE|-"
+    receive_begin bundle
+    file=$1
+    if [ "$file" = - ]; then
+        file=$TMP/bundle.tar
+        cat >"$file" || die "cannot read the bundle from stdin"
+    fi
+    if [ ! -f "$file" ] || [ ! -r "$file" ]; then die "no bundle file '$file'"; fi
+    # One read of the whole file first: a cut or damaged bundle is refused
+    # before anything else.
+    tar -tf "$file" >"$TMP/members" 2>"$TMP/members.err" ||
+        die "not a whole bundle: $(tail -n 1 "$TMP/members.err")"
+    grep -qx fruixops-bundle "$TMP/members" || die "not a fruixops bundle (no fruixops-bundle member)"
+    me=$(cat "$STATE/host-name" 2>/dev/null) || me=
+    [ -n "$me" ] || die "this host has no recorded name (run inv bootstrap)"
+    if ! grep -qx "hosts/$me/manifest" "$TMP/members"; then
+        for_whom=$(sed -n 's|^hosts/\([^/]*\)/manifest$|\1|p' "$TMP/members" | head -n 5 | tr '\n' ' ')
+        die "the bundle holds no manifest for '$me' (it is for: ${for_whom:-nobody})"
+    fi
+    (cd "$TMP/bundle" && tar -xOf "$file" "hosts/$me/manifest" >manifest &&
+        tar -xOf "$file" "hosts/$me/manifest.sig" >manifest.sig) ||
+        die "cannot read this host's manifest from the bundle"
+    verify_manifest
+    T=$TMP
+    mkdir "$T/listings"
+    zstd=
+    if command -v zstd >/dev/null 2>&1; then zstd=1; fi
+    while read -r p sha _ _ lsha zsha; do
+        [ ! -d "$p" ] || continue
+        name=$(basename "$p")
+        if [ -n "$zstd" ] && grep -qx "objects/$zsha.tar.zst" "$TMP/members"; then
+            object=objects/$zsha.tar.zst form=zstd
+        elif grep -qx "objects/$sha.tar" "$TMP/members"; then
+            object=objects/$sha.tar form=
+        elif grep -qx "objects/$zsha.tar.zst" "$TMP/members"; then
+            die "the bundle has item $name as .tar.zst only, and this host has no zstd (export it with --compress none)"
+        else
+            die "the bundle lacks item $name"
+        fi
+        if grep -qx "objects/$lsha.listing" "$TMP/members"; then
+            tar -xOf "$file" "objects/$lsha.listing" >"$T/listings/$name.sums" ||
+                die "cannot read item $name's listing from the bundle"
+        fi
+        ( trap - EXIT INT TERM HUP
+          tar -xOf "$file" "$object" | take_item "$name" "$form" ) || exit 2
+    done <"$TMP/items"
+    receive_commit bundle ''
+}

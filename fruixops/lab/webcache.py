@@ -1,0 +1,96 @@
+"""The lab's item cache: a real nginx on 127.0.0.1 serving the directory
+`inv cache.push` uploads to, as a web server or a CDN edge would serve a
+fleet's cache. It runs when the lab inventory names a cache whose URL is on
+127.0.0.1 and whose upload target is a local directory; `inv lab.up` starts
+it and `inv lab.down` stops it. Debian's nginx-light (scripts/system-deps)."""
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import sshd
+from ..errors import UserError
+
+NGINX = "/usr/sbin/nginx"
+
+CONF = """\
+# The lab's cache server (fruixops.lab.webcache): written by `inv lab.up`.
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 512; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/body;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        autoindex off;
+        location / {{ limit_except GET {{ deny all; }} }}
+    }}
+}}
+"""
+
+
+class WebCache:
+    """nginx serving *root* on 127.0.0.1:*port*; its files under *prefix*."""
+
+    def __init__(self, prefix, root, port):
+        self.prefix, self.root, self.port = Path(prefix), Path(root), port
+
+    @classmethod
+    def of(cls, lab):
+        """The lab's cache server, or None when its inventory names no cache
+        the lab can serve (an http URL on 127.0.0.1, a local upload directory)."""
+        cache = lab.inventory.settings.cache
+        if not cache or not cache.upload or cache.upload.startswith("ssh:"):
+            return None
+        url = urlsplit(cache.url)
+        if url.scheme != "http" or url.hostname != "127.0.0.1" or not url.port:
+            return None
+        return cls(lab.root / "nginx", cache.upload, url.port)
+
+    def pid(self):
+        try:
+            pid = int((self.prefix / "nginx.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if sshd.alive(pid) else None
+
+    def up(self):
+        if self.pid():
+            return
+        if not os.access(NGINX, os.X_OK) and not shutil.which("nginx"):
+            raise UserError("the lab's cache needs nginx (apt-get install nginx-light, or: "
+                            "make sysdeps)")
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(CONF.format(prefix=self.prefix, root=self.root, port=self.port))
+        # Workers run as nginx's unprivileged user: the cache must be readable
+        # by anyone, as a served directory is.
+        for d in [self.root, *self.root.parents]:
+            if d == Path("/"):
+                break
+            mode = d.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(d, mode | 0o005)
+        started = subprocess.run([shutil.which("nginx") or NGINX, "-c", str(conf),
+                                  "-p", str(self.prefix), "-e", str(self.prefix / "error.log")],
+                                 capture_output=True, text=True)
+        if started.returncode != 0:
+            raise UserError(f"the lab's cache server did not start: "
+                            f"{(started.stderr or started.stdout).strip()[-300:]}")
+        # nginx listens before it returns (it binds, then daemonizes).
+
+    def down(self):
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            sshd.wait_gone(pid, 10)

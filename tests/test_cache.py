@@ -1,0 +1,81 @@
+"""The cache's pure parts: URLs hosts may be given, the upload directory's
+immutable objects, bundle lifetimes, and the inventory's cache settings."""
+
+import os
+
+import pytest
+
+from fruixops import cache, inventory, offline
+from fruixops.errors import UserError
+
+
+@pytest.mark.parametrize("url,want", [
+    ("http://cache.example.org/fruix", "http://cache.example.org/fruix/"),
+    ("https://10.0.0.5:8443/", "https://10.0.0.5:8443/"),
+])
+def test_cache_urls_end_in_a_slash(url, want):
+    assert cache.check_url(url) == want
+
+
+@pytest.mark.parametrize("url", ["ftp://x/", "http://x/a b/", "http://x/$(reboot)/",
+                                 "http://x/../etc/", "http://x/?q=1", "file:///frx/"])
+def test_cache_urls_the_receiver_would_refuse_are_refused_here(url):
+    with pytest.raises(ValueError):
+        cache.check_url(url)
+
+
+def test_dir_target_writes_each_object_once_read_only(tmp_path):
+    t = cache.DirTarget(tmp_path / "c")
+    src = tmp_path / "src"
+    src.write_bytes(b"x" * 5000)
+    t.put_file("objects/a.tar", src)
+    dest = tmp_path / "c/objects/a.tar"
+    assert dest.read_bytes() == b"x" * 5000 and dest.stat().st_mode & 0o777 == 0o444
+    assert t.has("objects/a.tar") and not t.has("objects/b.tar")
+    assert [p.name for p in dest.parent.iterdir()] == ["a.tar"]     # no temporary left
+    t.put_bytes("fruixops-cache", cache.MARKER, replace_different=True)
+    inode = os.stat(tmp_path / "c/fruixops-cache").st_ino
+    t.put_bytes("fruixops-cache", cache.MARKER, replace_different=True)
+    assert os.stat(tmp_path / "c/fruixops-cache").st_ino == inode
+
+
+@pytest.mark.parametrize("text,seconds", [("3600", 3600), ("90m", 5400), ("12h", 43200),
+                                          ("7d", 604800), ("2w", 1209600)])
+def test_bundle_lifetimes(text, seconds):
+    assert offline.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "7 days", "-1d", "2y", "400d"])
+def test_bad_bundle_lifetimes(text):
+    with pytest.raises(UserError):
+        offline.parse_duration(text)
+
+
+def _inv(tmp_path, block):
+    p = tmp_path / "inv.yaml"
+    p.write_text("fruixops:\n" + block + "all:\n  hosts:\n    a: {}\n")
+    return p
+
+
+def test_inventory_cache_settings(tmp_path):
+    inv = inventory.load(_inv(tmp_path, "  cache:\n    url: http://c.example/x\n"
+                                        "    upload: cache-dir\n    parallel: 8\n"))
+    c = inv.settings.cache
+    assert c.url == "http://c.example/x/" and c.parallel == 8
+    assert c.upload == str(tmp_path / "cache-dir")
+    ssh = inventory.load(_inv(tmp_path, "  cache:\n    url: http://c/\n"
+                                        "    upload: ssh://up@c:2222/srv/cache\n"))
+    t = ssh.settings.cache
+    assert t.upload == "ssh://up@c:2222/srv/cache" and cache.SSH_RE.match(t.upload)["port"] == "2222"
+
+
+@pytest.mark.parametrize("block,where,words", [
+    ("  cache:\n    url: ftp://c/\n", ":3:", "bad cache url"),
+    ("  cache:\n    upload: d\n", ":3:", "lacks required field 'url'"),
+    ("  cache:\n    url: http://c/\n    parallel: 0\n", ":4:", "parallel must be 1 to 32"),
+    ("  cache:\n    url: http://c/\n    bucket: b\n", ":4:", "unknown field 'bucket'"),
+])
+def test_bad_cache_settings_say_where(tmp_path, block, where, words):
+    with pytest.raises(UserError) as e:
+        inventory.load(_inv(tmp_path, block))
+    assert words in str(e.value) and where in str(e.value)
