@@ -67,6 +67,24 @@ def object_name(item, form):
     return f"objects/{item.zstd}.tar.zst" if form == "zstd" else f"objects/{item.sha256}.tar"
 
 
+def present(url, names, timeout=5):
+    """{name: True, False (the cache answers 404) or None (no answer)} for
+    objects at the cache *url*, asked from the controller with HEAD."""
+    import urllib.error
+    import urllib.request
+    out = {}
+    for name in names:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url + name, method="HEAD"),
+                                        timeout=timeout):
+                out[name] = True
+        except urllib.error.HTTPError as exc:
+            out[name] = False if exc.code in (403, 404, 410) else None
+        except (urllib.error.URLError, OSError):
+            out[name] = None
+    return out
+
+
 @dataclass
 class PushReport:
     items: int = 0

@@ -158,22 +158,28 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
 
 
 def _pull(ctl, host, state, result):
-    """Whether (and from where) the host pulls whole items: when the inventory
-    names a cache (or the host's cache_url does; "" turns it off), and the
-    host has a tool to fetch with."""
+    pull, note = pull_source(ctl, host, state.fetcher)
+    if note:
+        result.notes.append(note)
+    return pull
+
+
+def pull_source(ctl, host, fetcher):
+    """(push.Pull or None, a note or None): whether, and from where, the host
+    pulls whole items -- when the inventory names a cache (or the host's
+    cache_url does; "" turns it off) and the host has a tool to fetch with."""
     from . import cache
     settings = ctl.inventory.settings.cache
     url = host.var("cache_url", settings.url if settings else None)
     if not url:
-        return None
+        return None, None
     try:
         url = cache.check_url(str(url))
     except ValueError as exc:
         raise HostError(host.name, f"cache_url: {exc}") from None
-    if not state.fetcher:
-        result.notes.append("the host has no fetch(1), curl or wget: items pushed, not pulled")
-        return None
-    return push.Pull(url, settings.parallel if settings else cache.DEFAULT_PARALLEL)
+    if not fetcher:
+        return None, "the host has no fetch(1), curl or wget: items pushed, not pulled"
+    return push.Pull(url, settings.parallel if settings else cache.DEFAULT_PARALLEL), None
 
 
 def compress_choice(host, compress=None):

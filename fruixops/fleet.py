@@ -192,7 +192,7 @@ def verify_many(ctl, hosts, forks=DEFAULT_FORKS):
     return outcomes, sorted(lines)
 
 
-def plan_many(ctl, hosts, base=None, forks=DEFAULT_FORKS, compress=None):
+def plan_many(ctl, hosts, base=None, forks=DEFAULT_FORKS, compress=None, use_cache=True):
     """Returns (Outcomes, {host: Change})."""
     from . import lifecycle
     outcomes, changes = Outcomes(h.name for h in hosts), {}
@@ -200,7 +200,7 @@ def plan_many(ctl, hosts, base=None, forks=DEFAULT_FORKS, compress=None):
         ctl.closure(h, ctl.inventory.base_for(h, base))
 
     def job(h):
-        changes[h.name] = lifecycle.plan(ctl, h.name, base, compress)
+        changes[h.name] = lifecycle.plan(ctl, h.name, base, compress, use_cache)
         return False, changes[h.name].to_json()
 
     run(hosts, job, outcomes, forks)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from . import bootloader, hostreply, hoststate, push, receiver
 from .bootstrap import install_receiver_if_missing
-from .deploy import compress_choice, connect
+from .deploy import compress_choice, connect, pull_source
 from .errors import HostError, UserError
 from .manifest import ManifestError, parse
 from .store import StorePath
@@ -29,6 +29,8 @@ class Change:
     removed: list = field(default_factory=list)     # (path, size)
     send: list = field(default_factory=list)        # paths the host lacks
     bytes_to_send: int = 0       # what crosses the wire, dedupe included
+    pull: list = field(default_factory=list)        # paths the host would pull from the cache
+    bytes_to_fetch: int = 0      # what it would fetch from the cache
     deltas: list = field(default_factory=list)      # items sent as deltas (host has some files)
     reused_files: int = 0        # files the host would link from its own store
     reused_bytes: int = 0        # and their bytes, not sent
@@ -64,9 +66,9 @@ def _items_of(manifest_bytes):
     return m, {str(it.path): it.size for it in m.items}
 
 
-def plan(ctl, host_name, base_name=None, compress=None):
-    """What `deploy` (with the same *compress* choice) would do to a host,
-    changing nothing anywhere."""
+def plan(ctl, host_name, base_name=None, compress=None, use_cache=True):
+    """What `deploy` (with the same *compress* and *use_cache* choices) would
+    do to a host, changing nothing anywhere."""
     host = ctl.inventory.host(host_name)
     m, data, sig = ctl.make_manifest(host_name, base_name)
     paths = "".join(f"{it.path}\n" for it in m.items).encode()
@@ -74,6 +76,8 @@ def plan(ctl, host_name, base_name=None, compress=None):
         'while read -r p; do [ -d "$p" ] || echo "missing $p"; done; '
         f'{receiver.status_command(bootloader.esp_path(host))}; '
         'if command -v zstd >/dev/null 2>&1; then echo "zstd yes"; fi; '
+        'for t in fetch curl wget; do command -v $t >/dev/null 2>&1 && '
+        '{ echo "fetch $t"; break; }; done; '
         'm=/var/lib/fruix/system/current/manifest; '
         '[ -f $m ] && sed "s/^/current-manifest /" $m; exit 0')
     hc = connect(ctl, host)
@@ -102,8 +106,13 @@ def plan(ctl, host_name, base_name=None, compress=None):
     change.compressed = compress_choice(host, compress) != "none" and state.zstd
     if not (change.old_closure == change.new_closure and not state.missing):
         change.send = list(state.missing)
+        pull, note = pull_source(ctl, host, state.fetcher) if use_cache else (None, None)
+        if note:
+            change.notes.append(note)
+        pulled = _plan_pulls(change, pull, m, state, sends, ctl.builder.store) if pull else ()
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,
-                                                 change.compressed, host.name, sends)
+                                                 change.compressed, host.name, sends,
+                                                 pull=bool(pull), pulled=pulled)
         deltas = [d for d in (sends or {}).values() if d.need is not None]
         change.deltas = [str(d.item.path) for d in deltas]
         change.reused_files = sum(d.reused_files for d in deltas)
@@ -119,6 +128,28 @@ def plan(ctl, host_name, base_name=None, compress=None):
     change.notes += [f"warning: {f} sets loader variables that win over fruix.conf"
                      for f in state.loader_overrides]
     return change
+
+
+def _plan_pulls(change, pull, m, state, sends, store):
+    """Which whole items the host would pull: those the cache has (asked
+    with HEAD from here; one it does not answer for is counted as pulled).
+    Fills in change.pull and bytes_to_fetch; returns the paths."""
+    from . import cache
+    whole = [it for it in push.missing_items(change.host, m, state.missing)
+             if (sends or {}).get(str(it.path)) is None
+             or (sends or {})[str(it.path)].need is None]
+    objs = push.pull_objects(whole, store, change.compressed)
+    there = cache.present(pull.url, [n for o in objs.values() for n in (o[0], o[2]) if n])
+    absent = [p for p, o in objs.items() if there[o[0]] is False]
+    if absent:
+        change.notes.append(f"{len(absent)} of {len(objs)} items are not in the cache "
+                            f"{pull.url}: they would be pushed (inv cache.push)")
+    for path, (name, size, lname, lsize) in objs.items():
+        if path in absent:
+            continue
+        change.pull.append(path)
+        change.bytes_to_fetch += size + (lsize if lname and there[lname] is not False else 0)
+    return set(change.pull)
 
 
 def _restricted_plan(ctl, hc, data, sig):
@@ -172,7 +203,8 @@ def format_change(c, title=None):
     send = set(c.send)
     for p, s in sorted(c.added, key=lambda x: StorePath(x[0]).name):
         lines.append(f"  + {StorePath(p).name:48} {mib(s)}" + (
-            ("  (to send: the files the host lacks)" if p in c.deltas else "  (to send)")
+            ("  (to send: the files the host lacks)" if p in c.deltas
+             else "  (to pull from the cache)" if p in c.pull else "  (to send)")
             if p in send else ""))
     for p, s in sorted(c.removed, key=lambda x: StorePath(x[0]).name):
         lines.append(f"  - {StorePath(p).name:48} {mib(s)}")
@@ -183,6 +215,8 @@ def format_change(c, title=None):
                  f"{len(c.removed)} ({sum(s for _, s in c.removed)} bytes); to send "
                  f"{len(c.send)} items, {c.bytes_to_send} bytes"
                  + (" (zstd)" if c.compressed and c.send else "")
+                 + (f", {len(c.pull)} of them pulled from the cache ({c.bytes_to_fetch} bytes)"
+                    if c.pull else "")
                  + (f", {c.reused_files} files ({c.reused_bytes} bytes) reused from the "
                     "host's store" if c.deltas else "") + "; reboot needed: "
                  f"{'yes' if c.reboot_needed else 'no'}")

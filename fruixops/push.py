@@ -185,16 +185,32 @@ def ask_need(hc, manifest_bytes, signature, items, store):
 
 
 def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=False, host="?",
-                 sends=None):
+                 sends=None, pull=False, pulled=()):
     """The exact number of bytes push() will send for these missing items
-    (*sends*: the host's answer to their listings, when it can reuse files)."""
+    (*sends*: the host's answer to their listings, when it can reuse files;
+    *pull*: the host pulls whole items, and succeeds for the store paths in
+    *pulled*)."""
     items = missing_items(host, manifest, missing)
     total = len(_opening(manifest_bytes, signature)) + len(COMMIT)
     first = listed(items, sends is not None)
-    if first:
+    if first and (sends is not None or not pull):
         total += len(listings_payload(first, store, compress))
     sends = resolve(dict(whole(items), **(sends or {})), store, compress)
-    return total + sum(s.size for s in sends.values())
+    return total + sum(s.size for p, s in sends.items() if p not in pulled or s.need is not None)
+
+
+def pull_objects(items, store, compress):
+    """{store path: (object name, bytes, listing object name or None, its
+    bytes)} of what a host pulls for whole *items*."""
+    out = {}
+    for it in items:
+        info = store.transfer_info(it.path)
+        name, size = ((f"objects/{info['zstd']}.tar.zst", info["zstd_size"]) if compress
+                      else (f"objects/{it.sha256}.tar", it.size))
+        listing = (f"objects/{info['listing']}.listing", len(store.listing(it.path))) \
+            if it.size >= SEND_LISTING_FROM else (None, 0)
+        out[str(it.path)] = (name, size) + listing
+    return out
 
 
 @dataclass

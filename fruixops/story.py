@@ -57,7 +57,18 @@ def run(ctl, host_name, out=print):
     finally:
         hc.close()
 
+    settings = ctl.inventory.settings.cache
+    if settings and settings.upload:
+        # The fleet's cache gets the candidate first: the host pulls what
+        # it cannot link from its own store.
+        from . import cache
+        host = ctl.inventory.host(host_name)
+        uploaded = cache.push(ctl.builder.store, cache.closure_items(ctl, [host], CANDIDATE),
+                              cache.target_for(settings, ctl.inventory.settings.known_hosts))
+        say("candidate_cache_objects_uploaded", uploaded.uploaded)
     cand = deploy_mod.deploy(ctl, host_name, CANDIDATE, reboot=True)
+    say("candidate_bytes_sent", cand.bytes_sent)
+    say("candidate_bytes_fetched", cand.bytes_fetched)
     say("candidate_closure", cand.closure)
     say("candidate_base_version_label", cand.version_label)
     after_boot("candidate", cand.closure, cand.generation)

@@ -33,7 +33,7 @@ def deploy(c, host=None, limit=None, base=None, reboot=False, trial=False, key=N
     ctl = Controller(inventory, key=key)
     hosts = _targets(ctl, host, limit, "deploy")
     if check:
-        return _plan(ctl, hosts, base, forks, json, compress)
+        return _plan(ctl, hosts, base, forks, json, compress, not no_cache)
     with _display(hosts, json) as display:
         outcomes, lines = fleet.deploy_many(ctl, hosts, base, reboot=reboot, trial=trial,
                                             forks=forks, events=display, compress=compress,
@@ -164,9 +164,10 @@ def verify(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, 
     _finish(outcomes, json, lines)
 
 
-def _plan(ctl, hosts, base, forks, json, compress=None):
+def _plan(ctl, hosts, base, forks, json, compress=None, use_cache=True):
     from .. import lifecycle
-    outcomes, changes = fleet.plan_many(ctl, hosts, base, forks=forks, compress=compress)
+    outcomes, changes = fleet.plan_many(ctl, hosts, base, forks=forks, compress=compress,
+                                        use_cache=use_cache)
     if json:
         if len(hosts) == 1 and hosts[0].name in changes:
             _print_json(changes[hosts[0].name].to_json())
@@ -180,13 +181,15 @@ def _plan(ctl, hosts, base, forks, json, compress=None):
 
 @user_task(help={"host": "host to plan for", "limit": LIMIT_HELP, "forks": FORKS_HELP,
                  "base": "base (default: each host's)", "key": "signing key",
-                 "inventory": INVENTORY_HELP, "json": "print JSON"})
+                 "inventory": INVENTORY_HELP, "json": "print JSON",
+                 "no_cache": "as a deploy with --no-cache would: every item pushed"})
 def plan(c, host=None, limit=None, base=None, key=None, inventory=None,
-         forks=fleet.DEFAULT_FORKS, json=False):
+         forks=fleet.DEFAULT_FORKS, json=False, no_cache=False):
     """What a deploy would do, changing nothing: closures, base and label old -> new,
-    items added and removed with sizes, bytes to send, whether a reboot is needed."""
+    items added and removed with sizes, bytes to send (and to pull from the cache),
+    whether a reboot is needed."""
     ctl = Controller(inventory, key=key)
-    _plan(ctl, _targets(ctl, host, limit, "plan"), base, forks, json)
+    _plan(ctl, _targets(ctl, host, limit, "plan"), base, forks, json, use_cache=not no_cache)
 
 
 @user_task(name="diff", help={"host": "host", "from_": "generation (default: rollback)",

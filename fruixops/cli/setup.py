@@ -225,10 +225,17 @@ def lab_up(c, inventory=None, host=None, bare=False):
     lab, hosts = _lab(inventory, host)
     lab.up(hosts)
     cache = WebCache.of(lab)
+    ctl = Controller(inventory)
     if cache:
         cache.up()
         print(f"cache: nginx on 127.0.0.1:{cache.port} serving {cache.root}")
-    installed = {} if bare else {r["host"]: r for r in lab.install(Controller(inventory), hosts)}
+        new = [h for h in hosts if lab.is_bare(h.name)]
+        if new and not bare:
+            # New hosts pull their base from the cache, as a fleet would.
+            from .. import cache as cache_mod
+            cache_mod.push(ctl.builder.store, cache_mod.closure_items(ctl, new),
+                           cache_mod.target_for(ctl.inventory.settings.cache))
+    installed = {} if bare else {r["host"]: r for r in lab.install(ctl, hosts)}
     for h in hosts:
         how = (f", installed {installed[h.name]['base']} as generation "
                f"{installed[h.name]['generation']}" if h.name in installed else "")

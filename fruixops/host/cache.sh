@@ -91,7 +91,7 @@ cmd_pull() {
         return 0
     fi
     if [ -f "$why.status" ]; then
-        reason="cannot fetch ${url}objects/$object: $(tr '\n' ' ' <"$why.fetch" | cut -c1-200)"
+        reason="cannot fetch ${url}objects/$object: $(tr '\n' ' ' <"$why.fetch" | sed 's/ *$//' | cut -c1-200)"
     else
         reason=$(sed -n 's/^refused: //p' "$why.take" | tail -n 1)
         [ -n "$reason" ] || reason="refused (no reason given)"
