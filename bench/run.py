@@ -10,7 +10,6 @@ JSON line. Needs root (the lab). Work files go to .bench/ (git-ignored).
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -23,10 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fruixops import deploy, distgen, fleet, inventory, push, sources  # noqa: E402
+from fruixops import cache, deploy, distgen, fleet, inventory, push, sources  # noqa: E402
 from fruixops.controller import Controller  # noqa: E402
 from fruixops.events import Events  # noqa: E402
 from fruixops.lab import Lab  # noqa: E402
+from fruixops.lab.webcache import WebCache  # noqa: E402
 
 BENCH = ROOT / ".bench"
 PORT_SHIFT = 2000
@@ -93,8 +93,8 @@ def setup(sizes, real=False):
     (BENCH / "inventories").mkdir(parents=True)
     (BENCH / "aside").mkdir()
     (BENCH / "keys").mkdir()
-    text = (ROOT / "inventories/lab.yaml").read_text()
-    text = re.sub(r"ssh_port: (\d+)", lambda m: f"ssh_port: {int(m.group(1)) + PORT_SHIFT}", text)
+    from tests.conftest import lab_inventory_text
+    text = lab_inventory_text(PORT_SHIFT)            # no cache: every figure but 6c pushes
     bases = ["bases:"]
     for name, mb in sizes.items():
         t0 = time.monotonic()
@@ -133,6 +133,11 @@ def setup(sizes, real=False):
         text.replace("web2: {ssh_port:", "web2: {services: [sshd, ntpd], ssh_port:"))
     (BENCH / "inventories/bench-svc2.yaml").write_text(
         text.replace("web2: {ssh_port:", "web2: {services: [sshd, ntpd, cron], ssh_port:"))
+    # Figure 6c: the same fleet with the lab's cache (nginx) to pull from.
+    cached = lab_inventory_text(PORT_SHIFT, cache=True)
+    cache_block = cached[cached.index("  # The fleet's item cache"):cached.index("\nbases:")]
+    (BENCH / "inventories/bench-cache.yaml").write_text(
+        text.replace("\nbases:", "\n" + cache_block + "\nbases:", 1))
     return inv
 
 
@@ -453,6 +458,67 @@ class Bench:
                                  "forks1_s": median(times[1]),
                                  "ratio": median(times[1]) / median(times[6])}
 
+    # 6c. the fleet through the cache ----------------------------------------------------
+    def fleet_cache(self, base):
+        """Six cold hosts at once (forks 6), every item pushed over SSH, then
+        pulled from the lab's nginx; and one host alone each way (the fleet
+        model's calibration). Controller bytes: what went over SSH."""
+        cached = BENCH / "inventories/bench-cache.yaml"
+        ctl = Controller(cached)
+        web = WebCache.of(Lab(ctl.inventory))
+        web.up()
+        try:
+            hosts = list(ctl.inventory.hosts.values())
+            t0 = time.monotonic()
+            up = cache.push(ctl.builder.store, cache.closure_items(ctl, hosts, base),
+                            cache.target_for(ctl.inventory.settings.cache))
+            upload_s = time.monotonic() - t0
+            runs = {"push": [], "pull": [], "push1": [], "pull1": []}
+            cpu = {k: [] for k in runs}      # the controller's CPU seconds (all its threads)
+            runs.update(push3=[], pull3=[])
+            cpu.update(push3=[], pull3=[])
+            # The model is fitted to 6 hosts at once and one alone; 6 hosts
+            # three at a time (two waves) is held out, to check it.
+            for i in range(self.runs):
+                for mode in ("push", "pull"):
+                    for key, group, forks in ((mode, hosts, 6), (mode + "1", [self.host("web2")], 6),
+                                              (mode + "3", hosts, 3)):
+                        self.bare(*[h.name for h in group])
+                        c = Controller(cached)
+                        cpu0 = _cpu_s()
+                        t0 = time.monotonic()
+                        outcomes, _ = fleet.deploy_many(c, group, base, forks=forks,
+                                                        events=Events(), use_cache=mode == "pull")
+                        took = time.monotonic() - t0
+                        cpu[key].append(_cpu_s() - cpu0)
+                        assert outcomes.exit_status() == 0
+                        res = [o.results[0] for o in outcomes.values()]
+                        assert all(r["pulled"] == (r["items_sent"] if mode == "pull" else 0)
+                                   for r in res)
+                        runs[key].append((took, sum(r["bytes_sent"] for r in res),
+                                          sum(r["bytes_fetched"] for r in res)))
+                        log(f"fleet {key} run {i + 1}: {took:.2f}s, "
+                            f"{runs[key][-1][1]} B over SSH, {runs[key][-1][2]} B fetched")
+        finally:
+            web.down()
+        self.bare(*[h.name for h in hosts])
+
+        def med(key, col):
+            return median([r[col] for r in runs[key]])
+        out = {"hosts": len(hosts), "forks": 6, "base": base,
+               "upload": {"objects": up.uploaded, "bytes": up.uploaded_bytes, "seconds": upload_s},
+               "bytes_per_host": med("push", 1) / len(hosts)}
+        for mode in ("push", "pull"):
+            out[mode] = {"fleet_s": med(mode, 0), "one_host_s": med(mode + "1", 0),
+                         "controller_bytes": med(mode, 1), "fetched_bytes": med(mode, 2),
+                         "controller_cpu_s": median(cpu[mode])}
+        out["holdout"] = {"hosts": len(hosts), "forks": 3, "push_s": med("push3", 0),
+                          "pull_s": med("pull3", 0)}
+        out["egress_ratio"] = out["push"]["controller_bytes"] / out["pull"]["controller_bytes"]
+        out["time_ratio"] = out["push"]["fleet_s"] / out["pull"]["fleet_s"]
+        self.results["fleet_cache"] = out
+        write_calibration(out)
+
     # 7. build ---------------------------------------------------------------------------
     def build(self, base):
         tree = BENCH / "trees" / base
@@ -484,19 +550,44 @@ class Bench:
                                  "cache_hit_rebuild_s": median(hits)}
 
 
+def write_calibration(fc):
+    """bench/fleet-calibration.json, which bench/fleet_model.py reads: the
+    measured 6-host figure; then the model's table and plot are made again."""
+    cal = {"measured": f"make bench figure 6c, {time.strftime('%Y-%m-%d')}, "
+                       f"{socket.gethostname()}, {fc['base']} base",
+           "hosts": fc["hosts"], "forks": fc["forks"], "controller_cores": os.cpu_count(),
+           "bytes_per_host": round(fc["bytes_per_host"]),
+           "push": {k: fc["push"][k] for k in ("one_host_s", "fleet_s", "controller_bytes")},
+           "pull": {k: fc["pull"][k] for k in ("one_host_s", "fleet_s", "controller_bytes",
+                                               "fetched_bytes", "controller_cpu_s")},
+           "holdout": fc["holdout"]}
+    (ROOT / "bench/fleet-calibration.json").write_text(json.dumps(cal, indent=2) + "\n")
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fleet_model
+    log(fleet_model.write_outputs(cal, doc=ROOT / "docs/fleet-scale.md"))
+
+
+def _cpu_s():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=["cold", "cold_tmpfs", "cold_real", "upgrades",
-                                       "incremental"],
-                    help="just figure 1, 1b, 1r, 8 or 4: prints its JSON and stops")
+                                       "incremental", "fleet_cache"],
+                    help="just figure 1, 1b, 1r, 8, 4 or 6c: prints its JSON and stops")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: the lab needs root")
     sizes = ({"cold": 64, "mem": 128, "fleet": 16} if args.quick
              else {"cold": 512, "mem": 1024, "fleet": 64})
     runs = 1 if args.quick else 3
-    if args.only:
+    if args.only == "fleet_cache":
+        sizes = {"fleet": sizes["fleet"]}
+    elif args.only:
         sizes = {"cold": sizes["cold"]}
     real = not args.quick and args.only in (None, "cold_real", "upgrades")
     t_start = time.monotonic()
@@ -509,6 +600,10 @@ def main():
             deploy.deploy(Controller(inv), "web2", "cold", events=Events())
             b.incremental("cold")
             print(json.dumps(b.results["incremental"], sort_keys=True))
+            return
+        if args.only == "fleet_cache":
+            b.fleet_cache("fleet")
+            print(json.dumps(b.results["fleet_cache"], sort_keys=True))
             return
         if args.only == "upgrades":
             b.upgrades()
@@ -530,6 +625,7 @@ def main():
             b.upgrades()
         b.memory(["fleet", "mem"])
         b.fleet("fleet")
+        b.fleet_cache("fleet")
         b.build("mem")
     finally:
         b.lab.down(list(b.inv.hosts.values()))
@@ -537,8 +633,9 @@ def main():
     r["meta"] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, "
                  f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                  f"{socket.gethostname()}", "runs": runs, "seconds": time.monotonic() - t_start}
-    c, ct, lk, n, inc, mem, fl, bd = (r[k] for k in ("cold", "cold_tmpfs", "link", "noop",
-                                                     "incremental", "memory", "fleet", "build"))
+    c, ct, lk, n, inc, mem, fl, bd, fc = (r[k] for k in ("cold", "cold_tmpfs", "link", "noop",
+                                                         "incremental", "memory", "fleet",
+                                                         "build", "fleet_cache"))
 
     def cold_row(c):
         return (f"{c['bytes'] / 2**20:.0f} MiB, {c['files']} files, /frx on {c['frx']}: fruixops "
@@ -584,6 +681,11 @@ def main():
          "goal <= 150 MiB, flat"),
         ("6 fleet (6 hosts)", f"forks=6 {fl['forks6_s']:.2f}s, forks=1 {fl['forks1_s']:.2f}s",
          f"{fl['ratio']:.2f}x"),
+        ("6c fleet via cache", f"{fc['hosts']} hosts, forks 6: push {fc['push']['fleet_s']:.2f}s, "
+         f"{fc['push']['controller_bytes'] / 2**20:.1f} MiB over SSH; pull "
+         f"{fc['pull']['fleet_s']:.2f}s, {fc['pull']['controller_bytes'] / 1024:.1f} KiB over "
+         f"SSH + {fc['pull']['fetched_bytes'] / 2**20:.1f} MiB from nginx",
+         f"egress {fc['egress_ratio']:.0f}x less; time {fc['time_ratio']:.2f}x"),
         ("7 build", f"hash {bd['bytes'] / 2**20:.0f} MiB: {bd['hash_s']:.2f}s vs sha256sum "
          f"{bd['sha256sum_s']:.2f}s; cache-hit rebuild {bd['cache_hit_rebuild_s'] * 1000:.0f} ms",
          f"{bd['ratio']:.2f} (goal >= 0.8)"),

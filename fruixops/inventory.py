@@ -62,6 +62,8 @@ HOST_VARS = {
     "become": str,            # doas or sudo: ssh_user runs the receiver through it
     "become_user": str,       # must be root
     "ssh_proxy_jump": str,    # [user@]host[:port] of a bastion, as ssh -J
+    # The item cache (cache.py): a site's own mirror, or "" to push to this host.
+    "cache_url": str,
 }
 # Ansible's become switch and method: read by access.become_method, where
 # ansible_become must be true for the method to apply.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import host_snapshot, inv_cmd
-from fruixops import deploy, fleet, inventory, manifest as manifest_mod, offline
+from fruixops import deploy, fleet, inventory, lifecycle, manifest as manifest_mod, offline
 from fruixops.controller import Controller
 from fruixops.lab import Lab
 from fruixops.lab.webcache import WebCache
@@ -84,6 +84,7 @@ def test_fleet_deploy_pulls_from_the_cache(cached, fresh):
     inv_cmd(cached, "cache.push", check=True)
     ctl = Controller(cached)
     hosts = [ctl.inventory.host(n) for n in ("web2", "db2", "mon1")]
+    planned = lifecycle.plan(ctl, "web2")
     outcomes, _ = fleet.deploy_many(ctl, hosts)
     assert outcomes.exit_status() == 0, [o.messages for o in outcomes.values()]
     pushed = deploy.deploy(Controller(cached), "web1", use_cache=False)   # the same, pushed
@@ -97,6 +98,10 @@ def test_fleet_deploy_pulls_from_the_cache(cached, fresh):
         assert r["bytes_sent"] < 16384 and r["bytes_sent"] < pushed.bytes_sent / 20, r
         assert not [n for n in r["notes"] if "pushed instead" in n]
         _verify(ctl, r["host"])
+    web2 = outcomes["web2"].results[0]
+    assert (planned.bytes_to_send, planned.bytes_to_fetch) == (web2["bytes_sent"],
+                                                               web2["bytes_fetched"])
+    assert len(planned.pull) == 4
     log = (Path(WebCache.of(Lab(ctl.inventory)).prefix) / "access.log").read_text()
     assert log.count('"GET /objects/') >= 12 and '" 200 ' in log
 
@@ -216,3 +221,41 @@ def test_one_bundle_for_many_hosts_holds_each_item_once(cached, tmp_path):
     # The hosts share every item but their system: 5 systems + 3 shared.
     assert done["items"] == 5 + 3
     assert out.stat().st_size < 1.5 * one.stat().st_size
+
+
+def test_cache_push_over_sftp_checks_the_host_key(cached, lab, tmp_path):
+    """upload: ssh://... -- here a lab host's sshd, its key in known_hosts."""
+    text = cached.read_text()
+    web1 = inventory.load(cached).host("web1")
+    up = f"ssh://root@127.0.0.1:{web1.var('ssh_port')}/root/cache"
+    other = cached.with_name("lab-sftp.yaml")
+    other.write_text(text.replace("upload: ../.lab/cache",
+                                  f"upload: {up}\n    upload_key: ../.lab/id_ed25519"))
+    first = inv_cmd(other, "cache.push", "--host", "web1", check=True)
+    assert "uploaded 12 objects" in first.stdout, first.stdout
+    landed = lab.disk("web1") / "root/cache/objects"
+    assert len(list(landed.iterdir())) == 12
+    assert all(p.stat().st_mode & 0o777 == 0o444 for p in landed.iterdir())
+    again = inv_cmd(other, "cache.push", "--host", "web1", check=True)
+    assert "uploaded 0 objects (0 bytes), 12 already there" in again.stdout
+    # A cache host whose key is not known is never written to.
+    (tmp_path / "empty").write_text("")
+    other.write_text(other.read_text().replace("known_hosts: ../.lab/known_hosts",
+                                               f"known_hosts: {tmp_path / 'empty'}"))
+    refused = inv_cmd(other, "cache.push", "--host", "web1")
+    assert refused.returncode == 2 and "host key" in refused.stderr, refused.stderr
+
+
+def test_bundle_import_through_the_restricted_key(cached, fresh, tmp_path):
+    """mon1 lets fruixops's key run the receiver and nothing else: the
+    bundle goes in on the receiver's stdin (import -)."""
+    ctl = fresh("mon1")
+    out = tmp_path / "mon1.bundle"
+    _bundle(cached, "mon1", out, "--compress", "none")
+    ok = inv_cmd(cached, "bundle.import", str(out), "--host", "mon1", "--reboot", check=True)
+    assert "generation 1" in ok.stdout and "booted generation 1" in ok.stdout
+    with tarfile.open(out) as tar:          # items as plain archives, for hosts without zstd
+        names = tar.getnames()
+    assert [n for n in names if n.endswith(".tar")] and not [n for n in names if n.endswith(".zst")]
+    _verify(Controller(cached), "mon1")
+    del ctl

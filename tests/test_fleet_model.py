@@ -68,7 +68,9 @@ def test_push_stops_scaling_at_a_smaller_fleet_than_pull():
 
 
 def test_with_a_huge_controller_push_is_bound_by_the_host_downlink():
-    p = replace(P, uplink=1e15, controller_cores=1_000_000, push_rate=1e15)
+    # (hosts that unpack faster than their downlink, whatever the lab measured)
+    p = replace(P, uplink=1e15, controller_cores=1_000_000, push_rate=1e15,
+                unpack_rate=10 * P.downlink)
     for n in (1, 50, 10_000):
         assert fm.simulate("push", n, p).bottleneck == "host downlink"
     assert fm.stop_scaling("push", p) is None
@@ -125,3 +127,11 @@ def test_the_doc_section_is_rewritten_between_its_markers(tmp_path):
     assert written.startswith("before\n") and written.endswith(f"{fm.END}\nafter\n")
     assert "STALE" not in written and text in written
     assert "| 10,000 |" in text and "stops scaling" in text
+
+
+def test_the_held_out_lab_run_is_predicted_within_25_percent():
+    """6 hosts three at a time: a run the fit never saw (make bench measures it)."""
+    checked = fm.holdout_check(CAL, fm.fit_lab(CAL))
+    assert set(checked) == {"push", "pull"}
+    for mode, (model, measured, err) in checked.items():
+        assert abs(err) <= 25, (mode, model, measured)
