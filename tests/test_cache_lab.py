@@ -80,10 +80,10 @@ def test_cache_push_uploads_each_object_once(cached):
 
 
 def test_fleet_deploy_pulls_from_the_cache(cached, fresh):
-    fresh("web2", "db2", "mon1", "web1")
+    fresh("web2", "db2", "mon1", "db1", "web1")
     inv_cmd(cached, "cache.push", check=True)
     ctl = Controller(cached)
-    hosts = [ctl.inventory.host(n) for n in ("web2", "db2", "mon1")]
+    hosts = [ctl.inventory.host(n) for n in ("web2", "db2", "mon1", "db1")]
     planned = lifecycle.plan(ctl, "web2")
     outcomes, _ = fleet.deploy_many(ctl, hosts)
     assert outcomes.exit_status() == 0, [o.messages for o in outcomes.values()]
@@ -92,7 +92,7 @@ def test_fleet_deploy_pulls_from_the_cache(cached, fresh):
         r = o.results[0]
         # Every item pulled, none pushed: the controller sent the manifest and
         # control only (db2 pulls with the lab's FreeBSD fetch(1), mon1
-        # through its restricted key).
+        # through its restricted key, db1 through doas).
         assert r["pulled"] == r["items_sent"] == 4, r
         assert r["bytes_fetched"] >= 0.9 * pushed.bytes_sent
         assert r["bytes_sent"] < 16384 and r["bytes_sent"] < pushed.bytes_sent / 20, r
@@ -103,7 +103,7 @@ def test_fleet_deploy_pulls_from_the_cache(cached, fresh):
                                                                web2["bytes_fetched"])
     assert len(planned.pull) == 4
     log = (Path(WebCache.of(Lab(ctl.inventory)).prefix) / "access.log").read_text()
-    assert log.count('"GET /objects/') >= 12 and '" 200 ' in log
+    assert log.count('"GET /objects/') >= 16 and '" 200 ' in log
 
 
 def test_tampered_cut_and_missing_objects_are_pushed_instead(cached, fresh):
