@@ -117,24 +117,28 @@ def test_tampered_cut_and_missing_objects_are_pushed_instead(cached, fresh):
     zst = {it.path.name: objects / f"{store.transfer_info(it.path)['zstd']}.tar.zst"
            for it in items}
     by_size = sorted(zst, key=lambda n: zst[n].stat().st_size)
-    tampered, cut, missing = by_size[-1], by_size[-2], by_size[0]
-    saved = {n: zst[n].read_bytes() for n in (tampered, cut, missing)}
+    tampered, cut, endless, missing = by_size[-1], by_size[-2], by_size[1], by_size[0]
+    saved = {n: zst[n].read_bytes() for n in (tampered, cut, endless, missing)}
     try:
-        for n in (tampered, cut):
+        for n in (tampered, cut, endless):
             os.chmod(zst[n], 0o644)
         data = bytearray(saved[tampered])
         data[len(data) // 2] ^= 0xFF
         zst[tampered].write_bytes(bytes(data))
         zst[cut].write_bytes(saved[cut][: len(saved[cut]) // 2])
+        # The right bytes, then far more than the item can be: the host
+        # stops reading at zstd's bound on the signed size.
+        zst[endless].write_bytes(saved[endless] + os.urandom(8 << 20))
         zst[missing].unlink()
         r = deploy.deploy(ctl, "web2")
     finally:
         for n, data in saved.items():
             zst[n].unlink(missing_ok=True)
             zst[n].write_bytes(data)
-    assert r.items_sent == 4 and r.pulled == 1
+    assert r.items_sent == 4 and r.pulled == 0
     refused = {n.split(":")[0]: n for n in r.notes if "pushed instead" in n}
-    assert len(refused) == 3, r.notes
+    assert len(refused) == 4, r.notes
+    assert not list((Lab(ctl.inventory).disk("web2") / "frx/store").glob(".fruixops-tmp*"))
     assert "content hash does not match" in next(v for k, v in refused.items()
                                                  if k.endswith(tampered))
     assert "Not Found" in next(v for k, v in refused.items() if k.endswith(missing)) or \

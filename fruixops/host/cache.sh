@@ -73,7 +73,8 @@ cmd_pull() {
     mkdir -p "$T/listings"
     if [ "$3" -ge 1048576 ] && [ ! -f "$T/listings/$name.sums" ]; then
         # Only a listing that hashes to the signed one is kept.
-        if fetch_url "${url}objects/$lsha.listing" >"$T/listings/.$name.$$" 2>/dev/null &&
+        if fetch_url "${url}objects/$lsha.listing" 2>/dev/null |
+                head -c $(($3 + 1048576)) >"$T/listings/.$name.$$" &&
                 [ "$(openssl dgst -sha256 -r <"$T/listings/.$name.$$" | cut -c1-64)" = "$lsha" ]; then
             mv -f "$T/listings/.$name.$$" "$T/listings/$name.sums"
             listed=" listing"
@@ -81,16 +82,26 @@ cmd_pull() {
         rm -f "$T/listings/.$name.$$"
     fi
     why=$T/got/.$name.pull
+    # No more bytes than the signed item can take: its archive's size, or
+    # zstd's bound on that compressed (a cache that sends more, or for ever,
+    # fills no disk; what it sent is refused by its hash).
+    cap=$3
+    if [ -n "$form" ]; then cap=$(($3 + $3 / 128 + 131072)); fi
     # The fetch's own failure (a 404, a cut connection) is kept apart from
     # what take_item makes of the bytes it got.
     if ( trap - EXIT INT TERM HUP
          { fetch_url "${url}objects/$object" 2>"$why.fetch" || echo "$?" >"$why.status"; } |
-             take_item "$name" "$form" ) 2>"$why.take" && [ ! -f "$why.status" ]; then
+             head -c "$cap" | take_item "$name" "$form" ) 2>"$why.take" &&
+            [ ! -f "$why.status" ]; then
         rm -f "$why".*
         echo "pulled $name ${form:-tar}$listed"
         return 0
     fi
-    if [ -f "$why.status" ]; then
+    # A fetch that failed writing (curl 23) or died of SIGPIPE was stopped
+    # here, by the cap or by take_item refusing: take_item's reason is the one.
+    status=$(cat "$why.status" 2>/dev/null) || status=
+    case $status in 23|1[3-9][0-9]|2[0-9][0-9]) status= ;; esac
+    if [ -n "$status" ]; then
         reason="cannot fetch ${url}objects/$object: $(tr '\n' ' ' <"$why.fetch" | sed 's/ *$//' | cut -c1-200)"
     else
         reason=$(sed -n 's/^refused: //p' "$why.take" | tail -n 1)
