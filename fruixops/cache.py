@@ -10,6 +10,9 @@ signed manifest (the controller then pushes that item instead):
     objects/ZSHA.tar.zst        its zstd form (what hosts with zstd fetch)
     objects/LSHA.listing        its file listing (a big item's tree is held to
                                 it instead of being hashed twice)
+    deltas/DSHA.tar[.zst]       the files of an item that hosts of one
+                                generation lack (uploaded by the deploy that
+                                made it; checked file by file on the host)
 
 Objects are immutable: one already there is never written again, and a new
 one is written to a temporary name, flushed and renamed, so that a reader
@@ -21,8 +24,10 @@ or synced to a bucket) or ``ssh://[user@]host[:port]/path`` (SFTP, the host
 key checked against the inventory's known_hosts like any host's).
 """
 
+import hashlib
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,6 +245,38 @@ class SftpTarget:
 def _copy(src, out, chunk=1 << 20):
     while data := src.read(chunk):
         out.write(data)
+
+
+class Uploader:
+    """Uploads the deltas a deploy makes, each once for all the hosts of a
+    run (their threads share it), so that the hosts pull them too."""
+
+    def __init__(self, settings, known_hosts=None):
+        self.settings, self.known_hosts = settings, known_hosts
+        self._lock = threading.Lock()
+        self._target = None
+        self._done = {}           # local file -> sha256
+
+    def delta(self, local, compressed):
+        """Upload *local* as deltas/SHA.tar[.zst] unless it is there;
+        return (its sha256, bytes uploaded by this call)."""
+        with self._lock:
+            if str(local) in self._done:
+                return self._done[str(local)], 0
+            h = hashlib.sha256()
+            with open(local, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            sha = h.hexdigest()
+            name = f"deltas/{sha}.tar" + (".zst" if compressed else "")
+            if self._target is None:
+                self._target = target_for(self.settings, self.known_hosts)
+            uploaded = 0
+            if not self._target.has(name):
+                self._target.put_file(name, local)
+                uploaded = os.path.getsize(local)
+            self._done[str(local)] = sha
+            return sha, uploaded
 
 
 def closure_items(ctl, hosts, base_name=None):

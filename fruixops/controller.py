@@ -4,6 +4,7 @@ operations a user asks for. ``tasks.py`` and the tests both drive this."""
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 
 from . import inventory as inventory_mod
@@ -20,6 +21,8 @@ class Controller:
         self.builder = Builder(self.store_root, settings.zstd_level)
         self._key_path = Path(key) if key else settings.signing_key
         self._key = None
+        self._uploader = None
+        self._lock = threading.Lock()
 
     # -- build ---------------------------------------------------------------
 
@@ -40,6 +43,18 @@ class Controller:
         """Build *host*'s system on *base*; return its closure (top last)."""
         top = self.builder.build_system(host, base)
         return self.builder.store.closure(top.path)
+
+    def cache_uploader(self):
+        """The uploader of deltas to the inventory's cache, shared by the
+        hosts of a run; None when the cache has no upload target."""
+        from . import cache
+        settings = self.inventory.settings.cache
+        if not settings or not settings.upload:
+            return None
+        with self._lock:
+            if self._uploader is None:
+                self._uploader = cache.Uploader(settings, self.inventory.settings.known_hosts)
+        return self._uploader
 
     # -- keys and manifests --------------------------------------------------
 

@@ -36,6 +36,7 @@ class DeployResult:
     bytes_sent: int = 0                   # controller -> host, over SSH
     bytes_fetched: int = 0                # cache -> host (items the host pulled)
     pulled: int = 0                       # items the host pulled from the cache
+    cache_uploaded: int = 0               # delta bytes this deploy put in the cache
     deltas: int = 0                       # items sent as deltas (the host had some files)
     reused_files: int = 0                 # files the host linked from its own store
     reused_bytes: int = 0                 # their bytes, not sent
@@ -115,7 +116,8 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
                                              pull=(_pull(ctl, host, state, result)
                                                    if use_cache else None))
             result.pulled = len(answer["pulled"])
-            result.bytes_fetched = sum(answer["pulled"].values())
+            result.bytes_fetched = sum(answer["pulled"].values()) + answer["listings_fetched"]
+            result.cache_uploaded = answer["uploaded"]
             for path, why in answer["pull_refused"].items():
                 result.notes.append(f"{path.rsplit('/', 1)[-1]}: pushed instead of pulled "
                                     f"from the cache ({why})")
@@ -179,7 +181,8 @@ def pull_source(ctl, host, fetcher):
         raise HostError(host.name, f"cache_url: {exc}") from None
     if not fetcher:
         return None, "the host has no fetch(1), curl or wget: items pushed, not pulled"
-    return push.Pull(url, settings.parallel if settings else cache.DEFAULT_PARALLEL), None
+    return push.Pull(url, settings.parallel if settings else cache.DEFAULT_PARALLEL,
+                     ctl.cache_uploader()), None
 
 
 def compress_choice(host, compress=None):

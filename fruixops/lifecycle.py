@@ -109,10 +109,12 @@ def plan(ctl, host_name, base_name=None, compress=None, use_cache=True):
         pull, note = pull_source(ctl, host, state.fetcher) if use_cache else (None, None)
         if note:
             change.notes.append(note)
-        pulled = _plan_pulls(change, pull, m, state, sends, ctl.builder.store) if pull else ()
+        pulled, listings = (_plan_pulls(change, pull, m, state, sends, ctl.builder.store)
+                            if pull else ((), False))
         change.bytes_to_send = push.bundle_bytes(m, data, sig, state.missing, ctl.builder.store,
                                                  change.compressed, host.name, sends,
-                                                 pull=bool(pull), pulled=pulled)
+                                                 pull=bool(pull), pulled=pulled,
+                                                 listings_pulled=listings)
         deltas = [d for d in (sends or {}).values() if d.need is not None]
         change.deltas = [str(d.item.path) for d in deltas]
         change.reused_files = sum(d.reused_files for d in deltas)
@@ -131,25 +133,38 @@ def plan(ctl, host_name, base_name=None, compress=None, use_cache=True):
 
 
 def _plan_pulls(change, pull, m, state, sends, store):
-    """Which whole items the host would pull: those the cache has (asked
-    with HEAD from here; one it does not answer for is counted as pulled).
-    Fills in change.pull and bytes_to_fetch; returns the paths."""
+    """What the host would pull, as a deploy would: whole items the cache
+    has (asked with HEAD from here; an object it does not answer for is
+    counted as there), the listings it is asked about when the cache has
+    them all, and deltas when the cache can be uploaded to. Fills in
+    change.pull and bytes_to_fetch; returns (paths pulled, listings pulled)."""
     from . import cache
-    whole = [it for it in push.missing_items(change.host, m, state.missing)
-             if (sends or {}).get(str(it.path)) is None
-             or (sends or {})[str(it.path)].need is None]
+    items = push.missing_items(change.host, m, state.missing)
+    resolved = push.resolve(dict(push.whole(items), **(sends or {})), store, change.compressed)
+    whole = [s.item for s in resolved.values() if s.need is None]
     objs = push.pull_objects(whole, store, change.compressed)
-    there = cache.present(pull.url, [n for o in objs.values() for n in (o[0], o[2]) if n])
+    first = push.listed(items, True) if sends is not None else []
+    listing_objs = {f"objects/{store.transfer_info(it.path)['listing']}.listing":
+                    len(store.listing(it.path)) for it in first}
+    there = cache.present(pull.url, [n for o in objs.values() for n in (o[0], o[2]) if n]
+                          + list(listing_objs))
     absent = [p for p, o in objs.items() if there[o[0]] is False]
     if absent:
-        change.notes.append(f"{len(absent)} of {len(objs)} items are not in the cache "
+        change.notes.append(f"{len(absent)} of {len(objs)} whole items are not in the cache "
                             f"{pull.url}: they would be pushed (inv cache.push)")
     for path, (name, size, lname, lsize) in objs.items():
-        if path in absent:
-            continue
-        change.pull.append(path)
-        change.bytes_to_fetch += size + (lsize if lname and there[lname] is not False else 0)
-    return set(change.pull)
+        if path not in absent:
+            change.pull.append(path)
+            change.bytes_to_fetch += size + (lsize if lname and there[lname] is not False else 0)
+    listings = bool(first) and all(there[n] is not False for n in listing_objs)
+    if listings:
+        change.bytes_to_fetch += sum(listing_objs.values())
+    if pull.uploader:
+        for path, s in resolved.items():
+            if s.need is not None:
+                change.pull.append(path)
+                change.bytes_to_fetch += s.size
+    return set(change.pull), listings
 
 
 def _restricted_plan(ctl, hc, data, sig):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import archive, bootloader, bundle, hostreply, hoststate, receiver
 from .bootstrap import bootstrap, receiver_state
-from .errors import HostError
+from .errors import HostError, UserError
 from .events import Events
 
 
@@ -185,18 +185,18 @@ def ask_need(hc, manifest_bytes, signature, items, store):
 
 
 def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=False, host="?",
-                 sends=None, pull=False, pulled=()):
+                 sends=None, pull=False, pulled=(), listings_pulled=False):
     """The exact number of bytes push() will send for these missing items
     (*sends*: the host's answer to their listings, when it can reuse files;
-    *pull*: the host pulls whole items, and succeeds for the store paths in
-    *pulled*)."""
+    *pull*: the host pulls, and succeeds for the store paths in *pulled*,
+    and for the listings if *listings_pulled*)."""
     items = missing_items(host, manifest, missing)
     total = len(_opening(manifest_bytes, signature)) + len(COMMIT)
     first = listed(items, sends is not None)
-    if first and (sends is not None or not pull):
+    if first and (sends is not None or not pull) and not listings_pulled:
         total += len(listings_payload(first, store, compress))
     sends = resolve(dict(whole(items), **(sends or {})), store, compress)
-    return total + sum(s.size for p, s in sends.items() if p not in pulled or s.need is not None)
+    return total + sum(s.size for p, s in sends.items() if p not in pulled)
 
 
 def pull_objects(items, store, compress):
@@ -215,10 +215,12 @@ def pull_objects(items, store, compress):
 
 @dataclass
 class Pull:
-    """Where a host pulls whole items from: the cache's URL, and how many
-    pulls it runs at once."""
+    """Where a host pulls items from: the cache's URL, how many pulls it runs
+    at once, and (when the cache can be uploaded to) the uploader that puts
+    the deltas made for it there, so that it pulls those too."""
     url: str
     parallel: int
+    uploader: object = None
 
 
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
@@ -226,15 +228,17 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
     """Send the missing items; return (generation number, items landed). The
     receiver's closing answer ("generation N", "landed K", for a trial
     "one-shot HOW") goes into the dict *report* when one is given, with
-    "sends" (what each item took), "pulled" ({store path: bytes fetched})
-    and "pull_refused" ({store path: why}).
+    "sends" (what each item took), "pulled" ({store path: bytes fetched}),
+    "listings_fetched" (bytes), "uploaded" (delta bytes this deploy put in
+    the cache) and "pull_refused" ({store path, or "listings": why}).
 
     One receive session holds the host's lock and verifies the manifest; each
     missing item then streams over a channel of its own straight into the
     host's unpacking (hashed on the way), and "commit" lets the receiver check
-    and land them all and switch. With *pull* (a Pull), the host fetches each
-    whole item from the cache itself, through the same checks; an item it
-    refuses from there is pushed instead."""
+    and land them all and switch. With *pull* (a Pull), the host fetches
+    each item from the cache itself (whole, or a delta uploaded there first),
+    and the listings it is asked about, through the same checks; what it
+    refuses from there is sent instead."""
     events = events or Events()
     report = {} if report is None else report
     items = missing_items(hc.name, manifest, missing)
@@ -259,8 +263,18 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         return hc.run(hc.receiver("listings", pid, *(["zstd"] if compress else [])),
                       stdin=listings_payload(these, store, compress))
     beside = []
+    report.update(pulled={}, pull_refused={}, listings_fetched=0, uploaded=0)
     if first and reuse:
-        r = send_listings(first)
+        r = None
+        if pull:
+            r = hc.run(hc.receiver("listings", pid, "pull", pull.url,
+                                   *[it.path.base for it in first]))
+            if r.status == 0:
+                report["listings_fetched"] = sum(len(store.listing(it.path)) for it in first)
+            else:
+                report["pull_refused"]["listings"] = r.last_error_line()
+                r = None
+        r = r or send_listings(first)
         if r.status != 0:
             session.finish()
             raise HostError(hc.name, r.last_error_line())
@@ -269,7 +283,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         # (A host that pulls fetches a big item's listing with it.)
         beside = [lambda: send_listings(first)]
     resolve(sends, store, compress)
-    report.update(sends=sends, pulled={}, pull_refused={})
+    report["sends"] = sends
     events.start_push(hc.name, len(items), sum(s.size for s in sends.values()))
 
     def send_item(s):
@@ -281,11 +295,23 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
                       progress=lambda n: events.sent(hc.name, n))
 
     def pull_item(s):
-        """The host fetches a whole item; one it refuses is pushed."""
-        r = hc.run(hc.receiver("pull", pid, s.item.path.base, pull.url))
+        """The host fetches the item (a delta: once uploaded); what it
+        refuses is sent."""
+        args = ["pull", pid, s.item.path.base, pull.url]
+        if s.need is not None:
+            codec = "delta.zstd" if compress else "delta"
+            try:
+                sha, uploaded = pull.uploader.delta(s.file, compress)
+            except (OSError, HostError, UserError) as exc:
+                report["pull_refused"][str(s.item.path)] = f"cannot upload its delta: {exc}"
+                return send_item(s)
+            report["uploaded"] += uploaded
+            args += [codec, sha]
+        r = hc.run(hc.receiver(*args))
         words = r.out.split()
         if r.status == 0 and words[:2] == ["pulled", s.item.path.base] and len(words) >= 3:
-            size = (store.transfer_info(s.item.path)["zstd_size"] if words[2] == "zstd"
+            size = (s.size if s.need is not None
+                    else store.transfer_info(s.item.path)["zstd_size"] if words[2] == "zstd"
                     else s.item.size)
             if "listing" in words[3:]:
                 size += len(store.listing(s.item.path))
@@ -296,7 +322,9 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         return send_item(s)
 
     def take(s):
-        return pull_item(s) if pull and s.need is None else send_item(s)
+        if pull and (s.need is None or pull.uploader):
+            return pull_item(s)
+        return send_item(s)
 
     # Two items in flight: one streams while the host audits the one before
     # (or as many pulls as the cache settings say).

@@ -263,3 +263,48 @@ def test_bundle_import_through_the_restricted_key(cached, fresh, tmp_path):
     assert [n for n in names if n.endswith(".tar")] and not [n for n in names if n.endswith(".zst")]
     _verify(Controller(cached), "mon1")
     del ctl
+
+
+def test_fleet_upgrade_pulls_its_deltas_and_listings_too(cached, fresh):
+    """An upgrade of hosts that hold most files already: the listings they
+    are asked about and the deltas of what they lack come from the cache
+    too (each delta uploaded once for the fleet); the controller sends the
+    manifest and control only. A tampered delta is pushed instead."""
+    names = ("web2", "db2", "mon1")
+    fresh(*names)
+    inv_cmd(cached, "cache.push", "--base", "stable-default", check=True)
+    inv_cmd(cached, "cache.push", "--base", "stable-canary", check=True)
+    ctl = Controller(cached)
+    hosts = [ctl.inventory.host(n) for n in names]
+    first, _ = fleet.deploy_many(ctl, hosts, "stable-default")
+    assert first.exit_status() == 0
+    planned = lifecycle.plan(Controller(cached), "web2", "stable-canary")
+    ctl = Controller(cached)
+    outcomes, _ = fleet.deploy_many(ctl, hosts, "stable-canary")
+    assert outcomes.exit_status() == 0, [o.messages for o in outcomes.values()]
+    results = [o.results[0] for o in outcomes.values()]
+    for r in results:
+        assert r["deltas"] == 3 and r["pulled"] == 4 and r["reused_files"] > 0, r
+        assert r["bytes_sent"] < 8192, r          # manifest, signature, control
+        assert not [n for n in r["notes"] if "pushed instead" in n], r["notes"]
+        _verify(ctl, r["host"])
+    web2 = outcomes["web2"].results[0]
+    assert (planned.bytes_to_send, planned.bytes_to_fetch) == (web2["bytes_sent"],
+                                                               web2["bytes_fetched"])
+    deltas = list((_cache_dir(cached) / "deltas").iterdir())
+    assert len(deltas) == 3
+    assert sum(r["cache_uploaded"] for r in results) == sum(p.stat().st_size for p in deltas)
+
+    # The same upgrade again, from a cache whose deltas were tampered with.
+    for p in deltas:
+        data = bytearray(p.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        os.chmod(p, 0o644)
+        p.write_bytes(bytes(data))
+    fresh("web2")
+    deploy.deploy(Controller(cached), "web2", "stable-default")
+    r = deploy.deploy(Controller(cached), "web2", "stable-canary")
+    refused = [n for n in r.notes if "pushed instead" in n]
+    assert r.deltas == 3 and r.pulled == 1 and len(refused) == 3, r.notes
+    assert r.cache_uploaded == 0                  # a delta already there is not written again
+    _verify(ctl, "web2")

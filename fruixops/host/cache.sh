@@ -47,31 +47,46 @@ forget_item() {
     rm -f "$T/got/$1".*
 }
 
-# pull PID NAME URL: item NAME of receive PID, from the cache at URL (which
-# ends in /): its zstd form where this host has zstd, else its archive. A big
+# cache_url URL: URL is one this host may fetch from.
+cache_url() {
+    case $1 in http://?*/|https://?*/) ;; *) die "bad cache url '$1' (http:// or https://, ending in /)" ;; esac
+    [ -n "$(fetcher)" ] || die "no fetch(1), curl or wget on this host to pull with"
+}
+
+# pull PID NAME URL [delta|delta.zstd DSHA]: item NAME of receive PID, from
+# the cache at URL (which ends in /): its zstd form where this host has zstd,
+# else its archive; or the delta DSHA (deltas/DSHA.tar[.zst]: the contents
+# this host said it lacks, whose sha256 the controller names; its files are
+# then held to the signed listing one by one, as a sent delta's). A big whole
 # item's listing comes first, when the cache has it, so that its tree is held
 # to the listing's shape instead of hashed again. Prints "pulled NAME FORM"
-# (zstd or tar), and "listing" after it when the listing came too; a missing, cut or tampered object is refused and nothing of it
+# (zstd, tar, delta or delta.zstd), and "listing" after it when the listing
+# came too. A missing, cut or tampered object is refused and nothing of it
 # stays, so that the controller can push the item instead.
 cmd_pull() {
-    [ $# -eq 3 ] || die "usage: pull PID NAME URL"
+    [ $# -eq 3 ] || [ $# -eq 5 ] || die "usage: pull PID NAME URL [delta|delta.zstd SHA256]"
     receiving "$1"
-    name=$2 url=$3
+    name=$2 url=$3 delta=${4:-} dsha=${5:-}
     case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
-    case $url in http://?*/|https://?*/) ;; *) die "bad cache url '$url' (http:// or https://, ending in /)" ;; esac
+    cache_url "$url"
     line=$(item_line "$name")
     [ -n "$line" ] || die "item $name is not in the manifest being received"
     # shellcheck disable=SC2086 # the manifest's fields, checked when it was verified
     set -- $line
-    [ -n "$(fetcher)" ] || die "item $name: no fetch(1), curl or wget on this host to pull with"
-    if command -v zstd >/dev/null 2>&1; then
-        object=$6.tar.zst form=zstd
+    if [ -n "$delta" ]; then
+        case $delta in delta|delta.zstd) ;; *) die "unknown codec '$delta'" ;; esac
+        case $dsha in *[!0-9a-f]*|'') die "bad delta sha256 '$dsha'" ;; esac
+        [ "${#dsha}" -eq 64 ] || die "bad delta sha256 '$dsha'"
+        object=deltas/$dsha.tar form=$delta
+        [ "$delta" = delta ] || object=$object.zst
+    elif command -v zstd >/dev/null 2>&1; then
+        object=objects/$6.tar.zst form=zstd
     else
-        object=$2.tar form=
+        object=objects/$2.tar form=
     fi
     lsha=$5 listed=
     mkdir -p "$T/listings"
-    if [ "$3" -ge 1048576 ] && [ ! -f "$T/listings/$name.sums" ]; then
+    if [ -z "$delta" ] && [ "$3" -ge 1048576 ] && [ ! -f "$T/listings/$name.sums" ]; then
         # Only a listing that hashes to the signed one is kept.
         if fetch_url "${url}objects/$lsha.listing" 2>/dev/null |
                 head -c $(($3 + 1048576)) >"$T/listings/.$name.$$" &&
@@ -88,11 +103,22 @@ cmd_pull() {
     cap=$3
     if [ -n "$form" ]; then cap=$(($3 + $3 / 128 + 131072)); fi
     # The fetch's own failure (a 404, a cut connection) is kept apart from
-    # what take_item makes of the bytes it got.
-    if ( trap - EXIT INT TERM HUP
-         { fetch_url "${url}objects/$object" 2>"$why.fetch" || echo "$?" >"$why.status"; } |
-             head -c "$cap" | take_item "$name" "$form" ) 2>"$why.take" &&
-            [ ! -f "$why.status" ]; then
+    # what take_item makes of the bytes it got. take_item refuses by exiting:
+    # it runs in a subshell of its own, with errexit on (set +e around it, so
+    # that the subshell is not a condition, where errexit would be ignored).
+    set +e
+    (
+        set -e
+        trap - EXIT INT TERM HUP
+        { fetch_url "$url$object" 2>"$why.fetch" || echo "$?" >"$why.status"; } |
+            head -c "$cap" | take_item "$name" "$form"
+        if [ -n "$delta" ] && [ "$(cat "$T/got/$name.sha")" != "$dsha" ]; then
+            die "item $name: the delta's content hash is not $dsha"
+        fi
+    ) 2>"$why.take"
+    took=$?
+    set -e
+    if [ "$took" = 0 ] && [ ! -f "$why.status" ]; then
         rm -f "$why".*
         echo "pulled $name ${form:-tar}$listed"
         return 0
@@ -102,7 +128,7 @@ cmd_pull() {
     status=$(cat "$why.status" 2>/dev/null) || status=
     case $status in 23|1[3-9][0-9]|2[0-9][0-9]) status= ;; esac
     if [ -n "$status" ]; then
-        reason="cannot fetch ${url}objects/$object: $(tr '\n' ' ' <"$why.fetch" | sed 's/ *$//' | cut -c1-200)"
+        reason="cannot fetch $url$object: $(tr '\n' ' ' <"$why.fetch" | sed 's/ *$//' | cut -c1-200)"
     else
         reason=$(sed -n 's/^refused: //p' "$why.take" | tail -n 1)
         [ -n "$reason" ] || reason="refused (no reason given)"
@@ -160,8 +186,56 @@ cmd_import() {
             tar -xOf "$file" "objects/$lsha.listing" >"$T/listings/$name.sums" ||
                 die "cannot read item $name's listing from the bundle"
         fi
-        ( trap - EXIT INT TERM HUP
-          tar -xOf "$file" "$object" | take_item "$name" "$form" ) || exit 2
+        # (take_item refuses by exiting: a subshell, with errexit on.)
+        set +e
+        (
+            set -e
+            trap - EXIT INT TERM HUP
+            tar -xOf "$file" "$object" | take_item "$name" "$form"
+        )
+        took=$?
+        set -e
+        [ "$took" = 0 ] || exit 2
     done <"$TMP/items"
     receive_commit bundle ''
+}
+
+# listings PID pull URL NAME...: as `listings`, but this host fetches the
+# listings of items NAME from the cache at URL (objects/LSHA.listing); each
+# must hash to the manifest's listing sha256. If one cannot be had, nothing
+# is kept and the command is refused: the controller then sends them.
+pull_listings() {
+    url=$1
+    shift
+    cache_url "$url"
+    mkdir "$T/listings.part" || die "listings sent twice"
+    for name in "$@"; do
+        reason=
+        case $name in ''|.*|*/*) reason="bad item name '$name'" ;; esac
+        line=
+        [ -n "$reason" ] || line=$(item_line "$name")
+        [ -n "$reason" ] || [ -n "$line" ] || reason="item $name is not in the manifest being received"
+        if [ -z "$reason" ]; then
+            lsha=$(echo "$line" | cut -d' ' -f5) size=$(echo "$line" | cut -d' ' -f3)
+            part=$T/listings.part/$name.sums
+            rm -f "$T/listings.failed"
+            if [ -f "$part" ]; then
+                reason="listing of $name asked twice"
+            elif { fetch_url "${url}objects/$lsha.listing" 2>"$T/listings.err" ||
+                       : >"$T/listings.failed"; } | head -c $((size + 1048576)) >"$part" &&
+                    [ -f "$T/listings.failed" ]; then
+                reason="cannot fetch ${url}objects/$lsha.listing: $(head -n 1 "$T/listings.err")"
+            elif [ "$(openssl dgst -sha256 -r <"$part" | cut -c1-64)" != "$lsha" ]; then
+                reason="item $name: its file listing does not match the manifest"
+            fi
+        fi
+        if [ -n "$reason" ]; then
+            remove_tree "$T/listings.part"
+            rm -f "$T/listings.err" "$T/listings.failed"
+            die "from the cache: $reason"
+        fi
+    done
+    rm -f "$T/listings.err" "$T/listings.failed"
+    mv "$T/listings.part" "$T/listings"
+    need_answer "$T/listings" "$T/have"
 }

@@ -379,6 +379,11 @@ split_listings() {
 # what to send of each (need_answer).
 cmd_listings() {
     receiving "${1:-}"
+    if [ "${2:-}" = pull ]; then
+        shift 2
+        pull_listings "$@"
+        return
+    fi
     case ${2:-} in ''|zstd) ;; *) die "unknown codec '${2:-}'" ;; esac
     mkdir "$T/listings.part" || die "listings sent twice"
     unpack_stream "${2:-}" | split_listings "$T/items" "$T/listings.part"

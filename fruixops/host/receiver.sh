@@ -48,10 +48,12 @@
 #                      file contents this host said it lacks; the rest is
 #                      linked from the store. Every item, however it came, is
 #                      listed here and must hash to the manifest's listing.
-#   pull PID NAME URL  item NAME for the receive PID in progress, fetched by
-#                      this host from the cache at URL (fetch(1), curl or
-#                      wget) and taken exactly as a sent one; refused, and
-#                      nothing of it kept, if it is missing, cut or tampered.
+#   pull PID NAME URL [delta|delta.zstd DSHA]
+#                      item NAME for the receive PID in progress (or the delta
+#                      DSHA of it), fetched by this host from the cache at URL
+#                      (fetch(1), curl or wget) and taken exactly as a sent
+#                      one; refused, and nothing of it kept, if it is missing,
+#                      cut or tampered.
 #   import FILE|-      a bundle (a file on this host, or stdin): verify its
 #                      manifest for this host as receive does, take the items
 #                      this host lacks from it, land them and make the new
@@ -61,6 +63,9 @@
 #                      a line "=NAME"; each must hash to the manifest's listing
 #                      sha256. Prints, per item, "whole NAME" or "delta NAME"
 #                      and the "need KIND SHA" contents this host lacks.
+#   listings PID pull URL NAME...
+#                      the same, the listings of items NAME fetched by this
+#                      host from the cache at URL.
 #   need               bundle: manifest, manifest.sig, listings. What a receive
 #                      would print for `listings` (and "reuse yes" first when
 #                      it would be asked at all). Changes nothing.
