@@ -26,12 +26,14 @@ test: venv sysdeps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # The long fault campaign: 100 controller kills instead of make test's 20,
-# and as many more receiver kills and power cuts.
+# and as many more receiver kills (deploys, pulls, gc, trust, switches) and
+# power cuts.
 faults: venv sysdeps
 	FRUIXOPS_FAULT_TRIALS=$${FRUIXOPS_FAULT_TRIALS:-100} $(VENV)/bin/python -m pytest -q -s -o timeout=3600 \
 		tests/test_faults_lab.py tests/test_powercut_lab.py \
 		tests/test_hardening_lab.py::test_receivers_killed_at_random_points_leave_the_host_whole \
-		tests/test_boot_lab.py::test_receiver_killed_at_random_points_of_a_switch
+		tests/test_boot_lab.py::test_receiver_killed_at_random_points_of_a_switch \
+		tests/test_cache_lab.py::test_receivers_killed_at_random_points_of_a_pull_leave_the_host_whole
 
 # Performance against OpenSSH tar|ssh on the lab (not part of make test).
 bench: venv sysdeps

@@ -102,6 +102,12 @@ def setup(sizes, real=False):
         log(f"generated a {mb} MiB tree for {name} in {time.monotonic() - t0:.1f}s")
         bases += [f"  {name}:", f"    version_label: 15.0-BENCH-{name}", "    release: 15.0-STABLE",
                   "    branch: stable/15", f"    source: {{tree: {{path: {tree}}}}}"]
+    if "fleet" in sizes:
+        # Figure 6c's upgrade: the same tree under another label (every item
+        # new, every file already on the hosts).
+        bases += ["  fleet-p1:", "    version_label: 15.0-BENCH-fleet-p1",
+                  "    release: 15.0-STABLE", "    branch: stable/15",
+                  f"    source: {{tree: {{path: {BENCH / 'trees' / 'fleet'}}}}}"]
     if real:
         t0 = time.monotonic()
         tree = real_tree(BENCH / "trees" / "real")
@@ -499,6 +505,30 @@ class Bench:
                                           sum(r["bytes_fetched"] for r in res)))
                         log(f"fleet {key} run {i + 1}: {took:.2f}s, "
                             f"{runs[key][-1][1]} B over SSH, {runs[key][-1][2]} B fetched")
+            # The fleet upgraded to the same tree under another label: the
+            # hosts hold every file; listings and deltas, pushed or pulled.
+            up_runs = {"push": [], "pull": []}
+            cache.push(ctl.builder.store, cache.closure_items(ctl, hosts, base + "-p1"),
+                       cache.target_for(ctl.inventory.settings.cache))
+            for i in range(self.runs):
+                for mode in ("push", "pull"):
+                    self.bare(*[h.name for h in hosts])
+                    c = Controller(cached)
+                    assert fleet.deploy_many(c, hosts, base, forks=6,
+                                             events=Events())[0].exit_status() == 0
+                    t0 = time.monotonic()
+                    outcomes, _ = fleet.deploy_many(c, hosts, base + "-p1", forks=6,
+                                                    events=Events(), use_cache=mode == "pull")
+                    took = time.monotonic() - t0
+                    assert outcomes.exit_status() == 0, [o.messages for o in outcomes.values()]
+                    res = [o.results[0] for o in outcomes.values()]
+                    assert all(r["deltas"] > 0 for r in res)
+                    up_runs[mode].append((took, sum(r["bytes_sent"] for r in res),
+                                          sum(r["bytes_fetched"] for r in res),
+                                          sum(r["cache_uploaded"] for r in res)))
+                    log(f"fleet upgrade {mode} run {i + 1}: {took:.2f}s, "
+                        f"{up_runs[mode][-1][1]} B over SSH, {up_runs[mode][-1][2]} B fetched, "
+                        f"{up_runs[mode][-1][3]} B uploaded")
         finally:
             web.down()
         self.bare(*[h.name for h in hosts])
@@ -512,6 +542,11 @@ class Bench:
             out[mode] = {"fleet_s": med(mode, 0), "one_host_s": med(mode + "1", 0),
                          "controller_bytes": med(mode, 1), "fetched_bytes": med(mode, 2),
                          "controller_cpu_s": median(cpu[mode])}
+        out["upgrade"] = {mode: {"fleet_s": median([r[0] for r in up_runs[mode]]),
+                                 "controller_bytes": median([r[1] for r in up_runs[mode]]),
+                                 "fetched_bytes": median([r[2] for r in up_runs[mode]]),
+                                 "uploaded_bytes": max(r[3] for r in up_runs[mode])}
+                          for mode in up_runs}
         out["holdout"] = {"hosts": len(hosts), "forks": 3, "push_s": med("push3", 0),
                           "pull_s": med("pull3", 0)}
         out["egress_ratio"] = out["push"]["controller_bytes"] / out["pull"]["controller_bytes"]
@@ -565,6 +600,43 @@ def write_calibration(fc):
     sys.path.insert(0, str(ROOT / "bench"))
     import fleet_model
     log(fleet_model.write_outputs(cal, doc=ROOT / "docs/fleet-scale.md"))
+    write_readme_fleet(fc, fleet_model.calibrate(cal), fleet_model)
+
+
+def write_readme_fleet(fc, p, fm):
+    """The README's fleet-scale paragraph and table, between its markers:
+    figure 6c as measured, and the model for 10 to 10,000 hosts."""
+    push, pull = fc["push"], fc["pull"]
+    stops = {m: fm.stop_scaling(m, p) for m in ("push", "pull")}
+    at = {m: f"from {s[0]:,} hosts on ({s[1]})" if s else "never before forks do"
+          for m, s in stops.items()}
+    k = {m: fm.simulate(m, 1000, p) for m in ("push", "pull")}
+    lines = [
+        f"On the lab (nginx, figure 6c, {time.strftime('%Y-%m-%d')}): {fc['hosts']} cold hosts "
+        f"sent the controller {pull['controller_bytes'] / 1024:.0f} KiB over SSH instead of "
+        f"{push['controller_bytes'] / 2**20:.0f} MiB ({fc['egress_ratio']:,.0f}x less), in "
+        f"{pull['fleet_s']:.2f} s instead of {push['fleet_s']:.2f} s on 2 shared cores; "
+        f"upgraded, {fc['upgrade']['pull']['controller_bytes'] / 1024:.0f} KiB instead of "
+        f"{fc['upgrade']['push']['controller_bytes'] / 1024:.0f} KiB. A model calibrated on "
+        "that run ([docs/fleet-scale.md](docs/fleet-scale.md), with its plot) says where each "
+        f"way stops scaling. With the defaults (700 MiB per host, 1 Gbit/s links, a 10 Gbit/s "
+        f"cache, 50 forks), push is bound {at['push']} and 1,000 hosts take "
+        f"{fm._time(k['push'].seconds)}; pull is bound {at['pull']} and takes "
+        f"{fm._time(k['pull'].seconds)}. The model's table (regenerated by `make bench`):"]
+    import textwrap
+    lines = textwrap.wrap(" ".join(lines), 78, break_on_hyphens=False) + [
+        "",
+        "| hosts | push: controller egress | push: time | pull: controller egress | pull: time |",
+        "|---|---|---|---|---|"]
+    for n in (10, 100, 1_000, 10_000):
+        r = {m: fm.simulate(m, n, p) for m in ("push", "pull")}
+        lines.append(f"| {n:,} | " + " | ".join(
+            f"{fm._bytes(r[m].egress_bytes)} | {fm._time(r[m].seconds)} ({r[m].bottleneck})"
+            for m in ("push", "pull")) + " |")
+    readme = ROOT / "README.md"
+    begin, end = "<!-- fleet-readme:begin -->", "<!-- fleet-readme:end -->"
+    head, rest = readme.read_text().split(begin, 1)
+    readme.write_text(f"{head}{begin}\n" + "\n".join(lines) + f"\n{end}{rest.split(end, 1)[1]}")
 
 
 def _cpu_s():
@@ -686,6 +758,13 @@ def main():
          f"{fc['pull']['fleet_s']:.2f}s, {fc['pull']['controller_bytes'] / 1024:.1f} KiB over "
          f"SSH + {fc['pull']['fetched_bytes'] / 2**20:.1f} MiB from nginx",
          f"egress {fc['egress_ratio']:.0f}x less; time {fc['time_ratio']:.2f}x"),
+        ("6d fleet upgrade", f"{fc['hosts']} hosts, same tree, new label: push "
+         f"{fc['upgrade']['push']['fleet_s']:.2f}s, "
+         f"{fc['upgrade']['push']['controller_bytes'] / 1024:.0f} KiB over SSH; pull "
+         f"{fc['upgrade']['pull']['fleet_s']:.2f}s, "
+         f"{fc['upgrade']['pull']['controller_bytes'] / 1024:.1f} KiB over SSH + "
+         f"{fc['upgrade']['pull']['uploaded_bytes'] / 1024:.0f} KiB uploaded once",
+         f"egress {fc['upgrade']['push']['controller_bytes'] / fc['upgrade']['pull']['controller_bytes']:.0f}x less"),
         ("7 build", f"hash {bd['bytes'] / 2**20:.0f} MiB: {bd['hash_s']:.2f}s vs sha256sum "
          f"{bd['sha256sum_s']:.2f}s; cache-hit rebuild {bd['cache_hit_rebuild_s'] * 1000:.0f} ms",
          f"{bd['ratio']:.2f} (goal >= 0.8)"),

@@ -1,13 +1,18 @@
 """Helpers for the fault-injection tests: an inventory with many distinct
 bases (so every trial has a whole closure to send), invariant checks on a lab
-host's disk, and waiting for a host's lock to be free or stale."""
+host's disk, waiting for a host's lock to be free or stale, and a campaign
+of receivers killed at random points."""
 
 import hashlib
 import os
+import random
 import re
+import threading
 from pathlib import Path
 
 from fruixops import distgen
+from fruixops.connection import HostConnection
+from fruixops.errors import HostError
 
 FAULT_SIZE_MB = 8
 
@@ -135,3 +140,37 @@ def wait_lock_free_or_stale(hc, timeout=20):
     while hc.run(LOCK_FREE).status != 0:
         assert time.monotonic() < deadline, "the host's lock stayed held by a live process"
         time.sleep(0.05)
+
+
+def kill_campaign(ctl, host, start, pattern, trials, seed):
+    """Run start() (an operation that makes the host's receiver work) while
+    another connection SIGKILLs the receiver matching *pattern* after a random
+    delay; after each, the host must be whole. Returns (killed, completed)."""
+    rng = random.Random(seed)
+    d = (ctl.inventory.path.parent / "../.lab" / host / "root").resolve()
+    killed = completed = 0
+    for _ in range(trials):
+        delay = rng.uniform(0, 0.4)
+        done = {}
+
+        def run():
+            try:
+                start()
+                done["ok"] = True
+            except HostError:
+                done["ok"] = False
+        t = threading.Thread(target=run)
+        t.start()
+        hc = HostConnection(ctl.inventory.host(host), ctl.inventory.settings.known_hosts).open()
+        try:
+            r = hc.run(f"sleep {delay:.3f}; pkill -9 -f {pattern!r} && echo killed; exit 0")
+            wait_lock_free_or_stale(hc)
+        finally:
+            hc.close()
+        t.join(120)
+        assert not t.is_alive()
+        killed += "killed" in r.out
+        completed += bool(done.get("ok"))
+        check_host(d)
+        loader_default(d)
+    return killed, completed

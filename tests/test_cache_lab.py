@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import host_snapshot, inv_cmd
+from faultlab import kill_campaign
 from fruixops import deploy, fleet, inventory, lifecycle, manifest as manifest_mod, offline
 from fruixops.controller import Controller
 from fruixops.lab import Lab
@@ -308,3 +309,23 @@ def test_fleet_upgrade_pulls_its_deltas_and_listings_too(cached, fresh):
     assert r.deltas == 3 and r.pulled == 1 and len(refused) == 3, r.notes
     assert r.cache_uploaded == 0                  # a delta already there is not written again
     _verify(ctl, "web2")
+
+
+def test_receivers_killed_at_random_points_of_a_pull_leave_the_host_whole(cached, fresh):
+    """SIGKILL of the receive, a pull or the listings' pull, at random
+    points of deploys through the cache (fresh items and upgrades)."""
+    ctl = fresh("web1")
+    inv_cmd(cached, "cache.push", "--host", "web1", "--base", "stable-default", check=True)
+    inv_cmd(cached, "cache.push", "--host", "web1", "--base", "stable-canary", check=True)
+    ctl = Controller(cached)
+    deploy.deploy(ctl, "web1", "stable-default")
+    trials = int(os.environ.get("FRUIXOPS_FAULT_TRIALS", "20")) // 4 or 1
+    bases = iter(["stable-canary", "stable-default"] * trials)
+    killed, completed = kill_campaign(
+        ctl, "web1", lambda: deploy.deploy(Controller(cached), "web1", next(bases)),
+        "receiver (receive|[p]ull|[l]istings)", trials, 4)
+    r = deploy.deploy(Controller(cached), "web1", "stable-canary", reboot=True)
+    assert r.booted_generation == r.generation
+    _verify(ctl, "web1")
+    print(f"\nreceiver SIGKILL during pulls ({trials} trials): {killed} killed / "
+          f"{completed} completed; host whole after each")

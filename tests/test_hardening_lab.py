@@ -7,15 +7,13 @@ gc or a trust change leave the host whole."""
 
 import base64
 import os
-import random
 import struct
-import threading
 import time
 
 import pytest
 
 from conftest import host_snapshot, inv_cmd
-from faultlab import check_host, loader_default, wait_lock_free_or_stale
+from faultlab import check_host, kill_campaign, loader_default
 from fruixops import deploy, keys, lifecycle, manifest, trust
 from fruixops.connection import HostConnection
 from fruixops.errors import HostError
@@ -174,47 +172,13 @@ def test_a_cut_or_empty_generation_record_is_corrupt(installed):
     assert loader_default(d) == 3
 
 
-def _kill_campaign(ctl, host, start, pattern, trials, seed):
-    """Run start() (an operation that makes the host's receiver work) while
-    another connection SIGKILLs the receiver matching *pattern* after a random
-    delay; after each, the host must be whole. Returns (killed, completed)."""
-    rng = random.Random(seed)
-    d = disk(ctl, host)
-    killed = completed = 0
-    for _ in range(trials):
-        delay = rng.uniform(0, 0.4)
-        done = {}
-
-        def run():
-            try:
-                start()
-                done["ok"] = True
-            except HostError:
-                done["ok"] = False
-        t = threading.Thread(target=run)
-        t.start()
-        hc = connect(ctl, host)
-        try:
-            r = hc.run(f"sleep {delay:.3f}; pkill -9 -f {pattern!r} && echo killed; exit 0")
-            wait_lock_free_or_stale(hc)
-        finally:
-            hc.close()
-        t.join(120)
-        assert not t.is_alive()
-        killed += "killed" in r.out
-        completed += bool(done.get("ok"))
-        check_host(d)
-        loader_default(d)
-    return killed, completed
-
-
 def test_receivers_killed_at_random_points_leave_the_host_whole(installed, tmp_path):
     ctl = installed("web1")
     trials = int(os.environ.get("FRUIXOPS_FAULT_TRIALS", "20")) // 4 or 1
     bases = iter(["stable-canary", "stable-default"] * trials)
-    k1, c1 = _kill_campaign(ctl, "web1", lambda: deploy.deploy(ctl, "web1", next(bases)),
+    k1, c1 = kill_campaign(ctl, "web1", lambda: deploy.deploy(ctl, "web1", next(bases)),
                             "receiver (receive|[i]tem)", trials, 1)
-    k2, c2 = _kill_campaign(ctl, "web1", lambda: lifecycle.gc(ctl, "web1", 1),
+    k2, c2 = kill_campaign(ctl, "web1", lambda: lifecycle.gc(ctl, "web1", 1),
                             "receiver [g]c", trials, 2)
     _, pub = keys.generate(tmp_path, "extra")
 
@@ -226,7 +190,7 @@ def test_receivers_killed_at_random_points_leave_the_host_whole(installed, tmp_p
             bootstrap.trust_remove(hc, "extra", ctl.signing_key, "lab")
         finally:
             hc.close()
-    k3, c3 = _kill_campaign(ctl, "web1", trust_flip, "receiver [t]rust-", trials, 3)
+    k3, c3 = kill_campaign(ctl, "web1", trust_flip, "receiver [t]rust-", trials, 3)
     trusted = sorted(p.name for p in (disk(ctl, "web1") / "var/lib/fruix/fruixops/trusted")
                      .glob("*.pem"))
     assert trusted in (["lab.pem"], ["extra.pem", "lab.pem"])
