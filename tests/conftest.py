@@ -124,6 +124,19 @@ def inv_cmd(project, *args, check=False, env=None, timeout=300):
     return proc
 
 
+def openssh(ctl, host_name, *args, user="root", stdin=b"", timeout=60):
+    """OpenSSH's own client, as someone holding the lab's key would use it
+    (an operator at a console, scp): not fruixops's connection code."""
+    host = ctl.inventory.host(host_name)
+    lab = ctl.inventory.path.parent / "../.lab"
+    return subprocess.run(
+        ["ssh", "-i", str(lab / "id_ed25519"), "-p", str(host.var("ssh_port")),
+         "-o", f"UserKnownHostsFile={ctl.inventory.settings.known_hosts}",
+         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+         "-o", "ConnectTimeout=5", f"{user}@127.0.0.1", *args],
+        input=stdin, capture_output=True, timeout=timeout)
+
+
 def host_snapshot(disk):
     """Everything on a lab host's disk that a deploy could change: every path,
     its type, link target or content hash, and mode."""

@@ -10,7 +10,7 @@ import subprocess
 import paramiko
 import pytest
 
-from conftest import host_snapshot, inv_cmd
+from conftest import host_snapshot, inv_cmd, openssh
 from fruixops import checks, deploy, receiver
 from fruixops.checks import Check
 from fruixops.connection import HostConnection
@@ -19,18 +19,6 @@ from fruixops.errors import HostKeyError
 
 def _disk(ctl, host):
     return (ctl.inventory.path.parent / "../.lab" / host / "root").resolve()
-
-
-def _ssh(ctl, host_name, *args, user="root", stdin=b""):
-    """OpenSSH's own client, as someone holding the lab's key would use it."""
-    host = ctl.inventory.host(host_name)
-    lab = ctl.inventory.path.parent / "../.lab"
-    return subprocess.run(
-        ["ssh", "-i", str(lab / "id_ed25519"), "-p", str(host.var("ssh_port")),
-         "-o", f"UserKnownHostsFile={ctl.inventory.settings.known_hosts}",
-         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-         "-o", "ConnectTimeout=5", f"{user}@127.0.0.1", *args],
-        input=stdin, capture_output=True, timeout=30)
 
 
 def test_every_command_works_through_the_restricted_key(fresh, extra_key):
@@ -96,7 +84,7 @@ def test_the_restricted_key_refuses_everything_else(fresh, tmp_path):
     disk = _disk(ctl, "mon1")
     before = host_snapshot(disk)
     for args in REFUSED:
-        r = _ssh(ctl, "mon1", *args)
+        r = openssh(ctl, "mon1", *args)
         assert r.returncode != 0 and b"uid=" not in r.stdout, (args, r)
         assert b"refused: " in r.stderr, (args, r.stderr)
     # scp (and its SFTP mode): the forced command answers, not a file server.
@@ -172,7 +160,7 @@ def test_keys_authorize_restricts_a_root_key(fresh, tmp_path):
                 "--admin-key", str(key), "--file", "/run/lab/ssh/authorized_keys", check=True)
         authorized = (lab_dir / "web2" / "ssh" / "authorized_keys").read_text()
         assert authorized == printed.splitlines()[0] + "\n"
-        r = _ssh(ctl, "web2", "id")
+        r = openssh(ctl, "web2", "id")
         assert r.returncode == 2 and b"refused: " in r.stderr
         # The inventory says so: every command goes through the receiver.
         text = ctl.inventory.path.read_text().replace("web2: {ssh_port:",
@@ -197,11 +185,11 @@ def test_db1_deploys_rolls_back_and_reboots_through_doas(fresh):
     state = deploy.reboot_host(ctl, "db1")
     assert state.booted_generation == first.generation
     # Root cannot log in; deploy may run the receiver through doas, nothing else.
-    assert _ssh(ctl, "db1", "id").returncode == 255
-    assert b"uid=60" in _ssh(ctl, "db1", "id", user="deploy").stdout
-    r = _ssh(ctl, "db1", "doas -n sh -c id", user="deploy")
+    assert openssh(ctl, "db1", "id").returncode == 255
+    assert b"uid=60" in openssh(ctl, "db1", "id", user="deploy").stdout
+    r = openssh(ctl, "db1", "doas -n sh -c id", user="deploy")
     assert r.returncode != 0 and b"uid=0" not in r.stdout
-    r = _ssh(ctl, "db1", f"doas -n {receiver.PATH} 'status;id'", user="deploy")
+    r = openssh(ctl, "db1", f"doas -n {receiver.PATH} 'status;id'", user="deploy")
     assert r.returncode == 2 and b"refused: " in r.stderr and b"uid=0" not in r.stdout
 
 

@@ -13,23 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import host_snapshot, inv_cmd
+from conftest import host_snapshot, inv_cmd, openssh
 from faultlab import kill_campaign
 from fruixops import deploy, fleet, inventory, lifecycle, manifest as manifest_mod, offline
 from fruixops.controller import Controller
 from fruixops.lab import Lab
 from fruixops.lab.webcache import WebCache
-
-
-def _ssh(ctl, host_name, *args, stdin=b""):
-    """OpenSSH's own client: what an operator at a console (or scp) uses."""
-    host = ctl.inventory.host(host_name)
-    lab = ctl.inventory.path.parent / "../.lab"
-    return subprocess.run(
-        ["ssh", "-i", str(lab / "id_ed25519"), "-p", str(host.var("ssh_port")),
-         "-o", f"UserKnownHostsFile={ctl.inventory.settings.known_hosts}",
-         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-         "root@127.0.0.1", *args], input=stdin, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +150,14 @@ def test_bundle_imported_at_the_console(cached, fresh, tmp_path):
     out = tmp_path / "web2.bundle"
     _bundle(cached, "web2", out, "--valid", "7d")
     ctl = Controller(cached)
-    assert _ssh(ctl, "web2", "cat > /root/web2.bundle", stdin=out.read_bytes()).returncode == 0
-    r = _ssh(ctl, "web2", "sh /var/lib/fruix/fruixops/receiver import /root/web2.bundle")
+    assert openssh(ctl, "web2", "cat > /root/web2.bundle", stdin=out.read_bytes()).returncode == 0
+    r = openssh(ctl, "web2", "sh /var/lib/fruix/fruixops/receiver import /root/web2.bundle")
     assert r.returncode == 0, r.stderr
     assert b"generation 1" in r.stdout and b"landed 4" in r.stdout
     state = deploy.status(ctl, "web2")
     assert state.default == 1 and state.current == 1
     # The manifest it landed was signed for a week.
-    m = manifest_mod.parse(_ssh(ctl, "web2", "sh /var/lib/fruix/fruixops/receiver manifest 1")
+    m = manifest_mod.parse(openssh(ctl, "web2", "sh /var/lib/fruix/fruixops/receiver manifest 1")
                            .stdout)
     assert 7 * 86400 - 120 <= m.expires - m.issued <= 7 * 86400
     state = deploy.reboot_host(ctl, "web2")
