@@ -9,16 +9,20 @@
 # A cache holds content-addressed objects, each named by the sha256 the
 # manifest signs for it: objects/SHA.tar (the canonical archive),
 # objects/ZSHA.tar.zst (its zstd form), objects/LSHA.listing (its file
-# listing). A bundle is a tar of "fruixops-bundle", hosts/NAME/manifest and
-# hosts/NAME/manifest.sig per host, and the same objects.
+# listing); and deltas/DSHA.tar[.zst], named by their own sha256, whose files
+# are held to the signed listing. A bundle is a tar of "fruixops-bundle",
+# hosts/NAME/manifest and hosts/NAME/manifest.sig per host, and the same
+# objects.
 
-# fetch_url URL: the body of URL on stdout; fails on any HTTP error. FreeBSD
-# base has fetch(1); curl or wget where that is what the host has.
+# fetch_url URL: the body of URL on stdout; fails on any HTTP error, and on
+# a cache that stops sending for 30 to 60 s (then the item is pushed instead,
+# long before the controller's command_timeout). FreeBSD base has fetch(1);
+# curl or wget where that is what the host has.
 fetch_url() {
     if command -v fetch >/dev/null 2>&1; then
         fetch -q -T 30 -o - "$1"
     elif command -v curl >/dev/null 2>&1; then
-        curl -fsS --connect-timeout 30 "$1"
+        curl -fsS --connect-timeout 30 --speed-limit 1 --speed-time 60 "$1"
     elif command -v wget >/dev/null 2>&1; then
         wget -q -T 30 -O - "$1"
     else
