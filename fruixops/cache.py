@@ -119,6 +119,27 @@ def push(store, items, target, progress=None):
     return report
 
 
+def verify(target):
+    """Re-hash every object of the cache against its name: [(name, what is
+    wrong)], and how many objects were checked. (Hosts refuse a bad object
+    anyway; this finds it before they do.)"""
+    bad, checked = [], 0
+    for name in target.names():
+        digest, _, kind = name.split("/", 1)[1].partition(".")
+        if kind not in ("tar", "tar.zst", "listing") or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            bad.append((name, "not an object fruixops writes"))
+            continue
+        h = hashlib.sha256()
+        with target.open(name) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        checked += 1
+        if h.hexdigest() != digest:
+            bad.append((name, f"its content hashes to {h.hexdigest()}"))
+    target.finish()
+    return bad, checked
+
+
 def target_for(settings, known_hosts=None):
     """The upload target of the inventory's cache settings."""
     if not settings.upload:
@@ -141,6 +162,15 @@ class DirTarget:
 
     def has(self, name):
         return (self.root / name).is_file()
+
+    def names(self):
+        """Every object (objects/*, deltas/*), sorted."""
+        return sorted(f"{d}/{p.name}" for d in ("objects", "deltas")
+                      if (self.root / d).is_dir()
+                      for p in (self.root / d).iterdir() if not p.name.startswith("."))
+
+    def open(self, name):
+        return open(self.root / name, "rb")
 
     def put_file(self, name, local):
         with open(local, "rb") as src:
@@ -202,6 +232,21 @@ class SftpTarget:
             return True
         except IOError:
             return False
+
+    def names(self):
+        out = []
+        for d in ("objects", "deltas"):
+            try:
+                out += [f"{d}/{n}" for n in self.sftp.listdir(f"{self.root}/{d}")
+                        if not n.startswith(".")]
+            except IOError:
+                pass
+        return sorted(out)
+
+    def open(self, name):
+        f = self.sftp.open(f"{self.root}/{name}", "rb")
+        f.prefetch()
+        return f
 
     def _mkdirs(self, path):
         parts = path.strip("/").split("/")

@@ -79,3 +79,22 @@ def test_bad_cache_settings_say_where(tmp_path, block, where, words):
     with pytest.raises(UserError) as e:
         inventory.load(_inv(tmp_path, block))
     assert words in str(e.value) and where in str(e.value)
+
+
+def test_cache_verify_rehashes_every_object_against_its_name(tmp_path):
+    import hashlib
+    t = cache.DirTarget(tmp_path / "c")
+    good = tmp_path / "good"
+    good.write_bytes(b"an item archive")
+    sha = hashlib.sha256(b"an item archive").hexdigest()
+    t.put_file(f"objects/{sha}.tar", good)
+    t.put_file(f"deltas/{sha}.tar.zst", good)
+    assert cache.verify(t) == ([], 2)
+    bad = tmp_path / "c/objects" / f"{sha}.tar"
+    os.chmod(bad, 0o644)
+    bad.write_bytes(b"an item archivf")
+    (tmp_path / "c/objects/notes.txt").write_text("x")
+    problems, checked = cache.verify(t)
+    assert checked == 2
+    assert dict(problems).keys() == {"objects/notes.txt", f"objects/{sha}.tar"}
+    assert "hashes to" in dict(problems)[f"objects/{sha}.tar"]

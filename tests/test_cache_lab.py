@@ -60,6 +60,8 @@ def test_cache_push_uploads_each_object_once(cached):
     assert not [p for p in (_cache_dir(cached) / "objects").iterdir() if p.name.startswith(".")]
     again = inv_cmd(cached, "cache.push", check=True)
     assert f"uploaded 0 objects (0 bytes), {len(objs)} already there" in again.stdout
+    checked = inv_cmd(cached, "cache.verify", check=True)
+    assert f"checked {len(objs)} objects" in checked.stdout and "; 0 bad" in checked.stdout
     assert _objects(cached) == objs          # not rewritten: same inodes, same mtimes
     # Served as they are, by the real web server.
     name = sorted(objs)[0]
@@ -121,10 +123,12 @@ def test_tampered_cut_and_missing_objects_are_pushed_instead(cached, fresh):
         zst[endless].write_bytes(saved[endless] + os.urandom(8 << 20))
         zst[missing].unlink()
         r = deploy.deploy(ctl, "web2")
+        found = inv_cmd(cached, "cache.verify")
     finally:
         for n, data in saved.items():
             zst[n].unlink(missing_ok=True)
             zst[n].write_bytes(data)
+    assert found.returncode == 2 and found.stdout.count("bad objects/") == 3, found.stdout
     assert r.items_sent == 4 and r.pulled == 0
     refused = {n.split(":")[0]: n for n in r.notes if "pushed instead" in n}
     assert len(refused) == 4, r.notes

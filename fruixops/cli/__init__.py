@@ -9,7 +9,7 @@ from invoke import Collection, Program
 
 from .. import __version__
 from .inventory import hosts as hosts_task
-from .offline import bundle_export, bundle_import, cache_push
+from .offline import bundle_export, bundle_import, cache_push, cache_verify
 from .hosts import (deploy, diff_generations, gc, generations, plan, play, reboot, rollback,
                     status, verify)
 from .setup import (bootstrap, build, demo, hostkey_accept, keys_authorize, keys_generate,
@@ -37,6 +37,7 @@ for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
 
 cache_ns = Collection("cache")
 cache_ns.add_task(cache_push, name="push")
+cache_ns.add_task(cache_verify, name="verify")
 
 bundle_ns = Collection("bundle")
 bundle_ns.add_task(bundle_export, name="export")

@@ -2,10 +2,12 @@
 hosts pull from (cache.push) and offline bundles (bundle.export,
 bundle.import)."""
 
+from invoke import Exit
+
 from .. import cache as cache_mod
 from .. import offline
 from ..controller import Controller
-from ..errors import UserError
+from ..errors import EXIT_FAILED, UserError
 from .common import INVENTORY_HELP, LIMIT_HELP, _need_host, _print_json, _targets, user_task
 
 
@@ -30,12 +32,37 @@ def cache_push(c, base=None, host=None, limit=None, inventory=None, json=False):
     hosts = _hosts(ctl, host, limit, "cache.push")
     items = cache_mod.closure_items(ctl, hosts, base)
     target = cache_mod.target_for(settings, ctl.inventory.settings.known_hosts)
-    report = cache_mod.push(ctl.builder.store, items, target)
+
+    def progress(name, size):
+        if not json:
+            print(f"  uploaded {name} ({size} bytes)", flush=True)
+    report = cache_mod.push(ctl.builder.store, items, target, progress)
     if json:
         return _print_json(report.to_json())
     print(f"cache {settings.upload}: {report.items} items for {len(hosts)} hosts; uploaded "
           f"{report.uploaded} objects ({report.uploaded_bytes} bytes), {report.present} "
           "already there")
+
+
+@user_task(name="verify", help={"inventory": INVENTORY_HELP, "json": "print JSON"})
+def cache_verify(c, inventory=None, json=False):
+    """Re-hash every object in the cache's upload target against its name;
+    exit 2 if any is wrong (hosts would refuse it and be pushed the item)."""
+    ctl = Controller(inventory)
+    settings = ctl.inventory.settings.cache
+    if not settings:
+        raise UserError("the inventory names no cache (fruixops.cache: {url, upload})",
+                        where=str(ctl.inventory.path))
+    bad, checked = cache_mod.verify(cache_mod.target_for(settings,
+                                                         ctl.inventory.settings.known_hosts))
+    if json:
+        _print_json({"checked": checked, "bad": [{"object": n, "why": w} for n, w in bad]})
+    else:
+        for name, why in bad:
+            print(f"bad {name}: {why}")
+        print(f"checked {checked} objects in {settings.upload}; {len(bad)} bad")
+    if bad:
+        raise Exit(code=EXIT_FAILED)
 
 
 @user_task(name="export", help={"host": "host the bundle is for", "limit": LIMIT_HELP,
