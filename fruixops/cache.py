@@ -185,7 +185,7 @@ class DirTarget:
     def _write(self, name, fill):
         dest = self.root / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             with open(tmp, "wb") as out:
                 fill(out)
@@ -276,7 +276,8 @@ class SftpTarget:
     def _write(self, name, fill):
         dest = f"{self.root}/{name}"
         self._mkdirs(dest.rsplit("/", 1)[0])
-        tmp = f"{dest.rsplit('/', 1)[0]}/.{dest.rsplit('/', 1)[1]}.{os.getpid()}.tmp"
+        tmp = (f"{dest.rsplit('/', 1)[0]}/.{dest.rsplit('/', 1)[1]}.{os.getpid()}."
+               f"{threading.get_ident()}.tmp")
         with self.sftp.open(tmp, "wb") as out:
             out.set_pipelined(True)
             fill(out)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -86,6 +87,8 @@ class LocalStore:
         self.tmp_dir = self.root / "tmp"
         self.deltas_dir = self.root / "deltas"
         self._sizes = {}
+        self._lock = threading.Lock()
+        self._making = {}            # delta file name -> the lock of whoever makes it
         self.zstd_level = zstd_level or ZSTD_LEVEL
 
     def archive(self, path):
@@ -238,6 +241,14 @@ class LocalStore:
         key = hashlib.sha256("\n".join(sorted(f"{k} {s}" for k, s in need)).encode()).hexdigest()
         self.deltas_dir.mkdir(parents=True, exist_ok=True)
         raw = self.deltas_dir / f"{path.base}.{key}.tar"
+        # The hosts of a fleet run ask for the same delta at once (threads):
+        # one makes it, the others wait for it.
+        with self._lock:
+            making = self._making.setdefault(raw.name, threading.Lock())
+        with making:
+            return self._delta(path, need, compress, raw)
+
+    def _delta(self, path, need, compress, raw):
         if not raw.exists():
             listing = self.listing(path)
             with open(self.archive(path), "rb") as f:
@@ -276,7 +287,8 @@ def _zstd(src, out, level=ZSTD_LEVEL):
 def _write_new(target, fill):
     """Write *target* by *fill(file)* into a temporary name, then rename it:
     read-only, whole or absent. Returns the sha256 of what was written."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    # (Per process and thread: the hosts of a fleet run are threads.)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
     with open(tmp, "wb") as f:
         out = archive.HashingWriter(f)
         fill(out)

@@ -101,3 +101,35 @@ def test_deleting_an_item_deletes_its_deltas(item):
     assert f.exists() and f.name.startswith(it.path.base)
     store.delete(it.path)
     assert not list(store.deltas_dir.iterdir())
+
+
+def test_the_hosts_of_a_fleet_run_get_one_delta_made_once(item):
+    """Threads asking for the same delta at once (a fleet upgrade): each gets
+    it whole; it is made once. (The temporary file was shared by every
+    thread of the process, and all but one failed.)"""
+    import threading
+    store, it = item
+    made = []
+    real = archive.write_delta
+
+    def counting(*a, **kw):
+        made.append(1)
+        return real(*a, **kw)
+    archive.write_delta = counting
+    try:
+        out, errors = [], []
+
+        def ask():
+            try:
+                out.append(store.delta(it.path, frozenset({("f", OTHER)}), compress=True))
+            except Exception as exc:           # noqa: BLE001 -- what the test looks for
+                errors.append(exc)
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        archive.write_delta = real
+    assert errors == [] and len(out) == 8 and len(set(out)) == 1 and made == [1]
+    assert not [p for p in store.deltas_dir.iterdir() if p.name.startswith(".")]
