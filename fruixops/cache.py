@@ -104,18 +104,23 @@ class PushReport:
 def push(store, items, target, progress=None):
     """Upload every object of *items* the cache lacks; return a PushReport."""
     report = PushReport(items=len(items))
-    target.put_bytes("fruixops-cache", MARKER, replace_different=True)
-    for item in items:
-        for name, local in objects(store, item):
-            if target.has(name):
-                report.present += 1
-                continue
-            target.put_file(name, local)
-            report.uploaded += 1
-            report.uploaded_bytes += local.stat().st_size
-            if progress:
-                progress(name, local.stat().st_size)
-    target.finish()
+    try:
+        target.put_bytes("fruixops-cache", MARKER, replace_different=True)
+        for item in items:
+            for name, local in objects(store, item):
+                if target.has(name):
+                    report.present += 1
+                    continue
+                target.put_file(name, local)
+                report.uploaded += 1
+                report.uploaded_bytes += local.stat().st_size
+                if progress:
+                    progress(name, local.stat().st_size)
+    except OSError as exc:
+        raise UserError(f"cannot write to the cache {target}: "
+                        f"{exc.strerror or exc}") from None
+    finally:
+        target.finish()
     return report
 
 
@@ -159,6 +164,9 @@ class DirTarget:
 
     def __init__(self, root):
         self.root = root
+
+    def __str__(self):
+        return str(self.root)
 
     def has(self, name):
         return (self.root / name).is_file()
@@ -225,6 +233,10 @@ class SftpTarget:
             raise UserError(f"cache upload to {host}:{port}: {exc}") from None
         self.sftp = self.client.open_sftp()
         self._dirs = set()
+        self.where = f"{user}@{host}:{port}{self.root}"
+
+    def __str__(self):
+        return self.where
 
     def has(self, name):
         try:

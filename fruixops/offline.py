@@ -61,6 +61,10 @@ def export(ctl, hosts, out, base_name=None, lifetime=None, compress=True):
     """Write one bundle for *hosts*; each item once whatever the number of
     hosts. Written to a temporary name beside *out*, then renamed."""
     out = Path(out)
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: no directory {out.parent}")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory: name the bundle file")
     store = ctl.builder.store
     signed, items = [], {}
     for host in hosts:
@@ -70,26 +74,33 @@ def export(ctl, hosts, out, base_name=None, lifetime=None, compress=True):
             items.setdefault(it.sha256, it)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                marker = MARKER + "\n" + "".join(f"host {h}\n" for h, _, _ in signed)
-                _add_bytes(tar, "fruixops-bundle", marker.encode())
-                for name, data, sig in signed:
-                    _add_bytes(tar, f"hosts/{name}/manifest", data)
-                    _add_bytes(tar, f"hosts/{name}/manifest.sig", sig)
-                for it in items.values():
-                    objs = dict((n.rsplit(".", 1)[-1], (n, p)) for n, p in cache.objects(store, it))
-                    for kind in ("zst" if compress else "tar", "listing"):
-                        if kind == "listing" and it.size < LISTING_FROM:
-                            continue
-                        name, local = objs[kind]
-                        tar.add(local, arcname=name, filter=_plain)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        _write(tmp, out, signed, items, store, compress)
+    except OSError as exc:
+        raise UserError(f"cannot write the bundle {out}: {exc.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return Exported(out, [h for h, _, _ in signed], len(items), out.stat().st_size)
+
+
+def _write(tmp, out, signed, items, store, compress):
+    """The bundle into *tmp*, flushed, then renamed to *out*."""
+    with open(tmp, "wb") as f:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            marker = MARKER + "\n" + "".join(f"host {h}\n" for h, _, _ in signed)
+            _add_bytes(tar, "fruixops-bundle", marker.encode())
+            for name, data, sig in signed:
+                _add_bytes(tar, f"hosts/{name}/manifest", data)
+                _add_bytes(tar, f"hosts/{name}/manifest.sig", sig)
+            for it in items.values():
+                objs = {n.rsplit(".", 1)[-1]: (n, p) for n, p in cache.objects(store, it)}
+                for kind in ("zst" if compress else "tar", "listing"):
+                    if kind == "listing" and it.size < LISTING_FROM:
+                        continue
+                    name, local = objs[kind]
+                    tar.add(local, arcname=name, filter=_plain)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out)
 
 
 def _plain(info):

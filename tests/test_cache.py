@@ -98,3 +98,30 @@ def test_cache_verify_rehashes_every_object_against_its_name(tmp_path):
     assert checked == 2
     assert dict(problems).keys() == {"objects/notes.txt", f"objects/{sha}.tar"}
     assert "hashes to" in dict(problems)[f"objects/{sha}.tar"]
+
+
+def test_bundle_export_to_a_missing_directory_is_one_line(tmp_path):
+    from conftest import inv_cmd, make_project
+    inv = make_project(tmp_path / "p")
+    proc = inv_cmd(inv, "bundle.export", "--host", "web1", "--out", str(tmp_path / "no/such/b"))
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "no directory" in proc.stderr
+
+
+def test_a_cache_directory_that_cannot_be_written_is_one_error(tmp_path):
+    """(A file where the cache's directory should be: what fails even for root.)"""
+    from fruixops.store import Item, StorePath
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    (tmp_path / f"{'3' * 64}-x.sums").write_bytes(b"")
+
+    class Store:                     # what push reads of a store: one item's three objects
+        items_dir = tmp_path
+        archive = compressed = staticmethod(lambda path: src)
+
+        def transfer_info(self, path):
+            return {"zstd": "1" * 64, "listing": "2" * 64, "zstd_size": 1}
+    it = Item(StorePath.make("3" * 64, "x"), "4" * 64, 1, ())
+    (tmp_path / "not-a-dir").write_text("")
+    with pytest.raises(UserError, match="cannot write to the cache"):
+        cache.push(Store(), [it], cache.DirTarget(tmp_path / "not-a-dir" / "cache"))
