@@ -207,7 +207,7 @@ def test_bad_bundles_are_refused_and_change_nothing(cached, fresh, tmp_path, mon
     _verify(ctl, "db2")
 
 
-def test_one_bundle_for_many_hosts_holds_each_item_once(cached, tmp_path):
+def test_one_bundle_for_many_hosts_holds_each_item_once(cached, fresh, tmp_path):
     out = tmp_path / "fleet.bundle"
     one = tmp_path / "one.bundle"
     _bundle(cached, "web2", one)
@@ -219,6 +219,12 @@ def test_one_bundle_for_many_hosts_holds_each_item_once(cached, tmp_path):
     # The hosts share every item but their system: 5 systems + 3 shared.
     assert done["items"] == 5 + 3
     assert out.stat().st_size < 1.5 * one.stat().st_size
+    # Any of its hosts takes its own manifest from it.
+    fresh("web2")
+    inv_cmd(cached, "bootstrap", "--host", "web2", check=True)
+    ok = inv_cmd(cached, "bundle.import", str(out), "--host", "web2", check=True)
+    assert "generation 1, 4 items landed" in ok.stdout
+    _verify(Controller(cached), "web2")
 
 
 def test_cache_push_over_sftp_checks_the_host_key(cached, lab, tmp_path):
