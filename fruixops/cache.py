@@ -75,6 +75,7 @@ def object_name(item, form):
 def present(url, names, timeout=5):
     """{name: True, False (the cache answers 404) or None (no answer)} for
     objects at the cache *url*, asked from the controller with HEAD."""
+    import http.client
     import urllib.error
     import urllib.request
     out = {}
@@ -85,8 +86,8 @@ def present(url, names, timeout=5):
                 out[name] = True
         except urllib.error.HTTPError as exc:
             out[name] = False if exc.code in (403, 404, 410) else None
-        except (urllib.error.URLError, OSError):
-            out[name] = None
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError):
+            out[name] = None        # no answer (or no HTTP one): counted as there
     return out
 
 
@@ -124,24 +125,37 @@ def push(store, items, target, progress=None):
     return report
 
 
-def verify(target):
+def verify(target, repair=False):
     """Re-hash every object of the cache against its name: [(name, what is
     wrong)], and how many objects were checked. (Hosts refuse a bad object
-    anyway; this finds it before they do.)"""
+    anyway; this finds it before they do.) With *repair*, a bad object is
+    deleted, so that the next cache.push uploads it again."""
     bad, checked = [], 0
-    for name in target.names():
-        digest, _, kind = name.split("/", 1)[1].partition(".")
-        if kind not in ("tar", "tar.zst", "listing") or not re.fullmatch(r"[0-9a-f]{64}", digest):
-            bad.append((name, "not an object fruixops writes"))
-            continue
-        h = hashlib.sha256()
-        with target.open(name) as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        checked += 1
-        if h.hexdigest() != digest:
-            bad.append((name, f"its content hashes to {h.hexdigest()}"))
-    target.finish()
+    try:
+        for name in target.names():
+            digest, _, kind = name.split("/", 1)[1].partition(".")
+            if (kind not in ("tar", "tar.zst", "listing")
+                    or not re.fullmatch(r"[0-9a-f]{64}", digest)):
+                bad.append((name, "not an object fruixops writes"))
+                continue
+            h = hashlib.sha256()
+            try:
+                with target.open(name) as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+            except OSError as exc:
+                bad.append((name, f"cannot be read: {exc.strerror or exc}"))
+                continue
+            checked += 1
+            if h.hexdigest() != digest:
+                bad.append((name, f"its content hashes to {h.hexdigest()}"
+                                  + ("; deleted" if repair else "")))
+                if repair:
+                    target.delete(name)
+    except OSError as exc:
+        raise UserError(f"cannot read the cache {target}: {exc.strerror or exc}") from None
+    finally:
+        target.finish()
     return bad, checked
 
 
@@ -179,6 +193,9 @@ class DirTarget:
 
     def open(self, name):
         return open(self.root / name, "rb")
+
+    def delete(self, name):
+        (self.root / name).unlink(missing_ok=True)
 
     def put_file(self, name, local):
         with open(local, "rb") as src:
@@ -226,12 +243,16 @@ class SftpTarget:
             self.client.load_host_keys(str(known_hosts))
         try:
             self.client.connect(host, port=port, username=user, timeout=15, key_filename=key)
-        except paramiko.SSHException as exc:
+            self.sftp = self.client.open_sftp()
+        except paramiko.BadHostKeyException as exc:
             raise UserError(f"cache upload to {host}:{port}: {exc} (its host key must be in "
                             f"{known_hosts or 'known_hosts'})") from None
+        except paramiko.SSHException as exc:
+            raise UserError(f"cache upload to {host}:{port}: {exc} (an unknown host key is "
+                            f"never accepted: it must be in {known_hosts or 'known_hosts'})") \
+                from None
         except OSError as exc:
             raise UserError(f"cache upload to {host}:{port}: {exc}") from None
-        self.sftp = self.client.open_sftp()
         self._dirs = set()
         self.where = f"{user}@{host}:{port}{self.root}"
 
@@ -259,6 +280,9 @@ class SftpTarget:
         f = self.sftp.open(f"{self.root}/{name}", "rb")
         f.prefetch()
         return f
+
+    def delete(self, name):
+        self.sftp.remove(f"{self.root}/{name}")
 
     def _mkdirs(self, path):
         parts = path.strip("/").split("/")

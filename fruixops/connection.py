@@ -102,10 +102,16 @@ class HostConnection:
         self.reply_limit = host.var("reply_limit_mib", REPLY_LIMIT_MIB) * 2**20
         self.conn = None
         self.bytes_sent = 0
+        self._counting = threading.Lock()
         self.access = Access(host)
         # The controller whose signing key may update the receiver through a
         # restricted access (set by deploy.connect).
         self.controller = None
+
+    def count_sent(self, n):
+        """Count bytes sent to the host (channels send from several threads)."""
+        with self._counting:
+            self.bytes_sent += n
 
     def receiver(self, *args):
         """The command line running receiver command *args* on this host."""
@@ -248,7 +254,7 @@ class HostConnection:
                     # A view: paramiko slices what is left after each packet,
                     # which copies the rest of a bytes chunk every 32 KiB.
                     chan.sendall(memoryview(chunk))
-                    self.bytes_sent += len(chunk)
+                    self.count_sent(len(chunk))
                     if progress:
                         progress(len(chunk))
         except socket.timeout:
@@ -338,7 +344,7 @@ class Session:
             self._timed_out("stopped reading")
         except (OSError, paramiko.SSHException, EOFError):
             return False       # the host stopped listening; finish() says why
-        self.hc.bytes_sent += len(data)
+        self.hc.count_sent(len(data))
         return True
 
     def readline(self):

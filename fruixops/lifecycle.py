@@ -152,10 +152,12 @@ def _plan_pulls(change, pull, m, state, sends, store):
     if absent:
         change.notes.append(f"{len(absent)} of {len(objs)} whole items are not in the cache "
                             f"{pull.url}: they would be pushed (inv cache.push)")
+    asked = {str(it.path) for it in first}     # their listings come first, once
     for path, (name, size, lname, lsize) in objs.items():
         if path not in absent:
             change.pull.append(path)
-            change.bytes_to_fetch += size + (lsize if lname and there[lname] is not False else 0)
+            change.bytes_to_fetch += size + (lsize if lname and path not in asked
+                                             and there[lname] is not False else 0)
     listings = bool(first) and all(there[n] is not False for n in listing_objs)
     if listings:
         change.bytes_to_fetch += sum(listing_objs.values())

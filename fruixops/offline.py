@@ -130,7 +130,10 @@ def import_over_ssh(ctl, host, file, reboot=False):
     hc = connect(ctl, host)
     try:
         install_receiver_if_missing(hc)
-        r = hc.run(hc.receiver("import", "-"), stdin=push._chunks(path, size))
+        # As long as a command may take, and as long again as unpacking the
+        # bundle at the slowest rate a pull is allowed.
+        r = hc.run(hc.receiver("import", "-"), stdin=push._chunks(path, size),
+                   timeout=hc.command_timeout + size / push.PULL_MIN_RATE)
         if r.status != 0:
             raise HostError(host.name, r.last_error_line())
         fields = hostreply.fields(host.name, "import", r.out, ("landed", "generation"))

@@ -12,8 +12,11 @@ trial) before it answers.
 """
 
 import base64
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import paramiko
 
 from . import archive, bootloader, bundle, hostreply, hoststate, receiver
 from .bootstrap import bootstrap, receiver_state
@@ -56,6 +59,11 @@ ITEMS_IN_FLIGHT = 2
 # than sending its listing.
 SEND_LISTING_FROM = 1 << 20
 
+
+# The slowest a host may fetch from a cache (its curl gives up below it for a
+# minute): what the controller's wait for a pull allows for, besides
+# command_timeout.
+PULL_MIN_RATE = 64 << 10
 
 # Below this size an item goes whole even to a host that may hold some of its
 # files: its listing would cost about what a delta could save.
@@ -294,25 +302,30 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         return hc.run(hc.receiver(*args), stdin=_chunks(s.file, s.size),
                       progress=lambda n: events.sent(hc.name, n))
 
+    counted = threading.Lock()
+
     def pull_item(s):
         """The host fetches the item (a delta: once uploaded); what it
         refuses is sent."""
+        form = "zstd" if compress else "tar"
         args = ["pull", pid, s.item.path.base, pull.url]
         if s.need is not None:
-            codec = "delta.zstd" if compress else "delta"
             try:
                 sha, uploaded = pull.uploader.delta(s.file, compress)
-            except (OSError, HostError, UserError) as exc:
+            except (OSError, HostError, UserError, paramiko.SSHException) as exc:
                 report["pull_refused"][str(s.item.path)] = f"cannot upload its delta: {exc}"
                 return send_item(s)
-            report["uploaded"] += uploaded
-            args += [codec, sha]
-        r = hc.run(hc.receiver(*args))
+            with counted:
+                report["uploaded"] += uploaded
+            args += ["delta.zstd" if compress else "delta", sha]
+        else:
+            args.append(form)
+        # The host fetches and unpacks: as long as a command may take, and as
+        # long again as the bytes take at the slowest rate it accepts.
+        r = hc.run(hc.receiver(*args), timeout=hc.command_timeout + s.size / PULL_MIN_RATE)
         words = r.out.split()
         if r.status == 0 and words[:2] == ["pulled", s.item.path.base] and len(words) >= 3:
-            size = (s.size if s.need is not None
-                    else store.transfer_info(s.item.path)["zstd_size"] if words[2] == "zstd"
-                    else s.item.size)
+            size = s.size
             if "listing" in words[3:]:
                 size += len(store.listing(s.item.path))
             report["pulled"][str(s.item.path)] = size
@@ -328,7 +341,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
 
     # Two items in flight: one streams while the host audits the one before
     # (or as many pulls as the cache settings say).
-    in_flight = max(ITEMS_IN_FLIGHT, pull.parallel if pull else 0)
+    in_flight = pull.parallel if pull else ITEMS_IN_FLIGHT
     with ThreadPoolExecutor(max_workers=in_flight + len(beside)) as pool:
         early = [pool.submit(f) for f in beside]
         results = list(pool.map(take, [sends[str(it.path)] for it in items]))

@@ -98,6 +98,9 @@ def test_cache_verify_rehashes_every_object_against_its_name(tmp_path):
     assert checked == 2
     assert dict(problems).keys() == {"objects/notes.txt", f"objects/{sha}.tar"}
     assert "hashes to" in dict(problems)[f"objects/{sha}.tar"]
+    problems, _ = cache.verify(t, repair=True)
+    assert not bad.exists() and (tmp_path / "c/objects/notes.txt").exists()
+    assert cache.verify(t)[1] == 1
 
 
 def test_bundle_export_to_a_missing_directory_is_one_line(tmp_path):

@@ -123,12 +123,17 @@ def test_tampered_cut_and_missing_objects_are_pushed_instead(cached, fresh):
         zst[endless].write_bytes(saved[endless] + os.urandom(8 << 20))
         zst[missing].unlink()
         r = deploy.deploy(ctl, "web2")
-        found = inv_cmd(cached, "cache.verify")
+        found = inv_cmd(cached, "cache.verify", "--repair")
+        # The bad objects deleted, the next cache.push puts them back whole.
+        again = inv_cmd(cached, "cache.push", "--host", "web2", check=True)
+        clean = inv_cmd(cached, "cache.verify", check=True)
     finally:
         for n, data in saved.items():
             zst[n].unlink(missing_ok=True)
             zst[n].write_bytes(data)
     assert found.returncode == 2 and found.stdout.count("bad objects/") == 3, found.stdout
+    assert found.stdout.count("; deleted") == 3
+    assert "uploaded 4 objects" in again.stdout and "; 0 bad" in clean.stdout
     assert r.items_sent == 4 and r.pulled == 0
     refused = {n.split(":")[0]: n for n in r.notes if "pushed instead" in n}
     assert len(refused) == 4, r.notes
@@ -139,6 +144,25 @@ def test_tampered_cut_and_missing_objects_are_pushed_instead(cached, fresh):
         "404" in next(v for k, v in refused.items() if k.endswith(missing))
     _verify(ctl, "web2")
     assert deploy.status(ctl, "web2").current == r.generation
+
+
+def test_a_host_pushed_uncompressed_pulls_the_plain_archives(cached, fresh):
+    """--compress none: the host pulls objects/SHA.tar, and plan says so."""
+    fresh("web2")
+    inv_cmd(cached, "cache.push", "--host", "web2", check=True)
+    ctl = Controller(cached)
+    planned = lifecycle.plan(ctl, "web2", compress="none")
+    r = deploy.deploy(Controller(cached), "web2", compress="none")
+    assert not r.compressed and r.pulled == 4
+    store = ctl.builder.store
+    host = ctl.inventory.host("web2")
+    items = ctl.closure(host, ctl.inventory.base_for(host))
+    listings = sum(len(store.listing(it.path)) for it in items if it.size >= 1 << 20)
+    assert r.bytes_fetched == sum(it.size for it in items) + listings
+    assert (planned.bytes_to_send, planned.bytes_to_fetch) == (r.bytes_sent, r.bytes_fetched)
+    log = (Path(WebCache.of(Lab(ctl.inventory)).prefix) / "access.log").read_text()
+    assert all(f"GET /objects/{it.sha256}.tar " in log for it in items)
+    _verify(ctl, "web2")
 
 
 def _bundle(ctl_path, host, out, *extra):

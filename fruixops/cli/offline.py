@@ -44,8 +44,10 @@ def cache_push(c, base=None, host=None, limit=None, inventory=None, json=False):
           "already there")
 
 
-@user_task(name="verify", help={"inventory": INVENTORY_HELP, "json": "print JSON"})
-def cache_verify(c, inventory=None, json=False):
+@user_task(name="verify", help={"inventory": INVENTORY_HELP, "json": "print JSON",
+                                "repair": "delete the bad objects (the next cache.push "
+                                          "uploads them again)"})
+def cache_verify(c, inventory=None, json=False, repair=False):
     """Re-hash every object in the cache's upload target against its name;
     exit 2 if any is wrong (hosts would refuse it and be pushed the item)."""
     ctl = Controller(inventory)
@@ -54,7 +56,8 @@ def cache_verify(c, inventory=None, json=False):
         raise UserError("the inventory names no cache (fruixops.cache: {url, upload})",
                         where=str(ctl.inventory.path))
     bad, checked = cache_mod.verify(cache_mod.target_for(settings,
-                                                         ctl.inventory.settings.known_hosts))
+                                                         ctl.inventory.settings.known_hosts),
+                                    repair=repair)
     if json:
         _print_json({"checked": checked, "bad": [{"object": n, "why": w} for n, w in bad]})
     else:

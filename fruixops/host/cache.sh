@@ -15,16 +15,18 @@
 # objects.
 
 # fetch_url URL: the body of URL on stdout; fails on any HTTP error, and on
-# a cache that stops sending for 30 to 60 s (then the item is pushed instead,
-# long before the controller's command_timeout). FreeBSD base has fetch(1);
+# a cache that stalls (then the item is pushed instead, before the
+# controller's timeout for the pull). FreeBSD base has fetch(1);
 # curl or wget where that is what the host has.
 fetch_url() {
     if command -v fetch >/dev/null 2>&1; then
         fetch -q -T 30 -o - "$1"
     elif command -v curl >/dev/null 2>&1; then
-        curl -fsS --connect-timeout 30 --speed-limit 1 --speed-time 60 "$1"
+        # (A cache behind a CDN or a bucket may redirect, as fetch and wget
+        # follow; under 64 KiB/s for a minute is a stall.)
+        curl -fsSL --max-redirs 5 --connect-timeout 30 --speed-limit 65536 --speed-time 60 "$1"
     elif command -v wget >/dev/null 2>&1; then
-        wget -q -T 30 -O - "$1"
+        wget -q --tries=1 -T 30 -O - "$1"
     else
         echo "no fetch(1), curl or wget on this host" >&2
         return 127
@@ -57,36 +59,49 @@ cache_url() {
     [ -n "$(fetcher)" ] || die "no fetch(1), curl or wget on this host to pull with"
 }
 
-# pull PID NAME URL [delta|delta.zstd DSHA]: item NAME of receive PID, from
-# the cache at URL (which ends in /): its zstd form where this host has zstd,
-# else its archive; or the delta DSHA (deltas/DSHA.tar[.zst]: the contents
-# this host said it lacks, whose sha256 the controller names; its files are
-# then held to the signed listing one by one, as a sent delta's). A big whole
-# item's listing comes first, when the cache has it, so that its tree is held
-# to the listing's shape instead of hashed again. Prints "pulled NAME FORM"
-# (zstd, tar, delta or delta.zstd), and "listing" after it when the listing
-# came too. A missing, cut or tampered object is refused and nothing of it
-# stays, so that the controller can push the item instead.
+# pull PID NAME URL FORM [DSHA]: item NAME of receive PID, from the cache at
+# URL (which ends in /), in FORM: "zstd" (objects/ZSHA.tar.zst), "tar"
+# (objects/SHA.tar), or a delta DSHA ("delta", "delta.zstd":
+# deltas/DSHA.tar[.zst], the contents this host said it lacks, whose sha256
+# the controller names; its files are then held to the signed listing one by
+# one, as a sent delta's). A big whole item's listing comes first, when the
+# cache has it, so that its tree is held to the listing's shape instead of
+# hashed again. Prints "pulled NAME FORM", and "listing" after it when the
+# listing came too. A missing, cut or tampered object is refused and nothing
+# of it stays (but a listing that hashed right), so that the controller can
+# push the item instead.
 cmd_pull() {
-    [ $# -eq 3 ] || [ $# -eq 5 ] || die "usage: pull PID NAME URL [delta|delta.zstd SHA256]"
+    [ $# -eq 4 ] || [ $# -eq 5 ] || die "usage: pull PID NAME URL tar|zstd|delta|delta.zstd [DSHA]"
     receiving "$1"
-    name=$2 url=$3 delta=${4:-} dsha=${5:-}
+    name=$2 url=$3 form=$4 dsha=${5:-}
     case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
     cache_url "$url"
     line=$(item_line "$name")
     [ -n "$line" ] || die "item $name is not in the manifest being received"
+    # One pull of an item, and none of an item already taken: a second one
+    # is refused before it touches anything (what it would clean up is not
+    # its own).
+    if [ -e "$T/unpack/$name" ] || [ -e "$T/got/$name.done" ] ||
+            ! mkdir "$T/got/.$name.pulling" 2>/dev/null; then
+        die "item $name was sent twice"
+    fi
+    pulling=$T/got/.$name.pulling
     # shellcheck disable=SC2086 # the manifest's fields, checked when it was verified
     set -- $line
-    if [ -n "$delta" ]; then
-        case $delta in delta|delta.zstd) ;; *) die "unknown codec '$delta'" ;; esac
-        case $dsha in *[!0-9a-f]*|'') die "bad delta sha256 '$dsha'" ;; esac
-        [ "${#dsha}" -eq 64 ] || die "bad delta sha256 '$dsha'"
-        object=deltas/$dsha.tar form=$delta
-        [ "$delta" = delta ] || object=$object.zst
-    elif command -v zstd >/dev/null 2>&1; then
-        object=objects/$6.tar.zst form=zstd
-    else
-        object=objects/$2.tar form=
+    delta=
+    case $form in
+        zstd) object=objects/$6.tar.zst ;;
+        tar) object=objects/$2.tar form= ;;
+        delta|delta.zstd)
+            delta=1
+            case $dsha in *[!0-9a-f]*|'') rmdir "$pulling"; die "bad delta sha256 '$dsha'" ;; esac
+            [ "${#dsha}" -eq 64 ] || { rmdir "$pulling"; die "bad delta sha256 '$dsha'"; }
+            object=deltas/$dsha.tar
+            [ "$form" = delta ] || object=$object.zst ;;
+        *) rmdir "$pulling"; die "unknown form '$form'" ;;
+    esac
+    if [ "$form" = zstd ] || [ "$form" = delta.zstd ]; then
+        command -v zstd >/dev/null 2>&1 || { rmdir "$pulling"; die "this host has no zstd"; }
     fi
     lsha=$5 listed=
     mkdir -p "$T/listings"
@@ -124,6 +139,7 @@ cmd_pull() {
     set -e
     if [ "$took" = 0 ] && [ ! -f "$why.status" ]; then
         rm -f "$why".*
+        rmdir "$pulling"
         echo "pulled $name ${form:-tar}$listed"
         return 0
     fi
@@ -139,6 +155,7 @@ cmd_pull() {
     fi
     rm -f "$why".*
     forget_item "$name"
+    rmdir "$pulling"
     die "from the cache: $reason"
 }
 
@@ -159,10 +176,10 @@ cmd_import() {
     # before anything else.
     tar -tf "$file" >"$TMP/members" 2>"$TMP/members.err" ||
         die "not a whole bundle: $(tail -n 1 "$TMP/members.err")"
-    grep -qx fruixops-bundle "$TMP/members" || die "not a fruixops bundle (no fruixops-bundle member)"
+    grep -Fqx fruixops-bundle "$TMP/members" || die "not a fruixops bundle (no fruixops-bundle member)"
     me=$(cat "$STATE/host-name" 2>/dev/null) || me=
     [ -n "$me" ] || die "this host has no recorded name (run inv bootstrap)"
-    if ! grep -qx "hosts/$me/manifest" "$TMP/members"; then
+    if ! grep -Fqx "hosts/$me/manifest" "$TMP/members"; then
         for_whom=$(sed -n 's|^hosts/\([^/]*\)/manifest$|\1|p' "$TMP/members" | head -n 5 | tr '\n' ' ')
         die "the bundle holds no manifest for '$me' (it is for: ${for_whom:-nobody})"
     fi
@@ -177,16 +194,16 @@ cmd_import() {
     while read -r p sha _ _ lsha zsha; do
         [ ! -d "$p" ] || continue
         name=$(basename "$p")
-        if [ -n "$zstd" ] && grep -qx "objects/$zsha.tar.zst" "$TMP/members"; then
+        if [ -n "$zstd" ] && grep -Fqx "objects/$zsha.tar.zst" "$TMP/members"; then
             object=objects/$zsha.tar.zst form=zstd
-        elif grep -qx "objects/$sha.tar" "$TMP/members"; then
+        elif grep -Fqx "objects/$sha.tar" "$TMP/members"; then
             object=objects/$sha.tar form=
-        elif grep -qx "objects/$zsha.tar.zst" "$TMP/members"; then
+        elif grep -Fqx "objects/$zsha.tar.zst" "$TMP/members"; then
             die "the bundle has item $name as .tar.zst only, and this host has no zstd (export it with --compress none)"
         else
             die "the bundle lacks item $name"
         fi
-        if grep -qx "objects/$lsha.listing" "$TMP/members"; then
+        if grep -Fqx "objects/$lsha.listing" "$TMP/members"; then
             tar -xOf "$file" "objects/$lsha.listing" >"$T/listings/$name.sums" ||
                 die "cannot read item $name's listing from the bundle"
         fi

@@ -73,14 +73,17 @@ class WebCache:
         self.root.mkdir(parents=True, exist_ok=True)
         conf = self.prefix / "nginx.conf"
         conf.write_text(CONF.format(prefix=self.prefix, root=self.root, port=self.port))
-        # Workers run as nginx's unprivileged user: the cache must be readable
-        # by anyone, as a served directory is.
-        for d in [self.root, *self.root.parents]:
+        # Workers run as nginx's unprivileged user: the cache is readable by
+        # anyone, as a served directory is, and its parents may be passed
+        # through (o+x, never o+r: nothing above it is listed).
+        mode = self.root.stat().st_mode
+        os.chmod(self.root, mode | 0o005)
+        for d in self.root.parents:
             if d == Path("/"):
                 break
             mode = d.stat().st_mode
             if not mode & 0o001:
-                os.chmod(d, mode | 0o005)
+                os.chmod(d, mode | 0o001)
         started = subprocess.run([shutil.which("nginx") or NGINX, "-c", str(conf),
                                   "-p", str(self.prefix), "-e", str(self.prefix / "error.log")],
                                  capture_output=True, text=True)
