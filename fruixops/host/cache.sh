@@ -121,35 +121,46 @@ cmd_pull() {
     # fills no disk; what it sent is refused by its hash).
     cap=$3
     if [ -n "$form" ]; then cap=$(($3 + $3 / 128 + 131072)); fi
-    # The fetch's own failure (a 404, a cut connection) is kept apart from
-    # what take_item makes of the bytes it got. take_item refuses by exiting:
-    # it runs in a subshell of its own, with errexit on (set +e around it, so
-    # that the subshell is not a condition, where errexit would be ignored).
-    set +e
-    (
-        set -e
-        trap - EXIT INT TERM HUP
-        { fetch_url "$url$object" 2>"$why.fetch" || echo "$?" >"$why.status"; } |
-            head -c "$cap" | take_item "$name" "$form"
-        if [ -n "$delta" ] && [ "$(cat "$T/got/$name.sha")" != "$dsha" ]; then
-            die "item $name: the delta's content hash is not $dsha"
-        fi
-    ) 2>"$why.take"
-    took=$?
-    set -e
-    if [ "$took" = 0 ] && [ ! -f "$why.status" ]; then
-        rm -f "$why".*
-        rmdir "$pulling"
-        echo "pulled $name ${form:-tar}$listed"
-        return 0
-    fi
+    case $form in zstd) want=$6 ;; '') want=$2 ;; *) want=$dsha ;; esac
+    # Nothing from the cache is read by zstd or tar before it hashes to what
+    # the manifest signs (a delta: to the hash the controller named over
+    # SSH). It is fetched into the receive's directory first, hashed on the
+    # way in; the fetch's own failure (a 404, a cut connection) is kept
+    # apart.
+    { fetch_url "$url$object" 2>"$why.fetch" || echo "$?" >"$why.status"; } |
+        head -c "$cap" | tee "$why.object" | openssl dgst -sha256 -r | cut -c1-64 >"$why.sha"
     # A fetch that failed writing (curl 23) or died of SIGPIPE was stopped
-    # here, by the cap or by take_item refusing: take_item's reason is the one.
+    # here, by the cap: the hash says why.
     status=$(cat "$why.status" 2>/dev/null) || status=
     case $status in 23|1[3-9][0-9]|2[0-9][0-9]) status= ;; esac
     if [ -n "$status" ]; then
         reason="cannot fetch $url$object: $(tr '\n' ' ' <"$why.fetch" | sed 's/ *$//' | cut -c1-200)"
+    elif [ "$(cat "$why.sha")" != "$want" ]; then
+        if store_full; then
+            reason="disk full on $STORE: item $name does not fit"
+        elif [ -n "$delta" ]; then
+            reason="item $name: the delta's content hash is not $dsha"
+        else
+            reason="item $name: content hash does not match the manifest"
+        fi
     else
+        # take_item refuses by exiting: it runs in a subshell of its own,
+        # with errexit on (set +e around it, so that the subshell is not a
+        # condition, where errexit would be ignored).
+        set +e
+        (
+            set -e
+            trap - EXIT INT TERM HUP
+            take_item "$name" "$form" <"$why.object"
+        ) 2>"$why.take"
+        took=$?
+        set -e
+        if [ "$took" = 0 ]; then
+            rm -f "$why".*
+            rmdir "$pulling"
+            echo "pulled $name ${form:-tar}$listed"
+            return 0
+        fi
         reason=$(sed -n 's/^refused: //p' "$why.take" | tail -n 1)
         [ -n "$reason" ] || reason="refused (no reason given)"
     fi
@@ -207,16 +218,25 @@ cmd_import() {
             tar -xOf "$file" "objects/$lsha.listing" >"$T/listings/$name.sums" ||
                 die "cannot read item $name's listing from the bundle"
         fi
+        # Out of the bundle into a file, and hashed, before zstd or tar read
+        # it as an item.
+        tar -xOf "$file" "$object" >"$TMP/object" 2>/dev/null ||
+            die "cannot read item $name from the bundle"
+        want=$sha
+        [ "$form" != zstd ] || want=$zsha
+        [ "$(openssl dgst -sha256 -r <"$TMP/object" | cut -c1-64)" = "$want" ] ||
+            die "item $name: content hash does not match the manifest"
         # (take_item refuses by exiting: a subshell, with errexit on.)
         set +e
         (
             set -e
             trap - EXIT INT TERM HUP
-            tar -xOf "$file" "$object" | take_item "$name" "$form"
+            take_item "$name" "$form" <"$TMP/object"
         )
         took=$?
         set -e
         [ "$took" = 0 ] || exit 2
+        rm -f "$TMP/object"
     done <"$TMP/items"
     receive_commit bundle ''
 }
