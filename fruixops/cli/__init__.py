@@ -16,32 +16,24 @@ from .setup import (bootstrap, build, demo, hostkey_accept, keys_authorize, keys
                     lab_down, lab_power_cycle, lab_reset, lab_up, manifest, store_gc,
                     trust_add, trust_remove)
 
-keys_ns = Collection("keys")
-keys_ns.add_task(keys_generate, name="generate")
-keys_ns.add_task(keys_authorize, name="authorize")
+def _collection(name, tasks):
+    """The tasks NAME.SUB: {sub: task}."""
+    sub_ns = Collection(name)
+    for sub, t in tasks.items():
+        sub_ns.add_task(t, name=sub)
+    return sub_ns
 
-trust_ns = Collection("trust")
-trust_ns.add_task(trust_add, name="add")
-trust_ns.add_task(trust_remove, name="remove")
 
-store_ns = Collection("store")
-store_ns.add_task(store_gc, name="gc")
-
-hostkey_ns = Collection("hostkey")
-hostkey_ns.add_task(hostkey_accept, name="accept")
-
-lab_ns = Collection("lab")
-for t, n in ((lab_up, "up"), (lab_down, "down"), (lab_reset, "reset"),
-             (lab_power_cycle, "power-cycle")):
-    lab_ns.add_task(t, name=n)
-
-cache_ns = Collection("cache")
-cache_ns.add_task(cache_push, name="push")
-cache_ns.add_task(cache_verify, name="verify")
-
-bundle_ns = Collection("bundle")
-bundle_ns.add_task(bundle_export, name="export")
-bundle_ns.add_task(bundle_import, name="import")
+SUBCOMMANDS = [
+    _collection("keys", {"generate": keys_generate, "authorize": keys_authorize}),
+    _collection("trust", {"add": trust_add, "remove": trust_remove}),
+    _collection("hostkey", {"accept": hostkey_accept}),
+    _collection("store", {"gc": store_gc}),
+    _collection("lab", {"up": lab_up, "down": lab_down, "reset": lab_reset,
+                        "power-cycle": lab_power_cycle}),
+    _collection("cache", {"push": cache_push, "verify": cache_verify}),
+    _collection("bundle", {"export": bundle_export, "import": bundle_import}),
+]
 
 ns = Collection()
 for t in (build, manifest, deploy, rollback, reboot, status, generations, bootstrap, demo,
@@ -49,7 +41,7 @@ for t in (build, manifest, deploy, rollback, reboot, status, generations, bootst
     ns.add_task(t)
 ns.add_task(diff_generations, name="diff")
 ns.add_task(hosts_task, name="hosts")
-for sub in (keys_ns, trust_ns, hostkey_ns, store_ns, lab_ns, cache_ns, bundle_ns):
+for sub in SUBCOMMANDS:
     ns.add_collection(sub)
 
 
