@@ -60,16 +60,28 @@ def check_url(url):
 
 
 def objects(store, item):
-    """[(object name, local file)] of one built item."""
+    """{kind: (object name, local file, bytes)} of one built item: "tar" (its
+    archive), "zstd" (its zstd form), "listing" (its file listing). The one
+    place object names are made."""
     info = store.transfer_info(item.path)
-    return [(f"objects/{item.sha256}.tar", store.archive(item.path)),
-            (f"objects/{info['zstd']}.tar.zst", store.compressed(item.path)),
-            (f"objects/{info['listing']}.listing", store.items_dir / f"{item.path.base}.sums")]
+    listing = store.listing_file(item.path)
+    return {"tar": (f"objects/{item.sha256}.tar", store.archive(item.path), item.size),
+            "zstd": (f"objects/{info['zstd']}.tar.zst", store.compressed(item.path),
+                     info["zstd_size"]),
+            "listing": (f"objects/{info['listing']}.listing", listing, listing.stat().st_size)}
 
 
-def object_name(item, form):
-    """The object a host pulls for *item* in *form* ("zstd" or "tar")."""
-    return f"objects/{item.zstd}.tar.zst" if form == "zstd" else f"objects/{item.sha256}.tar"
+def pulled_objects(items, store, compress, listing_from):
+    """{store path: (object, bytes, listing object or None, its bytes)} of
+    what a host pulls for whole *items* (a listing too from *listing_from*
+    bytes on)."""
+    out = {}
+    for it in items:
+        objs = objects(store, it)
+        name, _, size = objs["zstd" if compress else "tar"]
+        lname, _, lsize = objs["listing"] if it.size >= listing_from else (None, None, 0)
+        out[str(it.path)] = (name, size, lname, lsize)
+    return out
 
 
 def present(url, names, timeout=5):
@@ -108,15 +120,15 @@ def push(store, items, target, progress=None):
     try:
         target.put_bytes("fruixops-cache", MARKER, replace_different=True)
         for item in items:
-            for name, local in objects(store, item):
+            for name, local, size in objects(store, item).values():
                 if target.has(name):
                     report.present += 1
                     continue
                 target.put_file(name, local)
                 report.uploaded += 1
-                report.uploaded_bytes += local.stat().st_size
+                report.uploaded_bytes += size
                 if progress:
-                    progress(name, local.stat().st_size)
+                    progress(name, size)
     except OSError as exc:
         raise UserError(f"cannot write to the cache {target}: "
                         f"{exc.strerror or exc}") from None

@@ -22,9 +22,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import inventory_files, yamlfile
+from . import inventory_files
+from . import settings as settings_mod
+from .settings import Settings
 from .errors import UserError
-from .yamlfile import Fields, check_type, key_node, value_node
+from .yamlfile import Fields, key_node, value_node
 
 DEFAULT_INVENTORY = Path("inventories/lab.yaml")
 
@@ -150,17 +152,6 @@ class Host:
 
 
 @dataclass
-class Settings:
-    signing_key: Path | None = None
-    trusted_keys: list = field(default_factory=list)
-    known_hosts: Path | None = None
-    store: Path | None = None
-    lab: bool = False
-    zstd_level: int = 19     # items' compressed archives (made once, at build time)
-    cache: object = None     # cache.CacheSettings: hosts pull items over HTTP
-
-
-@dataclass
 class Inventory:
     path: Path             # the first source (a file or a directory)
     settings: Settings
@@ -208,7 +199,7 @@ def load(path=None, warn=None):
     """Read an inventory. *warn* gets each warning line (default: stderr)."""
     sources = resolve_sources(path)
     read = inventory_files.read(sources)
-    settings = _settings(read.blocks["fruixops"])
+    settings = settings_mod.read(read.blocks["fruixops"])
     bases = _bases(read.blocks["bases"])
     warnings = []
     hosts = {}
@@ -333,52 +324,6 @@ def _relative_path(value, where):
             declared = parent.parent
             break
     return str(declared / value)
-
-
-def _settings(blocks):
-    if not blocks:
-        return Settings()
-    if len(blocks) > 1:
-        raise key_node(blocks[1][1], "fruixops", blocks[1][0]).error(
-            f"fruixops settings are already declared in {blocks[0][0]}")
-    path, doc = blocks[0]
-    here = path.parent
-    f = Fields(value_node(doc, "fruixops", path), {"signing_key", "trusted_keys", "known_hosts",
-                                                   "store", "lab", "zstd_level", "cache"},
-               "fruixops settings")
-    trusted = []
-    for i, _ in enumerate(f.get("trusted_keys", list, [])):
-        node = yamlfile.item_node(f.map["trusted_keys"], i, path)
-        check_type(node, str, "a trusted key")
-        trusted.append(here / node.value)
-    opt = lambda key: here / f.get(key, str) if f.get(key, str) else None  # noqa: E731
-    level = f.get("zstd_level", int, Settings.zstd_level)
-    if not 1 <= level <= 22:
-        raise f.node_of("zstd_level").error("zstd_level must be 1 to 22")
-    return Settings(signing_key=opt("signing_key"), trusted_keys=trusted,
-                    known_hosts=opt("known_hosts"), store=opt("store"),
-                    lab=f.get("lab", bool, False), zstd_level=level,
-                    cache=_cache(f, here) if "cache" in f else None)
-
-
-def _cache(f, here):
-    """fruixops.cache: {url, upload, upload_key, parallel}."""
-    from . import cache
-    node = f.node_of("cache")
-    c = Fields(node, {"url", "upload", "upload_key", "parallel"}, "cache settings")
-    try:
-        url = cache.check_url(c.get("url", str, required=True))
-    except ValueError as exc:
-        raise c.node_of("url").error(str(exc)) from None
-    upload = c.get("upload", str)
-    if upload and not upload.startswith("ssh:"):
-        upload = str((here / upload).resolve())
-    key = c.get("upload_key", str)
-    parallel = c.get("parallel", int, cache.DEFAULT_PARALLEL)
-    if not 1 <= parallel <= 32:
-        raise c.node_of("parallel").error("parallel must be 1 to 32")
-    return cache.CacheSettings(url=url, upload=upload, parallel=parallel,
-                               upload_key=str(here / key) if key else None)
 
 
 def _bases(blocks):

@@ -142,10 +142,12 @@ def _plan_pulls(change, pull, m, state, sends, store):
     items = push.missing_items(change.host, m, state.missing)
     resolved = push.resolve(dict(push.whole(items), **(sends or {})), store, change.compressed)
     whole = [s.item for s in resolved.values() if s.need is None]
-    objs = push.pull_objects(whole, store, change.compressed)
+    objs = cache.pulled_objects(whole, store, change.compressed, push.SEND_LISTING_FROM)
     first = push.listed(items, True) if sends is not None else []
-    listing_objs = {f"objects/{store.transfer_info(it.path)['listing']}.listing":
-                    len(store.listing(it.path)) for it in first}
+    listing_objs = {}                          # {object name: bytes}
+    for it in first:
+        name, _, size = cache.objects(store, it)["listing"]
+        listing_objs[name] = size
     there = cache.present(pull.url, [n for o in objs.values() for n in (o[0], o[2]) if n]
                           + list(listing_objs))
     absent = [p for p, o in objs.items() if there[o[0]] is False]

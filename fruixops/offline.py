@@ -92,11 +92,11 @@ def _write(tmp, out, signed, items, store, compress):
                 _add_bytes(tar, f"hosts/{name}/manifest", data)
                 _add_bytes(tar, f"hosts/{name}/manifest.sig", sig)
             for it in items.values():
-                objs = {n.rsplit(".", 1)[-1]: (n, p) for n, p in cache.objects(store, it)}
-                for kind in ("zst" if compress else "tar", "listing"):
+                objs = cache.objects(store, it)
+                for kind in ("zstd" if compress else "tar", "listing"):
                     if kind == "listing" and it.size < LISTING_FROM:
                         continue
-                    name, local = objs[kind]
+                    name, local, _ = objs[kind]
                     tar.add(local, arcname=name, filter=_plain)
         f.flush()
         os.fsync(f.fileno())

@@ -207,20 +207,6 @@ def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=F
     return total + sum(s.size for p, s in sends.items() if p not in pulled)
 
 
-def pull_objects(items, store, compress):
-    """{store path: (object name, bytes, listing object name or None, its
-    bytes)} of what a host pulls for whole *items*."""
-    out = {}
-    for it in items:
-        info = store.transfer_info(it.path)
-        name, size = ((f"objects/{info['zstd']}.tar.zst", info["zstd_size"]) if compress
-                      else (f"objects/{it.sha256}.tar", it.size))
-        listing = (f"objects/{info['listing']}.listing", len(store.listing(it.path))) \
-            if it.size >= SEND_LISTING_FROM else (None, 0)
-        out[str(it.path)] = (name, size) + listing
-    return out
-
-
 @dataclass
 class Pull:
     """Where a host pulls items from: the cache's URL, how many pulls it runs

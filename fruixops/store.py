@@ -97,7 +97,8 @@ class LocalStore:
     def _record(self, path):
         return self.items_dir / f"{path.base}.json"
 
-    def _sums(self, path):
+    def listing_file(self, path):
+        """The file holding the item's listing (made by transfer_info)."""
         return self.items_dir / f"{path.base}.sums"
 
     def compressed(self, path):
@@ -110,18 +111,18 @@ class LocalStore:
     def listing(self, path):
         """The item's file listing (bytes)."""
         self.transfer_info(path)
-        return self._sums(path).read_bytes()
+        return self.listing_file(path).read_bytes()
 
     def transfer_info(self, path):
         """{"listing": sha256, "zstd": sha256, "zstd_size": bytes} of the item,
         making its listing and compressed archive the first time."""
         record = self._send_record(path)
-        if self._sums(path).exists() and self.compressed(path).exists():
+        if self.listing_file(path).exists() and self.compressed(path).exists():
             try:
                 return json.loads(record.read_text())
             except FileNotFoundError:
                 pass
-        sums = self._sums(path)
+        sums = self.listing_file(path)
         with open(self.archive(path), "rb") as f:
             data = archive.listing(f)
         _write_new(sums, lambda out: out.write(data))
@@ -163,7 +164,7 @@ class LocalStore:
     def _files(self, path):
         """Every file of an item, its record first, its deltas last."""
         deltas = sorted(self.deltas_dir.glob(f"{path.base}.*")) if self.deltas_dir.exists() else []
-        return (self._record(path), self.archive(path), self._sums(path),
+        return (self._record(path), self.archive(path), self.listing_file(path),
                 self.compressed(path), self._send_record(path), *deltas)
 
     def footprint(self, path):

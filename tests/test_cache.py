@@ -116,11 +116,9 @@ def test_a_cache_directory_that_cannot_be_written_is_one_error(tmp_path):
     from fruixops.store import Item, StorePath
     src = tmp_path / "f"
     src.write_bytes(b"x")
-    (tmp_path / f"{'3' * 64}-x.sums").write_bytes(b"")
 
     class Store:                     # what push reads of a store: one item's three objects
-        items_dir = tmp_path
-        archive = compressed = staticmethod(lambda path: src)
+        archive = compressed = listing_file = staticmethod(lambda path: src)
 
         def transfer_info(self, path):
             return {"zstd": "1" * 64, "listing": "2" * 64, "zstd_size": 1}

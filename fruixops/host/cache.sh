@@ -78,14 +78,6 @@ cmd_pull() {
     cache_url "$url"
     line=$(item_line "$name")
     [ -n "$line" ] || die "item $name is not in the manifest being received"
-    # One pull of an item, and none of an item already taken: a second one
-    # is refused before it touches anything (what it would clean up is not
-    # its own).
-    if [ -e "$T/unpack/$name" ] || [ -e "$T/got/$name.done" ] ||
-            ! mkdir "$T/got/.$name.pulling" 2>/dev/null; then
-        die "item $name was sent twice"
-    fi
-    pulling=$T/got/.$name.pulling
     # shellcheck disable=SC2086 # the manifest's fields, checked when it was verified
     set -- $line
     delta=
@@ -94,22 +86,28 @@ cmd_pull() {
         tar) object=objects/$2.tar form= ;;
         delta|delta.zstd)
             delta=1
-            case $dsha in *[!0-9a-f]*|'') rmdir "$pulling"; die "bad delta sha256 '$dsha'" ;; esac
-            [ "${#dsha}" -eq 64 ] || { rmdir "$pulling"; die "bad delta sha256 '$dsha'"; }
+            case $dsha in *[!0-9a-f]*|'') die "bad delta sha256 '$dsha'" ;; esac
+            [ "${#dsha}" -eq 64 ] || die "bad delta sha256 '$dsha'"
             object=deltas/$dsha.tar
             [ "$form" = delta ] || object=$object.zst ;;
-        *) rmdir "$pulling"; die "unknown form '$form'" ;;
+        *) die "unknown form '$form'" ;;
     esac
     if [ "$form" = zstd ] || [ "$form" = delta.zstd ]; then
-        command -v zstd >/dev/null 2>&1 || { rmdir "$pulling"; die "this host has no zstd"; }
+        command -v zstd >/dev/null 2>&1 || die "this host has no zstd"
     fi
+    # One pull of an item, and none of an item already taken: a second one
+    # is refused before it touches anything (what it would clean up is not
+    # its own).
+    if [ -e "$T/unpack/$name" ] || [ -e "$T/got/$name.done" ] ||
+            ! mkdir "$T/got/.$name.pulling" 2>/dev/null; then
+        die "item $name was sent twice"
+    fi
+    pulling=$T/got/.$name.pulling
     lsha=$5 listed=
     mkdir -p "$T/listings"
     if [ -z "$delta" ] && [ "$3" -ge 1048576 ] && [ ! -f "$T/listings/$name.sums" ]; then
         # Only a listing that hashes to the signed one is kept.
-        if fetch_url "${url}objects/$lsha.listing" 2>/dev/null |
-                head -c $(($3 + 1048576)) >"$T/listings/.$name.$$" &&
-                [ "$(openssl dgst -sha256 -r <"$T/listings/.$name.$$" | cut -c1-64)" = "$lsha" ]; then
+        if [ -z "$(fetch_listing "$url" "$lsha" "$3" "$T/listings/.$name.$$")" ]; then
             mv -f "$T/listings/.$name.$$" "$T/listings/$name.sums"
             listed=" listing"
         fi
@@ -241,6 +239,21 @@ cmd_import() {
     receive_commit bundle ''
 }
 
+# fetch_listing URL LSHA SIZE FILE: listing object LSHA from the cache at
+# URL into FILE, no bigger than an item of SIZE bytes can have. Prints why it
+# is not the signed listing, if it is not.
+fetch_listing() {
+    rm -f "$4.failed"
+    { fetch_url "${1}objects/$2.listing" 2>"$4.err" || : >"$4.failed"; } |
+        head -c $(($3 + 1048576)) >"$4"
+    if [ -f "$4.failed" ]; then
+        echo "cannot fetch ${1}objects/$2.listing: $(head -n 1 "$4.err")"
+    elif [ "$(openssl dgst -sha256 -r <"$4" | cut -c1-64)" != "$2" ]; then
+        echo "its file listing does not match the manifest"
+    fi
+    rm -f "$4.failed" "$4.err"
+}
+
 # listings PID pull URL NAME...: as `listings`, but this host fetches the
 # listings of items NAME from the cache at URL (objects/LSHA.listing); each
 # must hash to the manifest's listing sha256. If one cannot be had, nothing
@@ -251,32 +264,21 @@ pull_listings() {
     cache_url "$url"
     mkdir "$T/listings.part" || die "listings sent twice"
     for name in "$@"; do
-        reason=
-        case $name in ''|.*|*/*) reason="bad item name '$name'" ;; esac
-        line=
-        [ -n "$reason" ] || line=$(item_line "$name")
-        [ -n "$reason" ] || [ -n "$line" ] || reason="item $name is not in the manifest being received"
-        if [ -z "$reason" ]; then
-            lsha=$(echo "$line" | cut -d' ' -f5) size=$(echo "$line" | cut -d' ' -f3)
-            part=$T/listings.part/$name.sums
-            rm -f "$T/listings.failed"
-            if [ -f "$part" ]; then
-                reason="listing of $name asked twice"
-            elif { fetch_url "${url}objects/$lsha.listing" 2>"$T/listings.err" ||
-                       : >"$T/listings.failed"; } | head -c $((size + 1048576)) >"$part" &&
-                    [ -f "$T/listings.failed" ]; then
-                reason="cannot fetch ${url}objects/$lsha.listing: $(head -n 1 "$T/listings.err")"
-            elif [ "$(openssl dgst -sha256 -r <"$part" | cut -c1-64)" != "$lsha" ]; then
-                reason="item $name: its file listing does not match the manifest"
-            fi
-        fi
-        if [ -n "$reason" ]; then
-            remove_tree "$T/listings.part"
-            rm -f "$T/listings.err" "$T/listings.failed"
-            die "from the cache: $reason"
-        fi
+        case $name in ''|.*|*/*) listings_refused "bad item name '$name'" ;; esac
+        line=$(item_line "$name")
+        [ -n "$line" ] || listings_refused "item $name is not in the manifest being received"
+        part=$T/listings.part/$name.sums
+        [ ! -f "$part" ] || listings_refused "listing of $name asked twice"
+        why=$(fetch_listing "$url" "$(echo "$line" | cut -d' ' -f5)" \
+            "$(echo "$line" | cut -d' ' -f3)" "$part")
+        [ -z "$why" ] || listings_refused "item $name: $why"
     done
-    rm -f "$T/listings.err" "$T/listings.failed"
     mv "$T/listings.part" "$T/listings"
     need_answer "$T/listings" "$T/have"
+}
+
+# listings_refused WHY: none of the pulled listings is kept.
+listings_refused() {
+    remove_tree "$T/listings.part"
+    die "from the cache: $1"
 }
