@@ -264,7 +264,8 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
             r = hc.run(hc.receiver("listings", pid, "pull", pull.url,
                                    *[it.path.base for it in first]))
             if r.status == 0:
-                report["listings_fetched"] = sum(len(store.listing(it.path)) for it in first)
+                report["listings_fetched"] = sum(store.listing_file(it.path).stat().st_size
+                                                 for it in first)
             else:
                 report["pull_refused"]["listings"] = r.last_error_line()
                 r = None
@@ -313,7 +314,7 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         if r.status == 0 and words[:2] == ["pulled", s.item.path.base] and len(words) >= 3:
             size = s.size
             if "listing" in words[3:]:
-                size += len(store.listing(s.item.path))
+                size += store.listing_file(s.item.path).stat().st_size
             report["pulled"][str(s.item.path)] = size
             events.sent(hc.name, s.size)
             return r
