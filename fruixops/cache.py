@@ -47,6 +47,8 @@ class CacheSettings:
     upload: str | None        # a directory, or ssh://..., or None (pull only)
     parallel: int = DEFAULT_PARALLEL   # pulls in flight per host
     upload_key: str | None = None      # the SSH key for an ssh:// upload
+    grace: int = 30                    # s a pull may take besides its bytes...
+    min_rate: int = 64 << 10           # ...at this many bytes/s (slower: pushed)
 
 
 def check_url(url):

@@ -121,6 +121,9 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             for path, why in answer["pull_refused"].items():
                 result.notes.append(f"{path.rsplit('/', 1)[-1]}: pushed instead of pulled "
                                     f"from the cache ({why})")
+            for path, why in answer["delta_refused"].items():
+                result.notes.append(f"{path.rsplit('/', 1)[-1]}: sent whole, its delta refused "
+                                    f"({why})")
             deltas = [d for d in answer.get("sends", {}).values() if d.need is not None]
             result.deltas = len(deltas)
             result.reused_files = sum(d.reused_files for d in deltas)
@@ -181,8 +184,9 @@ def pull_source(ctl, host, fetcher):
         raise HostError(host.name, f"cache_url: {exc}") from None
     if not fetcher:
         return None, "the host has no fetch(1), curl or wget: items pushed, not pulled"
-    return push.Pull(url, settings.parallel if settings else cache.DEFAULT_PARALLEL,
-                     ctl.cache_uploader()), None
+    settings = settings or cache.CacheSettings(url=url, upload=None)
+    return push.Pull(url, settings.parallel, ctl.cache_uploader(), grace=settings.grace,
+                     min_rate=settings.min_rate), None
 
 
 def compress_choice(host, compress=None):

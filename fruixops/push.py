@@ -12,6 +12,8 @@ trial) before it answers.
 """
 
 import base64
+import itertools
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import paramiko
 
 from . import archive, bootloader, bundle, hostreply, hoststate, receiver
 from .bootstrap import bootstrap, receiver_state
+from .connection import CommandTimeout
 from .errors import HostError, UserError
 from .events import Events
 
@@ -50,6 +53,9 @@ def _opening(manifest_bytes, signature):
 
 
 COMMIT = b"commit\n"
+# "token " and the receive's 128-bit token in hex, a line: what every command
+# that adds to a receive (listings, item, pull) sends first on its stdin.
+TOKEN_LINE = len(b"token \n") + 32
 CHUNK = 1 << 20
 ITEMS_IN_FLIGHT = 2
 # An item this big sent whole gets its file listing sent along (signed through
@@ -60,10 +66,11 @@ ITEMS_IN_FLIGHT = 2
 SEND_LISTING_FROM = 1 << 20
 
 
-# The slowest a host may fetch from a cache (its curl gives up below it for a
-# minute): what the controller's wait for a pull allows for, besides
-# command_timeout.
+# The slowest a host may fetch from a cache, and the time a fetch has besides
+# its bytes (the inventory's cache settings min_rate_kib and grace change
+# them): the host ends a pull slower than that, and the item is pushed.
 PULL_MIN_RATE = 64 << 10
+PULL_GRACE = 30
 
 # Below this size an item goes whole even to a host that may hold some of its
 # files: its listing would cost about what a delta could save.
@@ -201,10 +208,19 @@ def bundle_bytes(manifest, manifest_bytes, signature, missing, store, compress=F
     items = missing_items(host, manifest, missing)
     total = len(_opening(manifest_bytes, signature)) + len(COMMIT)
     first = listed(items, sends is not None)
-    if first and (sends is not None or not pull) and not listings_pulled:
+    reuse = sends is not None
+    if first and (reuse or not pull) and not listings_pulled:
         total += len(listings_payload(first, store, compress))
+    # Every channel that adds to the receive opens with its token line: the
+    # listings (pulled, or sent, or both when the pull is refused), each
+    # item's pull, each item sent.
+    channels = 0
+    if first and (reuse or not pull):
+        channels += 1 + (1 if reuse and pull and not listings_pulled else 0)
     sends = resolve(dict(whole(items), **(sends or {})), store, compress)
-    return total + sum(s.size for p, s in sends.items() if p not in pulled)
+    for p, s in sends.items():
+        channels += 1 if p in pulled else (2 if pull and s.need is None else 1)
+    return total + channels * TOKEN_LINE + sum(s.size for p, s in sends.items() if p not in pulled)
 
 
 @dataclass
@@ -215,6 +231,15 @@ class Pull:
     url: str
     parallel: int
     uploader: object = None
+    grace: int = PULL_GRACE            # s a fetch may take besides its bytes
+    min_rate: int = PULL_MIN_RATE      # bytes/s: a fetch slower than this is ended
+
+    def limit(self, s):
+        """How long (s) the host lets a pull of Send *s* fetch, in all: the
+        grace, and its bytes at min_rate: the most the host accepts (zstd's
+        bound on a compressed archive) and the listing that may come first."""
+        most = s.item.size + s.item.size // 128 + 131072
+        return self.grace + (most + s.item.size + (1 << 20)) // self.min_rate
 
 
 def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, trial=False,
@@ -245,7 +270,20 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         if result.status == 0:
             raise hostreply.MalformedReply(hc.name, "receive", ready or "")
         raise HostError(hc.name, result.last_error_line())
-    pid = str(hostreply.number(hc.name, "receive", ready[len("ready "):], ready))
+    words = ready.split()
+    if len(words) != 3 or not re.fullmatch(r"[0-9a-f]{32}", words[2]):
+        session.finish()
+        raise hostreply.MalformedReply(hc.name, "receive", ready)
+    pid = str(hostreply.number(hc.name, "receive", words[1], ready))
+    # Only this receive's controller has its token: the commands that add to
+    # the receive show it, on their stdin (never on a command line, which
+    # the host's ps shows).
+    token = f"token {words[2]}\n".encode()
+
+    def with_token(data):
+        if isinstance(data, (bytes, bytearray)):
+            return token + data
+        return itertools.chain([token], data)
 
     # Listings first: a host whose store may hold some of the new files says,
     # per item, which contents it lacks, before anything else is sent. (To
@@ -255,14 +293,14 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
 
     def send_listings(these):
         return hc.run(hc.receiver("listings", pid, *(["zstd"] if compress else [])),
-                      stdin=listings_payload(these, store, compress))
+                      stdin=with_token(listings_payload(these, store, compress)))
     beside = []
-    report.update(pulled={}, pull_refused={}, listings_fetched=0, uploaded=0)
+    report.update(pulled={}, pull_refused={}, delta_refused={}, listings_fetched=0, uploaded=0)
     if first and reuse:
         r = None
         if pull:
             r = hc.run(hc.receiver("listings", pid, "pull", pull.url,
-                                   *[it.path.base for it in first]))
+                                   *[it.path.base for it in first]), stdin=token)
             if r.status == 0:
                 report["listings_fetched"] = sum(store.listing_file(it.path).stat().st_size
                                                  for it in first)
@@ -286,8 +324,17 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         # hash the manifest signs. A delta: checked file by file on the host.
         codec = ".".join(c for c in (s.codec, "zstd" if compress else None) if c)
         args = ["item", pid, s.item.path.base] + ([codec] if codec else [])
-        return hc.run(hc.receiver(*args), stdin=_chunks(s.file, s.size),
-                      progress=lambda n: events.sent(hc.name, n))
+        r = hc.run(hc.receiver(*args), stdin=with_token(_chunks(s.file, s.size)),
+                   progress=lambda n: events.sent(hc.name, n))
+        if r.status != 0 and s.need is not None:
+            # A delta the host cannot assemble to the signed listing (a store
+            # file of its that changed since it landed): the host forgot it,
+            # and takes the whole item, checked by its signed hash, instead.
+            report["delta_refused"][str(s.item.path)] = r.last_error_line()
+            s.need, s.reused_files, s.reused_bytes = None, 0, 0
+            resolve({str(s.item.path): s}, store, compress)
+            return send_item(s)
+        return r
 
     counted = threading.Lock()
 
@@ -295,7 +342,10 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
         """The host fetches the item (a delta: once uploaded); what it
         refuses is sent."""
         form = "zstd" if compress else "tar"
-        args = ["pull", pid, s.item.path.base, pull.url]
+        # The host ends a fetch slower than the cache settings allow; the
+        # controller waits that long and as long again as a command may take.
+        within = pull.limit(s)
+        args = ["pull", "--within", str(within), pid, s.item.path.base, pull.url]
         if s.need is not None:
             try:
                 sha, uploaded = pull.uploader.delta(s.file, compress)
@@ -307,9 +357,11 @@ def push(hc, manifest, manifest_bytes, signature, missing, store, deployer, tria
             args += ["delta.zstd" if compress else "delta", sha]
         else:
             args.append(form)
-        # The host fetches and unpacks: as long as a command may take, and as
-        # long again as the bytes take at the slowest rate it accepts.
-        r = hc.run(hc.receiver(*args), timeout=hc.command_timeout + s.size / PULL_MIN_RATE)
+        try:
+            r = hc.run(hc.receiver(*args), stdin=token, timeout=hc.command_timeout + within)
+        except CommandTimeout as exc:
+            report["pull_refused"][str(s.item.path)] = str(exc)
+            return send_item(s)
         words = r.out.split()
         if r.status == 0 and words[:2] == ["pulled", s.item.path.base] and len(words) >= 3:
             size = s.size

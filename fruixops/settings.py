@@ -49,10 +49,11 @@ def read(blocks):
 
 
 def _cache(f, here):
-    """fruixops.cache: {url, upload, upload_key, parallel}."""
+    """fruixops.cache: {url, upload, upload_key, parallel, grace, min_rate_kib}."""
     from . import cache
     node = f.node_of("cache")
-    c = Fields(node, {"url", "upload", "upload_key", "parallel"}, "cache settings")
+    c = Fields(node, {"url", "upload", "upload_key", "parallel", "grace", "min_rate_kib"},
+               "cache settings")
     try:
         url = cache.check_url(c.get("url", str, required=True))
     except ValueError as exc:
@@ -64,5 +65,12 @@ def _cache(f, here):
     parallel = c.get("parallel", int, cache.DEFAULT_PARALLEL)
     if not 1 <= parallel <= 32:
         raise c.node_of("parallel").error("parallel must be 1 to 32")
+    grace = c.get("grace", int, 30)
+    if not 1 <= grace <= 3600:
+        raise c.node_of("grace").error("grace must be 1 to 3600 (seconds)")
+    min_rate = c.get("min_rate_kib", int, 64)
+    if not 1 <= min_rate <= 1 << 20:
+        raise c.node_of("min_rate_kib").error("min_rate_kib must be 1 to 1048576 (KiB/s)")
     return cache.CacheSettings(url=url, upload=upload, parallel=parallel,
-                               upload_key=str(here / key) if key else None)
+                               upload_key=str(here / key) if key else None,
+                               grace=grace, min_rate=min_rate << 10)

@@ -78,9 +78,11 @@ cmd_install_receiver() {
     sh -n "$new" 2>/dev/null || die "the new receiver is not a shell program"
     chmod 755 "$new"
     mkdir -p "$STATE"
-    cp "$new" "$STATE/.receiver.new.$$"
-    flush "$STATE/.receiver.new.$$"
-    mv -f "$STATE/.receiver.new.$$" "$RECEIVER"
+    tmp=$(temp_beside "$RECEIVER")
+    cp "$new" "$tmp"
+    chmod 755 "$tmp"
+    flush "$tmp"
+    mv -f "$tmp" "$RECEIVER"
     flush "$STATE"
     openssl dgst -sha256 -r "$RECEIVER" | cut -c1-64
     echo "signed-by $SIGNER"

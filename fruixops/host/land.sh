@@ -5,18 +5,45 @@
 
 # --- bundles and manifests -------------------------------------------------
 
-# Unpack the bundle on stdin into $TMP/bundle.
+# The most a bundle read from stdin may hold (manifest, signature, listings):
+# a controller, or a deploy key, cannot fill the host's disk with one.
+BUNDLE_MAX=268435456
+
+# read_bundle: the bundle on stdin into $TMP/bundle (unpack_plain); it must
+# hold a manifest and its signature.
 read_bundle() {
-    mkdir "$TMP/bundle"
-    if ! err=$(tar -xf - -C "$TMP/bundle" 2>&1); then
-        case $err in
-            *"No space left"*) die "disk full on $STORE: the bundle does not fit" ;;
-        esac
-        die "cannot read the bundle: $(echo "$err" | tail -n 1)"
-    fi
-    if [ ! -f "$TMP/bundle/manifest" ] || [ ! -f "$TMP/bundle/manifest.sig" ]; then
+    unpack_plain "$TMP/bundle"
+    if [ ! -s "$TMP/bundle/manifest" ] || [ ! -f "$TMP/bundle/manifest.sig" ]; then
         die "the bundle lacks manifest or manifest.sig"
     fi
+}
+
+# unpack_plain DIR: the tar on stdin (at most BUNDLE_MAX bytes) into DIR,
+# as plain files of the receiver's own making: only members with a plain
+# name (letters, digits, . _ -; no directory), each as the bytes of a
+# regular file (tar -O). Nothing of what the tar says about owners, modes,
+# set-id bits, devices or links is ever made on this host, and no member is
+# written through a path it names: it is unsigned until checked.
+unpack_plain() {
+    mkdir "$1"
+    head -c "$BUNDLE_MAX" >"$1.tar" || die "cannot read the bundle"
+    if [ "$(wc -c <"$1.tar")" -ge "$BUNDLE_MAX" ]; then
+        die "the bundle is larger than $BUNDLE_MAX bytes"
+    fi
+    if ! tar -tf - <"$1.tar" >"$1.members" 2>"$1.err"; then
+        store_full && die "disk full on $STORE: the bundle does not fit"
+        die "cannot read the bundle: $(tail -n 1 "$1.err")"
+    fi
+    n=0
+    while IFS= read -r member; do
+        case $member in ''|.*|*[!A-Za-z0-9._-]*) continue ;; esac
+        n=$((n + 1))
+        [ "$n" -le 64 ] || die "the bundle has too many members"
+        [ ! -e "$1/$member" ] || die "the bundle has member $member twice"
+        tar -xOf - "$member" <"$1.tar" >"$1/$member" 2>/dev/null ||
+            die "cannot read $member from the bundle"
+    done <"$1.members"
+    rm -f "$1.tar" "$1.members" "$1.err"
 }
 
 # field NAME FILE: the value of a header line "NAME value" of a manifest.
@@ -43,9 +70,20 @@ check_serial() {
     if [ "${#1}" -gt 16 ] || [ "$1" -gt $((($2 + 86400) * 1000)) ]; then
         die "$3 serial $1 is more than a day ahead of this host's clock ($2): refused"
     fi
-    last=$(cat "$STATE/last-serial" 2>/dev/null) || last=0
-    case $last in ''|*[!0-9]*) last=0 ;; esac
+    last=$(last_serial)
     [ "$1" -gt "$last" ] || die "$3 serial $1 is not above the last accepted ($last): replay refused"
+}
+
+# last_serial: the highest serial this host accepted: last-serial, or a
+# generation recorded with a higher one (a receiver stopped between
+# recording a generation and writing last-serial).
+last_serial() {
+    { cat "$STATE/last-serial" 2>/dev/null || :
+      for p in "$GENS"/*/provenance; do
+          [ -f "$p" ] && sed -n 's/^serial=//p' "$p"
+      done
+    } | awk '/^[0-9]+$/ && length($0) <= 16 && (m == "" || $0 + 0 > m + 0) { m = $0 }
+        END { print (m == "" ? 0 : m) }'
 }
 
 # Verify $TMP/bundle/manifest; on success set SIGNER, M_* and write
@@ -55,7 +93,8 @@ verify_manifest() {
     SIGNER=$(signed_by "$m" "$TMP/bundle/manifest.sig")
     [ -n "$SIGNER" ] || die "manifest signature does not verify against any trusted key"
     # Structure: same rules as the controller's parser, checked again here.
-    awk '
+    LC_ALL=C awk '
+        /[\001-\037\177]/ { bad = "control character in line " NR; exit }
         NR == 1 { if ($0 != "fruixops-manifest 3") bad = "unknown manifest format"; next }
         $0 == "end" { ended = 1; next }
         ended { bad = "text after end" }
@@ -78,7 +117,7 @@ verify_manifest() {
             next
         }
         NF != 2 { bad = "bad line " NR }
-        END { if (!ended) bad = "no end line"; if (bad != "") { print bad; exit 1 } }
+        END { if (!ended && bad == "") bad = "no end line"; if (bad != "") { print bad; exit 1 } }
     ' "$m" >"$TMP/check" || die "malformed manifest: $(cat "$TMP/check")"
     M_HOST=$(field host "$m"); M_SERIAL=$(field serial "$m")
     M_EXPIRES=$(field expires "$m"); M_SYSTEM=$(field system "$m")
@@ -267,7 +306,7 @@ cmd_receive() {
     printf '%s\n' "${line#sig }" | openssl base64 -d -A >"$TMP/bundle/manifest.sig" ||
         die "the signature is not base64"
     verify_manifest
-    echo "ready $$"
+    echo "ready $$ $(cat "$TMP/token")"
     # The items arrive now, each on a channel of its own (`item`).
     IFS= read -r line || line=
     [ "$line" = commit ] || die "the controller gave up before committing"
@@ -282,6 +321,10 @@ receive_begin() {
     reconcile
     new_tmp
     mkdir "$TMP/bundle" "$TMP/unpack" "$TMP/got"
+    # The commands that add to this receive (item, listings, pull) must
+    # show this token, which only the receive's own controller has: its pid
+    # is no secret (status shows the lock's holder).
+    (umask 077 && openssl rand -hex 16 >"$TMP/token") || die "cannot make the receive's token"
 }
 
 # receive_commit WHO TRIAL: every item of the verified manifest is in the
@@ -302,9 +345,11 @@ receive_commit() {
         [ -d "$p" ] || land_item "$p"
     done <"$TMP/items"
     flush "$STORE" "$SUMS"
-    # Every item is in: from here this manifest can never be accepted again.
-    printf '%s\n' "$M_SERIAL" | publish "$STATE/last-serial"
+    # Once the generation is recorded (with its serial), this manifest can
+    # never be accepted again (last_serial); last-serial follows. Stopped
+    # before, nothing of it counts and the same manifest may come again.
     record_generation "$1"
+    printf '%s\n' "$M_SERIAL" | publish "$STATE/last-serial"
     n=$NEWGEN
     if [ -n "$2" ]; then
         set_nextboot "$n"
@@ -339,14 +384,55 @@ unpack_stream() {
     case $1 in *zstd) zstd -dcq ;; *) cat ;; esac
 }
 
-# receiving PID: check that receive PID holds the lock and waits for items;
-# set T to its temporary directory.
+# receiving PID: check that receive PID holds the lock and waits for items,
+# and that this command comes from that receive's controller: the first line
+# of stdin is "token TOKEN", the token the receive printed with "ready".
+# Sets T to its temporary directory.
 receiving() {
     case $1 in ''|*[!0-9]*) die "needs the receive's pid" ;; esac
-    T=$STORE/.fruixops-tmp.$1
+    T=$STORE/.fruixops-tmp.$1 RECEIVE_PID=$1
     holder=$(readlink "$LOCK" 2>/dev/null) || holder=
     case $holder in "pid=$1,"*) ;; *) die "no receive $1 holds the lock" ;; esac
-    [ -d "$T/got" ] || die "receive $1 is not ready for items"
+    if [ ! -d "$T/got" ] || [ ! -s "$T/token" ]; then die "receive $1 is not ready for items"; fi
+    IFS= read -r given || given=
+    [ "$given" = "token $(cat "$T/token")" ] ||
+        refuse_access "not the token of receive $1: only its own controller adds to it"
+}
+
+# claim NAME: this command alone takes item NAME of the receive in $T:
+# refused, before it touches anything, if the item is being taken or was.
+claim() {
+    if [ -e "$T/unpack/$1" ] || [ -e "$T/got/$1.done" ] ||
+            ! mkdir "$T/got/.$1.taking" 2>/dev/null; then
+        die "item $1 was sent twice"
+    fi
+}
+
+# take NAME CODEC WHY: take_item NAME CODEC (stdin), claimed. Refused, it
+# leaves nothing in $T (forget_item), so that the item may come again
+# another way (whole, or pushed), and WHY holds the reason.
+take() {
+    claim "$1"
+    # take_item refuses by exiting: it runs in a subshell of its own, with
+    # errexit on (set +e around it, so that the subshell is not a
+    # condition, where errexit would be ignored).
+    set +e
+    (
+        set -e
+        trap - EXIT INT TERM HUP PIPE
+        take_item "$1" "$2"
+    ) 2>"$3"
+    took=$?
+    set -e
+    if [ "$took" != 0 ]; then forget_item "$1"; fi
+    rmdir "$T/got/.$1.taking"
+    return "$took"
+}
+
+# why_refused FILE: the reason a refused command wrote in FILE.
+why_refused() {
+    reason=$(sed -n 's/^refused: //p' "$1" | tail -n 1)
+    echo "${reason:-refused (no reason given)}"
 }
 
 # split_listings ITEMS DIR: the listings on stdin, each after a line "=NAME",
@@ -408,7 +494,15 @@ cmd_need() {
 cmd_item() {
     receiving "${1:-}"
     case ${3:-} in ''|zstd|delta|delta.zstd) ;; *) die "unknown codec '${3:-}'" ;; esac
-    take_item "${2:-}" "${3:-}"
+    name=${2:-}
+    case $name in ''|.*|*/*) die "bad item name '$name'" ;; esac
+    said=$T/got/.$name.item.$$
+    take "$name" "${3:-}" "$said" || {
+        why=$(why_refused "$said")
+        rm -f "$said"
+        die "$why"
+    }
+    rm -f "$said"
 }
 
 # take_item NAME CODEC: stdin is item NAME of the manifest being received in
@@ -493,6 +587,19 @@ take_item() {
         echo "cannot unpack (tar exit status ${tar_status:-unknown})" >"$got.refused"
     fi
     if [ ! -s "$got.refused" ] && [ -n "$delta" ]; then
+        # Unsigned: before anything is linked or copied into it, every entry
+        # of the delta must be one its signed listing names, of the same
+        # kind (a directory as a directory, a file with its mode, a symlink
+        # with its target), so that no link made below can pass through a
+        # symlink or land anywhere but in $dest.
+        shape "$dest" >"$got.shape"
+        sed 's/^\([fx]\) [0-9a-f]* /\1 - /' "$T/listings/$name.sums" |
+            LC_ALL=C awk 'NR == FNR { listed[$0] = 1; next }
+                !($0 in listed) { print; exit 1 }' - "$got.shape" >"$got.stray" ||
+            echo "the delta holds what its signed listing does not: $(cut -c1-200 "$got.stray")" \
+                >"$got.refused"
+    fi
+    if [ ! -s "$got.refused" ] && [ -n "$delta" ]; then
         assemble "$dest" "$T/listings/$name.sums"
     fi
     if [ ! -s "$got.refused" ]; then
@@ -505,6 +612,13 @@ take_item() {
             cp "$T/listings/$name.sums" "$got.sums.part"
         else
             listing "$dest" >"$got.sums.part"
+        fi
+        # A delta is held to its signed listing now: refused, it is
+        # forgotten and the whole item can come instead (a store file that
+        # changed since it landed assembles a wrong item, every time).
+        if [ -n "$delta" ] && ! cmp -s "$got.sums.part" "$T/listings/$name.sums"; then
+            echo "its file listing does not match the manifest once assembled" \
+                "(a store file it links may have changed: run inv verify)" >"$got.refused"
         fi
         mv "$got.sums.part" "$got.sums"
         if [ -n "$delta" ]; then flush_tree "$dest"; fi

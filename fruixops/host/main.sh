@@ -5,6 +5,7 @@
 # A restricted deploy key (--ssh): the command line is what the client asked
 # for, split into words here, with globbing off; never evaluated.
 if [ "${1:-}" = --ssh ] && [ $# -eq 1 ]; then
+    RESTRICTED=1
     forced_words
     set -f
     # shellcheck disable=SC2086 # split on purpose: checked words, no globbing

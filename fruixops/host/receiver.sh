@@ -39,33 +39,43 @@
 #                      while the items arrive (item, below); check and land
 #                      them, record generation N+1 and make it the loader's
 #                      default (--trial: the one-shot next boot instead).
+#                      "ready PID TOKEN": item, listings and pull for this
+#                      receive must send the line "token TOKEN" first on
+#                      their stdin (the pid is no secret; the token is).
 #   item PID NAME [zstd|delta|delta.zstd]
-#                      stdin: one item's archive (with "zstd": its compressed
+#                      stdin: the token line, then one item's archive (with
+#                      "zstd": its compressed
 #                      form), for the receive PID in progress: unpacked out of
 #                      sight while the sha256 of the bytes as sent is taken
 #                      (streamed, never stored whole); it must be the
 #                      manifest's for that form. A "delta" holds only the
 #                      file contents this host said it lacks; the rest is
-#                      linked from the store. Every item, however it came, is
-#                      listed here and must hash to the manifest's listing.
-#   pull PID NAME URL [delta|delta.zstd DSHA]
-#                      item NAME for the receive PID in progress (or the delta
-#                      DSHA of it), fetched by this host from the cache at URL
-#                      (fetch(1), curl or wget) and taken exactly as a sent
-#                      one; refused, and nothing of it kept, if it is missing,
-#                      cut or tampered.
-#   import FILE|-      a bundle (a file on this host, or stdin): verify its
+#                      linked from the store, once every entry it holds is
+#                      one its signed listing names, of the same kind. Every
+#                      item, however it came, is listed here and must hash
+#                      to the manifest's listing; a refused one is forgotten
+#                      (it may come again whole).
+#   pull [--within S] PID NAME URL tar|zstd|delta|delta.zstd [DSHA]
+#                      stdin: the token line. Item NAME for the receive PID
+#                      in progress (or the delta DSHA of it), fetched by this
+#                      host from the cache at URL (fetch(1), curl or wget)
+#                      and taken exactly as a sent one; refused, and nothing
+#                      of it kept, if it is missing, cut, tampered or not
+#                      fetched within S seconds (the tool is ended).
+#   import FILE|-      a bundle (a file on this host -- for a root login
+#                      only --, or stdin): verify its
 #                      manifest for this host as receive does, take the items
 #                      this host lacks from it, land them and make the new
 #                      generation the loader's default.
 #   listings PID [zstd]
-#                      stdin: file listings of items being received, each after
+#                      stdin: the token line, then file listings of items
+#                      being received, each after
 #                      a line "=NAME"; each must hash to the manifest's listing
 #                      sha256. Prints, per item, "whole NAME" or "delta NAME"
 #                      and the "need KIND SHA" contents this host lacks.
 #   listings PID pull URL NAME...
-#                      the same, the listings of items NAME fetched by this
-#                      host from the cache at URL.
+#                      stdin: the token line. The same, the listings of
+#                      items NAME fetched by this host from the cache at URL.
 #   need               bundle: manifest, manifest.sig, listings. What a receive
 #                      would print for `listings` (and "reuse yes" first when
 #                      it would be asked at all). Changes nothing.
@@ -79,7 +89,9 @@
 #   install-bootloader N [--esp DIR]
 #                      install generation N's bootloader (loader.efi on the
 #                      ESP and in /boot, /boot/lua), keeping the previous copy
-#                      beside it (.old).
+#                      beside it (.old). DIR (plan and status too) must be a
+#                      directory only root controls: owned by root, writable
+#                      by no one else, no symlink along its path.
 #   verify             re-hash every item the generations refer to against the
 #                      listing recorded when it landed; exit 2 on any drift.
 #   gc KEEP [--dry-run] [--pin N]...
@@ -129,6 +141,8 @@ LOADER_CONF=$BOOT/loader.conf.d/fruix.conf
 NEXTBOOT_CONF=$BOOT/nextboot.conf
 TMP=
 HOLDING=
+# shellcheck disable=SC2034 # set by main.sh, read by cache.sh
+RESTRICTED=     # set when a restricted deploy key runs this (--ssh)
 
 die() { echo "refused: $*" >&2; exit 2; }
 
@@ -151,6 +165,9 @@ remove_tree() {
 
 cleanup() {
     status=$?
+    # A controller gone mid-command (SIGPIPE on a write) still gets its lock
+    # and temporary files cleaned up: what is written from here may fail.
+    trap '' PIPE
     if [ "$status" -ne 0 ] && [ "$status" -ne 3 ] && store_full; then
         echo "refused: disk full on $STORE" >&2
     fi
@@ -159,6 +176,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
+# A write to a controller that went away ends the receiver through its EXIT
+# trap (by default SIGPIPE would kill it outright, leaving the lock). Commands
+# it runs get SIGPIPE's default again.
+trap 'exit 141' PIPE
 
 # --- files and links ------------------------------------------------------
 
@@ -175,12 +196,21 @@ flush_tree() {
     find "$@" \( -type f -o -type d \) -exec fsync {} +
 }
 
+# temp_beside FILE: a new empty temporary file beside FILE, made by mktemp
+# (O_EXCL: never a name someone could have planted a link at), 0644.
+temp_beside() {
+    t=$(mktemp "$(dirname "$1")/.$(basename "$1").new.XXXXXX") ||
+        die "cannot make a temporary file beside $1"
+    chmod 644 "$t"
+    echo "$t"
+}
+
 # publish FILE: stdin becomes FILE, all or nothing: a temporary file beside
 # it, flushed, renamed over FILE, the directory flushed.
 publish() {
     d=$(dirname "$1")
     mkdir -p "$d"
-    new="$d/.$(basename "$1").new.$$"
+    new=$(temp_beside "$1")
     cat >"$new"
     flush "$new"
     mv -f "$new" "$1"
@@ -289,6 +319,14 @@ clean_leftovers() {
             "$STATE"/trusted/.*.new.* \
             "$BOOT"/loader.conf.d/.*.new.* "$BOOT"/.*.new.*; do
         if [ -e "$old" ] || [ -L "$old" ]; then remove_tree "$old"; fi
+    done
+    # A gc killed between taking a generation away and removing its gcroot
+    # leaves the gcroot: no generation refers to it, so it goes now (else
+    # Fruix's collector would keep its closure for good).
+    for r in "$GCROOTS"/system-*; do
+        n=${r##*/system-}
+        case $n in ''|*[!0-9]*) continue ;; esac
+        if [ -L "$r" ] && [ ! -d "$GENS/$n" ]; then rm -f "$r"; fi
     done
     bootloader_recover
 }

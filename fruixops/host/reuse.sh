@@ -69,8 +69,10 @@ need_answer() {
 # assemble DIR LISTING: link into DIR (a delta as unpacked) every file of
 # LISTING it lacks: from the store's items (the have index) or from a file
 # with the same content and mode that came in DIR itself. Empty files always
-# come in the delta. Nothing here is trusted: the item is listed afterwards
-# and must match its signed listing.
+# come in the delta. Every entry DIR holds is one LISTING names, of its kind
+# (take_item checked the delta's shape first): no name linked or copied here
+# can pass through a symlink or already exist. Nothing here is trusted: the
+# item is listed afterwards and must match its signed listing.
 assemble() {
     dir=$1
     [ -f "$T/have" ] || die "item $(basename "$dir"): a delta before the listings' answer"
@@ -109,7 +111,7 @@ assemble() {
     # copied: cp keeps the source's mode, which is the one asked for.
     awk '$1 == "f" || $1 == "x" { p = $0; sub(/^[fx] [0-9a-f]+ \.\//, "", p); print $1, $2, p }' \
             "$2" | while read -r kind sha p; do
-        [ -e "$dir/$p" ] && continue
+        if [ -e "$dir/$p" ] || [ -L "$dir/$p" ]; then continue; fi
         src=$(awk -v k="$kind $sha" '($1 " " $2) == k { sub(/^[^ ]+ [^ ]+ /, ""); print; exit }' \
             "$T/have")
         if [ -n "$src" ]; then cp -- "$src" "$dir/$p" 2>/dev/null || :; fi

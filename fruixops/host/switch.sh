@@ -238,14 +238,17 @@ print_state() {
     echo "next-boot $(pending_generation)"
     echo "current $(gen_of "$SYSTEM/current")"
     echo "rollback $(gen_of "$SYSTEM/rollback")"
-    for f in $(loader_overrides); do echo "loader-override $f"; done
+    loader_overrides | while IFS= read -r f; do echo "loader-override $f"; done
     if [ -L "$LOCK" ]; then echo "lock $(readlink "$LOCK")"; fi
 }
 
 cmd_status() {
     print_state
     print_generations
-    if [ "${1:-}" = --esp ]; then print_bootloader "${2:-/boot/efi}"; fi
+    if [ $# -gt 0 ]; then
+        esp_option status "$@"
+        print_bootloader "$ESP"
+    fi
 }
 
 print_generations() {
@@ -282,11 +285,36 @@ esp_option() {
         shift
     done
     case $ESP in /*) ;; *) die "the ESP must be an absolute path" ;; esac
+    if [ -e "$ESP" ] || [ -L "$ESP" ]; then
+        root_only "$ESP" || esp_refused
+    fi
 }
 
-print_bootloader() { # ESP
+esp_refused() {
+    die "the ESP $ESP is not a directory only root controls (owned by root, writable by no one else, no symlink along its path)"
+}
+
+# root_only PATH: PATH and every directory above it are what only root
+# controls: real directories (no symlink on the way), owned by root, not
+# writable by group or others. A doas/sudo account names the ESP: the
+# receiver must never read or write through a path that account could
+# change (a link it planted, a directory it owns).
+root_only() {
+    p=$1
+    while :; do
+        [ -n "$(find "$p" -maxdepth 0 -type d -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ] ||
+            return 1
+        [ "$p" != / ] || return 0
+        p=$(dirname "$p")
+    done
+}
+
+# root_file PATH: PATH is a regular file (not a link) owned by root.
+root_file() { [ -n "$(find "$1" -maxdepth 0 -type f -user 0 2>/dev/null)" ]; }
+
+print_bootloader() { # ESP (checked by esp_option)
     f=$1/efi/freebsd/loader.efi
-    if [ -f "$f" ]; then
+    if root_file "$f" && root_only "$(dirname "$f")"; then
         echo "bootloader-efi $(openssl dgst -sha256 -r "$f" | cut -c1-64)"
     else
         echo "bootloader-efi -"
@@ -299,18 +327,23 @@ print_bootloader() { # ESP
 }
 
 # install_file SRC DEST: DEST becomes a copy of SRC; the previous DEST is kept
-# as DEST.old. Each step a flushed temporary file renamed into place.
+# as DEST.old. Each step a flushed temporary file (mktemp's) renamed into
+# place, in a directory only root controls; the previous DEST is kept only
+# when it is a regular file of root's.
 install_file() {
     d=$(dirname "$2")
     mkdir -p "$d"
-    if [ -f "$2" ]; then
-        cp "$2" "$d/.$(basename "$2").old.new.$$"
-        flush "$d/.$(basename "$2").old.new.$$"
-        mv -f "$d/.$(basename "$2").old.new.$$" "$2.old"
+    root_only "$d" || die "$d is not a directory only root controls"
+    if root_file "$2"; then
+        old=$(temp_beside "$2.old")
+        cp "$2" "$old"
+        flush "$old"
+        mv -f "$old" "$2.old"
     fi
-    cp "$1" "$d/.$(basename "$2").new.$$"
-    flush "$d/.$(basename "$2").new.$$"
-    mv -f "$d/.$(basename "$2").new.$$" "$2"
+    new=$(temp_beside "$2")
+    cp "$1" "$new"
+    flush "$new"
+    mv -f "$new" "$2"
     flush "$d"
 }
 
@@ -339,6 +372,7 @@ cmd_install_bootloader() {
         die "generation $n: bootloader $b is not in its signed manifest"
     [ -f "$b/boot/loader.efi" ] || die "$b has no boot/loader.efi"
     [ -d "$esp" ] || die "no ESP at $esp (set the host's esp_path)"
+    root_only "$esp" || esp_refused
     install_file "$b/boot/loader.efi" "$esp/efi/freebsd/loader.efi"
     install_file "$b/boot/loader.efi" "$BOOT/loader.efi"
     if [ -d "$b/boot/lua" ]; then

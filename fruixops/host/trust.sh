@@ -21,8 +21,7 @@ trusted_count() { find "$STATE/trusted" -name '*.pem' 2>/dev/null | grep -c . ||
 cmd_trust_init() {
     lock "trust-init"
     new_tmp
-    mkdir "$TMP/keys"
-    tar -xf - -C "$TMP/keys" || die "cannot read the key bundle"
+    unpack_plain "$TMP/keys"
     if [ "$(trusted_count)" -gt 0 ]; then
         echo "already-trusting $(trusted_count)"
         return 0
@@ -41,8 +40,7 @@ cmd_trust_init() {
 # with the sha256 of key.pem; for "receiver", just the sha256 of the
 # bundle's "receiver", a new receiver program).
 verify_trust() {
-    mkdir "$TMP/bundle"
-    tar -xf - -C "$TMP/bundle" 2>/dev/null || die "cannot read the trust bundle"
+    unpack_plain "$TMP/bundle"
     st=$TMP/bundle/statement
     if [ ! -f "$st" ] || [ ! -f "$TMP/bundle/statement.sig" ]; then
         die "a trust change needs a statement signed by a key this host trusts"
