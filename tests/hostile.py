@@ -59,11 +59,12 @@ def _listing(data):
 
 
 def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_manifest=None,
-          tamper_listing=None, compress=False):
+          tamper_listing=None, compress=False, sign_edit=None):
     """Send a signed manifest naming *archives* ({name: tar bytes}) to a host,
     as they are or (*compress*) in their zstd form. *tamper* changes the
     bytes sent (in transit) after the manifest is made; *edit_manifest*
-    changes manifest bytes after signing; *tamper_listing* changes the listing
+    changes manifest bytes after signing (*sign_edit*: before, as a
+    compromised signer would); *tamper_listing* changes the listing
     the manifest signs (a listing that is sent, see push.SEND_LISTING_FROM,
     is the true one)."""
     store = LocalStore(tmp_path / f"hostile-store-{time.time_ns()}")
@@ -93,6 +94,8 @@ def offer(ctl, host_name, archives, tmp_path, tamper=None, sign_key=None, edit_m
                           expires=now + 600, system=items[-1].path, base="hostile",
                           version_label="x", signer="lab", items=tuple(items))
     data = m.render()
+    if sign_edit:
+        data = sign_edit(data)
     sig = manifest.sign(data, sign_key or ctl.signing_key)
     if edit_manifest:
         data = edit_manifest(data)

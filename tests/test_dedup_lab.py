@@ -119,26 +119,24 @@ def test_a_tampered_shared_file_is_caught_by_verify(lab, project, fresh):
     assert any(str(new).endswith(line.split()[1].lstrip("/")) for line in drifted)
 
 
-def test_a_delta_that_does_not_match_the_listing_is_refused(lab, project, fresh, monkeypatch):
-    ctl = fresh("db2")
-    deploy.deploy(ctl, "db2", "stable-default")
-    disk = _disk(ctl, "db2")
-    before = sorted(os.listdir(disk / "frx/store"))
+def _hostile_delta(monkeypatch, extra):
+    """The controller's deltas, with *extra* tar members appended (what a
+    compromised controller, or anyone holding a receive's token, could send:
+    a delta is not signed)."""
+    import io
+    import tarfile
     real_delta = store_mod.LocalStore.delta
 
     def tampered(self, path, need, compress):
-        # The controller lies: its delta plants a file the listing lacks.
-        import io
-        import tarfile
         f, _ = real_delta(self, path, need, False)
         out = io.BytesIO()
         with tarfile.open(f) as src, tarfile.open(fileobj=out, mode="w",
                                                   format=tarfile.PAX_FORMAT) as dst:
             for m in src:
-                dst.addfile(m, src.extractfile(m) if m.isreg() else None)
-            planted = tarfile.TarInfo("./planted")
-            planted.size, planted.mode = 6, 0o444
-            dst.addfile(planted, io.BytesIO(b"rogue\n"))
+                if m.name not in {e.name for e in extra}:
+                    dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+            for e in extra:
+                dst.addfile(e, io.BytesIO(b"rogue\n") if e.isreg() else None)
         bad = f.with_suffix(".bad")
         bad.write_bytes(out.getvalue())
         if compress:
@@ -147,6 +145,21 @@ def test_a_delta_that_does_not_match_the_listing_is_refused(lab, project, fresh,
         return bad, bad.stat().st_size
 
     monkeypatch.setattr(store_mod.LocalStore, "delta", tampered)
-    with pytest.raises(HostError, match="listing does not match"):
-        deploy.deploy(ctl, "db2", "stable-canary")
-    assert sorted(os.listdir(disk / "frx/store")) == before
+
+
+def test_a_delta_that_does_not_match_the_listing_is_refused(lab, project, fresh, monkeypatch):
+    """A delta planting a file its signed listing lacks is refused before
+    anything is linked into it; the host forgets it and takes the whole
+    item, which hashes to the manifest."""
+    import tarfile
+    ctl = fresh("db2")
+    deploy.deploy(ctl, "db2", "stable-default")
+    disk = _disk(ctl, "db2")
+    planted = tarfile.TarInfo("./planted")
+    planted.size, planted.mode = 6, 0o444
+    _hostile_delta(monkeypatch, [planted])
+    r = deploy.deploy(ctl, "db2", "stable-canary")
+    refused = [n for n in r.notes if "its delta refused" in n]
+    assert len(refused) == 3 and all("f - ./planted" in n for n in refused), r.notes
+    assert not list((disk / "frx/store").glob("*/planted"))
+    assert _verify(ctl, "db2").status == 0

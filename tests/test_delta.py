@@ -85,7 +85,8 @@ def test_predicted_bytes_include_the_listings_and_the_deltas(item):
         items = (it,)
     whole = push.bundle_bytes(M, data, sig, [str(it.path)], store)
     opening = len(data) + len(b"sig ") + len(base64.b64encode(sig)) + 1
-    assert whole == opening + len(push.COMMIT) + it.size          # small: no listing sent
+    # Small: no listing sent; the item's channel opens with the receive's token.
+    assert whole == opening + len(push.COMMIT) + push.TOKEN_LINE + it.size
     # A delta is sent only when smaller than the whole item (here, with its
     # headers, it is not: then the whole item goes).
     sends = {str(it.path): push.Send(it, frozenset({("f", OTHER)}))}

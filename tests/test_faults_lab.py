@@ -7,6 +7,7 @@ next deploy completes and cleans up what was left.
 FRUIXOPS_FAULT_TRIALS sets the number of controller kills (default 20; e.g.
 `make faults` runs 100)."""
 
+import itertools
 import os
 import random
 import signal
@@ -144,10 +145,11 @@ class GatedDeploy:
             session.send(push._opening(self.data, self.sig))
             ready = session.readline()
             assert ready and ready.startswith("ready "), session.finish().err
-            pid = ready.split()[1]
+            _, pid, token = ready.split()
             for i, it in enumerate(self.items):
                 r = self.hc.run(receiver.command("item", pid, it.path.base),
-                                stdin=self._chunks(it, gated=(i == 0)))
+                                stdin=itertools.chain([f"token {token}\n".encode()],
+                                                      self._chunks(it, gated=(i == 0))))
                 if r.status != 0:
                     self.result["r"] = r
                     session.finish()
