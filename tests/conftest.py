@@ -71,8 +71,8 @@ def stop_stray_supervisors(under):
 @pytest.fixture(scope="session")
 def project():
     """A session-wide project (inventory, keys, store) for builds and the lab.
-    It lives in the repository (git-ignored), not in /tmp: lab hosts get a /tmp
-    of their own and must still see their lab directory."""
+    It lives in the repository (git-ignored .test-lab/), at a path the next
+    session knows: that one stops what an interrupted session left running."""
     stop_stray_supervisors(TEST_LAB)
     if TEST_LAB.exists():
         subprocess.run(["chmod", "-R", "u+w", str(TEST_LAB)], check=False)

@@ -1,8 +1,8 @@
 #!/bin/sh
 # A compromised host, for the hostile-host tests: the lab host's sshd runs
 # every command through this script (ForceCommand, the inventory's
-# lab_force_command), which answers as the test chose. Test helper, not
-# product code.
+# lab_force_command; the tests copy it to the host's /run/lab), which
+# answers as the test chose. Test helper, not product code.
 #
 # The rules are /run/lab/hostile-rules on the host (.lab/HOST/hostile-rules
 # on the controller), one a line, fields separated by tabs:

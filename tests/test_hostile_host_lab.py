@@ -11,6 +11,7 @@ host sends reaches the terminal raw."""
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def _hostile_inventory(project):
     path.write_text(head + f"""  children:
     hostile:
       vars:
-        lab_force_command: sh {ROOT}/tests/hostile_host.sh
+        lab_force_command: sh /run/lab/hostile_host.sh
       hosts:
         evil1: {{ssh_port: {22131 + PORT_SHIFT}}}
         evil2: {{ssh_port: {22132 + PORT_SHIFT}}}
@@ -62,6 +63,11 @@ def evil(lab, project):
     hosts = list(inv.hosts.values())
     evil_lab = Lab(inv)
     evil_lab.reset(hosts)
+    for h in hosts:
+        # On the host's own /run/lab, as its rules are: a checkout under
+        # /tmp or /root is out of the host's sight.
+        evil_lab.host_dir(h.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / "tests/hostile_host.sh", evil_lab.host_dir(h.name) / "hostile_host.sh")
     evil_lab.up(hosts)
     evil_lab.install(Controller(path), hosts)
     yield Hostile(evil_lab, path)

@@ -4,7 +4,8 @@
 #
 #   disk      the host's disk (.lab/<host>/root) over the real absolute paths
 #             (/boot, /frx, /root, /var/lib/fruix), a fresh /run and /tmp,
-#             and its own accounts over /etc where it has some;
+#             and its own accounts over /etc where it has some -- wherever
+#             the checkout lives, even under a path the host covers;
 #   loader    loader.sh reads /boot's loader files in FreeBSD's order,
 #             consumes a one-shot nextboot.conf and loads the kernel, or
 #             fails (the host halts, exit 3, until it is power-cycled);
@@ -33,27 +34,41 @@ with_nextboot=${4:-}
 lab=$(cd "$(dirname "$0")" && pwd)
 
 mkdir -p "$hostdir/root/boot" "$hostdir/root/root"
+# The checkout may live anywhere, /tmp, /root and /run included, which this
+# host covers with its own. So first hold the host's directory and the lab's
+# programs open: a file descriptor names a directory whatever is later
+# mounted over its path. From them, under the host's fresh /run, come
+# /run/lab (the host's directory: its disk, sshd's keys and configuration)
+# and /run/lab-programs; everything below uses only those. mount -c: the
+# kernel follows /proc/self/fd/N itself; mount(8) would resolve the path the
+# descriptor was opened by, which names something else (or nothing) once
+# covered.
+exec 7<"$hostdir" 8<"$lab"
+mount -t tmpfs -o mode=0755 lab-run /run
+mkdir /run/lab /run/lab-programs
+mount -c --rbind /proc/self/fd/7 /run/lab       # --rbind: an image disk is a mount inside
+mount -c --bind /proc/self/fd/8 /run/lab-programs
+exec 7<&- 8<&-
+disk=/run/lab/root
+lab=/run/lab-programs
+
 if [ -n "$frx_mb" ]; then
     mount -t tmpfs -o "size=${frx_mb}m,mode=0755" lab-frx /frx
 else
-    mount --bind "$hostdir/root/frx" /frx
+    mount --bind "$disk/frx" /frx
 fi
-mount --bind "$hostdir/root/var/lib/fruix" /var/lib/fruix
-mount --bind "$hostdir/root/boot" /boot
+mount --bind "$disk/var/lib/fruix" /var/lib/fruix
+mount --bind "$disk/boot" /boot
 # The host's own home for root, not the controller's (and its shell start-up).
-mount --bind "$hostdir/root/root" /root
-mount -t tmpfs -o mode=0755 lab-run /run
-# sshd's configuration and keys, at a path that stays visible once the host's
-# own /tmp covers the real one (the project itself may live under /tmp).
-mkdir -p /run/lab
-mount --bind "$hostdir" /run/lab
+mount --bind "$disk/root" /root
 mount -t tmpfs -o mode=1777 lab-tmp /tmp
 # A host with accounts of its own (a deploy user, its doas rule: the lab's
-# set-up wrote them to etc.upper) sees them over the machine's /etc.
-if [ -d "$hostdir/etc.upper" ]; then
-    mkdir -p "$hostdir/etc.work"
+# set-up wrote them to etc.upper) sees them over the machine's /etc, which
+# stays as it was (the overlay writes to etc.upper only, in this namespace).
+if [ -d /run/lab/etc.upper ]; then
+    mkdir -p /run/lab/etc.work
     mount -t overlay lab-etc \
-        -o "lowerdir=/etc,upperdir=$hostdir/etc.upper,workdir=$hostdir/etc.work" /etc
+        -o "lowerdir=/etc,upperdir=/run/lab/etc.upper,workdir=/run/lab/etc.work" /etc
 fi
 mkdir -p /run/sshd          # sshd's privilege separation directory
 chmod 0755 /run/sshd
