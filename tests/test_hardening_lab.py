@@ -53,7 +53,7 @@ def test_ssh_access_alone_cannot_change_whom_a_host_trusts(installed, tmp_path):
     hc = connect(ctl, "db1")
     try:       # the receiver's old interface: a bare PEM, no statement
         r = hc.run(hc.receiver("trust-add", "intruder"), stdin=intruder_pub.read_bytes())
-        assert r.status == 2 and "cannot read the trust bundle" in r.err
+        assert r.status == 2 and "cannot read the bundle" in r.err
         # A statement the fleet's key signed for another host, or to add another key.
         other = trust.change("db2", "add", "intruder", ctl.signing_key, "lab",
                              intruder_pub.read_bytes())

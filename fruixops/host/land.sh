@@ -32,7 +32,7 @@ unpack_plain() {
     fi
     if ! tar -tf - <"$1.tar" >"$1.members" 2>"$1.err"; then
         store_full && die "disk full on $STORE: the bundle does not fit"
-        die "cannot read the bundle: $(tail -n 1 "$1.err")"
+        die "cannot read the bundle: $(head -n 1 "$1.err")"
     fi
     n=0
     while IFS= read -r member; do

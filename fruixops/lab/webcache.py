@@ -15,6 +15,9 @@ from . import sshd
 from ..errors import UserError
 
 NGINX = "/usr/sbin/nginx"
+# Where nginx sees the cache, in its own mount namespace (a tmpfs over /run
+# there: nothing of the machine's /run is needed by it).
+SERVED = "/run/cache"
 
 CONF = """\
 # The lab's cache server (fruixops.lab.webcache): written by `inv lab.up`.
@@ -72,21 +75,22 @@ class WebCache:
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(parents=True, exist_ok=True)
         conf = self.prefix / "nginx.conf"
-        conf.write_text(CONF.format(prefix=self.prefix, root=self.root, port=self.port))
+        conf.write_text(CONF.format(prefix=self.prefix, root=SERVED, port=self.port))
         # Workers run as nginx's unprivileged user: the cache is readable by
-        # anyone, as a served directory is, and its parents may be passed
-        # through (o+x, never o+r: nothing above it is listed).
+        # anyone, as a served directory is. nginx runs in a mount namespace
+        # of its own where the cache is bound at SERVED, so that the
+        # directories above the checkout (/root is 0700) need no change:
+        # the lab never touches the machine's own files.
         mode = self.root.stat().st_mode
         os.chmod(self.root, mode | 0o005)
-        for d in self.root.parents:
-            if d == Path("/"):
-                break
-            mode = d.stat().st_mode
-            if not mode & 0o001:
-                os.chmod(d, mode | 0o001)
-        started = subprocess.run([shutil.which("nginx") or NGINX, "-c", str(conf),
-                                  "-p", str(self.prefix), "-e", str(self.prefix / "error.log")],
-                                 capture_output=True, text=True)
+        nginx = shutil.which("nginx") or NGINX
+        started = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             'mount -t tmpfs -o mode=0755 lab-cache "$1" && mkdir "$1/cache" && '
+             'mount --bind "$2" "$1/cache" && shift 2 && exec "$@"',
+             "sh", str(Path(SERVED).parent), str(self.root),
+             nginx, "-c", str(conf), "-p", str(self.prefix), "-e", str(self.prefix / "error.log")],
+            capture_output=True, text=True)
         if started.returncode != 0:
             raise UserError(f"the lab's cache server did not start: "
                             f"{(started.stderr or started.stdout).strip()[-300:]}")
