@@ -7,6 +7,7 @@ same, and leave the machine's own /etc as it was."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,11 @@ def _checkout(dest):
 def _inventory(checkout):
     """The checkout's lab inventory, cut to web1 and db1 (whose doas account
     the host sees through its own /etc), on ports no other test lab uses."""
-    text = lab_inventory_text(PORT_SHIFT)
+    # With the lab's cache (nginx must reach it without any change to the
+    # directories above the checkout), on a port of its own.
+    text = lab_inventory_text(PORT_SHIFT, cache=True)
+    text = re.sub(r"(url: http://127\.0\.0\.1:)(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 50}",
+                  text)
     head = text[:text.index("  children:\n")]
     path = checkout / "inventories" / "lab.yaml"
     path.write_text(head + f"""  children:
@@ -72,6 +77,7 @@ def _etc_digest():
 def test_the_lab_boots_and_deploys_from_a_checkout_under(parent):
     if os.geteuid() != 0 or not os.access("/usr/sbin/sshd", os.X_OK):
         pytest.fail("end-to-end tests need root and sshd: run `make test` (it installs sshd)")
+    mode_before = os.stat(parent).st_mode
     checkout = Path(tempfile.mkdtemp(prefix="fruixops-checkout-", dir=parent))
     etc_before = _etc_digest()
     try:
@@ -93,3 +99,4 @@ def test_the_lab_boots_and_deploys_from_a_checkout_under(parent):
         subprocess.run(["chmod", "-R", "u+w", str(checkout)], check=False)
         shutil.rmtree(checkout, ignore_errors=True)
     assert _etc_digest() == etc_before
+    assert os.stat(parent).st_mode == mode_before       # /root stays 0700
