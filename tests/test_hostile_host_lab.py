@@ -133,7 +133,7 @@ MALFORMED_STATUS = {
     "generation-number": f"current 1\ngeneration one closure={CLOSURE}\n",
     "closure-not-a-store-path": "current 1\ngeneration 1 closure=/etc/passwd\n",
     "current-not-a-number": "current 1; reboot\n",
-    "booted-outside-the-store": "booted /tmp/x\n",
+    "default-not-a-number": "default 1; reboot\n",
     "boottime": "boottime yesterday\n",
     "same-generation-twice": (f"generation 1 closure={CLOSURE}\n"
                               f"generation 1 closure={CLOSURE}\n"),
