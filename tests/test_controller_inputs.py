@@ -127,7 +127,8 @@ def test_ports_out_of_range_are_refused(tmp_path, text, name):
 
 # -- limits ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("var", ["connect_timeout", "command_timeout", "reply_limit_mib"])
+@pytest.mark.parametrize("var", ["connect_timeout", "command_timeout", "query_timeout",
+                                 "reply_limit_mib"])
 def test_exchange_limits_are_positive_numbers(tmp_path, var):
     path = write(tmp_path, f"all:\n  hosts:\n    web1: {{{var}: 0}}\n")
     with pytest.raises(UserError, match=f"{var} must be at least 1"):

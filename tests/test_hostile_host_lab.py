@@ -230,13 +230,15 @@ def test_escape_sequences_from_a_host_never_reach_the_terminal(hostile):
 
 # -- time ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("glob,args", [
-    (STATUS, ["status", "--limit", "evil1:evil2", "--json"]),
-    (RECEIVE, ["deploy", "--limit", "evil1:evil2", "--base", "stable-canary", "--json"]),
+@pytest.mark.parametrize("glob,args,limit", [
+    # status only reads: query_timeout, by default never longer than command_timeout
+    (STATUS, ["status", "--limit", "evil1:evil2", "--json"], "query_timeout"),
+    (RECEIVE, ["deploy", "--limit", "evil1:evil2", "--base", "stable-canary", "--json"],
+     "command_timeout"),
     ("*receiver item*", ["deploy", "--limit", "evil1:evil2", "--base", "stable-default",
-                         "--json"]),
+                         "--json"], "command_timeout"),
 ], ids=["status", "receive-session", "item-stream"])
-def test_a_host_that_never_answers_fails_within_its_command_timeout(hostile, glob, args):
+def test_a_host_that_never_answers_fails_within_its_command_timeout(hostile, glob, args, limit):
     hostile.bare("evil1")           # so that the deploys have items to send
     hostile.set_vars("evil1", "command_timeout: 3\n")
     hostile.answer("evil1", glob, "hang")
@@ -247,11 +249,29 @@ def test_a_host_that_never_answers_fails_within_its_command_timeout(hostile, glo
         pytest.fail(f"inv {' '.join(args)} still waiting after 90 s")
     took = time.monotonic() - start
     assert r.returncode == 2, r.stderr
-    assert "(command_timeout)" in one_line_refusal(r)
+    assert f"({limit})" in one_line_refusal(r)
     print(f"\n{' '.join(args)}: done in {took:.1f} s with command_timeout 3")
     doc = json.loads(r.stdout)
     assert {h["host"]: h["status"] for h in doc["hosts"]}["evil2"] in ("ok", "changed")
     assert took < 30, took
+
+
+def test_status_of_a_host_that_never_answers_ends_within_query_timeout(hostile):
+    """`inv status` only reads, so it waits query_timeout (2 s here), not
+    command_timeout (left at its 300 s): a host whose sshd takes the
+    connection and whose command never answers fails with one line, exit 2."""
+    hostile.set_vars("evil1", "query_timeout: 2\n")
+    hostile.answer("evil1", STATUS, "hang")
+    start = time.monotonic()
+    try:
+        r = hostile.inv("status", "--host", "evil1", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("inv status still waiting after 60 s (query_timeout is 2 s)")
+    took = time.monotonic() - start
+    print(f"\nstatus of a silent host: done in {took:.1f} s with query_timeout 2")
+    assert r.returncode == 2, r.stderr
+    assert "no complete answer within 2s (query_timeout)" in one_line_refusal(r)
+    assert took < 10, took
 
 
 def test_a_listener_that_never_speaks_ssh_fails_within_connect_timeout(hostile):
