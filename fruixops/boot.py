@@ -26,7 +26,7 @@ def parse_boottime(text):
 
 
 def boottime(hc):
-    r = hc.run(hc.access.boottime())
+    r = hc.query(hc.access.boottime())
     found = parse_boottime(r.out) if r.status == 0 else None
     if found is None:
         raise HostError(hc.name, "cannot read kern.boottime (sysctl -n kern.boottime): "
@@ -63,8 +63,8 @@ def wait_for_boot(host, known_hosts, timeout, since=None):
         hc = HostConnection(host, known_hosts, connect_timeout=3)
         try:
             hc.open()
-            left = max(1.0, min(hc.command_timeout, deadline - time.monotonic()))
-            r = hc.run(hc.access.boottime(), timeout=left)
+            left = max(1.0, min(hc.query_timeout, deadline - time.monotonic()))
+            r = hc.query(hc.access.boottime(), timeout=left)
             now = parse_boottime(r.out) if r.status == 0 else None
             if now is not None and now != since:
                 return hc
@@ -78,7 +78,7 @@ def wait_for_boot(host, known_hosts, timeout, since=None):
 
 def state(hc):
     """The host's state (generations, current, booted...) in one round trip."""
-    result = hc.run(hc.access.status())
+    result = hc.query(hc.access.status())
     if result.status != 0:
         raise HostError(hc.name, result.last_error_line())
     return hoststate.parse(result.out, hc.name)

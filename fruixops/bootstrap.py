@@ -36,8 +36,8 @@ def install_receiver(hc):
 def receiver_state(hc):
     """"current", "outdated" or "missing": the receiver installed on the host."""
     if not hc.access.restricted:
-        return hc.run(receiver.probe()).out.strip()
-    r = hc.run(hc.receiver("version"))
+        return hc.query(receiver.probe()).out.strip()
+    r = hc.query(hc.receiver("version"))
     if r.status == 0:
         return "current" if r.out.strip() == receiver.version() else "outdated"
     if r.status == 127 or "not found" in r.err or "No such file" in r.err:
@@ -53,10 +53,12 @@ def bootstrap(hc, trusted_keys):
         raise HostError(hc.name, "no fruixops receiver on this host, and this restricted "
                                  "access cannot install one: run `inv keys.authorize` "
                                  "as an administrator (docs/access.md)")
-    if state != "current":
-        install_receiver(hc)
-    lines = [hc.check(hc.receiver("set-host-name", hc.name)).out]
-    lines.append(hc.check(hc.receiver("trust-init"), stdin=key_bundle(trusted_keys)).out)
+    # These change the host: command_timeout, even inside a plan's read.
+    with hc.working():
+        if state != "current":
+            install_receiver(hc)
+        lines = [hc.check(hc.receiver("set-host-name", hc.name)).out]
+        lines.append(hc.check(hc.receiver("trust-init"), stdin=key_bundle(trusted_keys)).out)
     return "".join(lines)
 
 
@@ -121,7 +123,7 @@ def authorize_deploy_key(hc, trusted_keys, key_line, file, revoke=()):
     from . import access
     lines = bootstrap(hc, trusted_keys)
     quoted = shlex.quote(file)
-    r = hc.run(f"cat {quoted} 2>/dev/null; exit 0")
+    r = hc.query(f"cat {quoted} 2>/dev/null; exit 0")
     text = r.stdout.decode(errors="replace")
     for old in revoke:
         blob = old.split()[1]

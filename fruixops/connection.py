@@ -9,12 +9,17 @@ variables. Unknown or changed host keys are refused, never added
 A host may be hostile, so every exchange is bounded: connecting (host
 variable ``connect_timeout``), each command and each answer of a receive
 session (``command_timeout``: how long the host may take to answer once
-it has our input, and how long it may stall reading it), and what is kept
+it has our input, and how long it may stall reading it), each exchange that
+only reads the host -- its status, plan's state, the receiver's version,
+boot time, a manifest -- by a shorter ``query_timeout`` (``query()``,
+``reading()``: a silent host must not hold ``inv status`` for the
+minutes a receive may need), and what is kept
 of each reply (``reply_limit_mib`` per stream; a host that says more fails
 with one line and its channel is closed, so the controller's memory stays
 flat whatever the host sends).
 """
 
+import contextlib
 import logging
 import os
 import socket
@@ -34,9 +39,11 @@ CHUNK = 256 * 1024
 
 # Defaults of the host variables that bound every exchange (README, "Host
 # variables"): seconds to connect and authenticate; seconds a command may
-# take once it has its input (or stall reading it); MiB kept of one reply.
+# take once it has its input (or stall reading it); seconds an exchange that
+# only reads may take (never more than command_timeout); MiB kept of one reply.
 CONNECT_TIMEOUT = 10
 COMMAND_TIMEOUT = 300
+QUERY_TIMEOUT = 30
 REPLY_LIMIT_MIB = 8
 # A line of a receive session's dialogue is short ("ready PID", "generation N").
 SESSION_LINE_LIMIT = 4096
@@ -99,6 +106,9 @@ class HostConnection:
         self.known_hosts = known_hosts
         self.connect_timeout = connect_timeout or host.var("connect_timeout", CONNECT_TIMEOUT)
         self.command_timeout = host.var("command_timeout", COMMAND_TIMEOUT)
+        self.query_timeout = host.var("query_timeout", min(QUERY_TIMEOUT, self.command_timeout))
+        # The limit of run()'s commands, and the host variable that sets it.
+        self._limit = ("command_timeout", self.command_timeout)
         self.reply_limit = host.var("reply_limit_mib", REPLY_LIMIT_MIB) * 2**20
         self.conn = None
         self.bytes_sent = 0
@@ -226,17 +236,46 @@ class HostConnection:
 
     # -- running -------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def reading(self):
+        """The commands run in this block only read the host: each is bounded
+        by query_timeout instead of command_timeout."""
+        with self._bounded_by("query_timeout", self.query_timeout):
+            yield self
+
+    @contextlib.contextmanager
+    def working(self):
+        """The commands run in this block change the host (installing the
+        receiver inside a read, say): command_timeout bounds them again."""
+        with self._bounded_by("command_timeout", self.command_timeout):
+            yield self
+
+    @contextlib.contextmanager
+    def _bounded_by(self, name, seconds):
+        saved, self._limit = self._limit, (name, seconds)
+        try:
+            yield
+        finally:
+            self._limit = saved
+
+    def query(self, command, stdin=None, timeout=None):
+        """run() a command that only reads the host (bounded by query_timeout)."""
+        with self.reading():
+            return self.run(command, stdin=stdin, timeout=timeout)
+
     def run(self, command, stdin=None, progress=None, timeout=None):
         """Run *command* on the host; feed it *stdin* (bytes or an iterable of
         byte chunks) while draining its output. Returns a Result.
 
         A dropped connection raises HostUnreachable. Once its input is sent,
         the command has *timeout* seconds (default: the host's
-        command_timeout) to finish, and while its input is sent it may stall
-        reading it no longer than that: past either, its channel is closed and
-        CommandTimeout raised. A reply over the host's reply_limit_mib closes
-        the channel too and raises ReplyTooLarge."""
-        timeout = self.command_timeout if timeout is None else timeout
+        command_timeout, or query_timeout inside reading()) to finish, and
+        while its input is sent it may stall reading it no longer than that:
+        past either, its channel is closed and CommandTimeout raised. A reply
+        over the host's reply_limit_mib closes the channel too and raises
+        ReplyTooLarge."""
+        limit, default = self._limit
+        timeout = default if timeout is None else timeout
         transport, chan = self._exec(command)
         chan.settimeout(timeout)      # bounds each wait of sendall for the host
         out, err = _Reply(self.reply_limit, chan), _Reply(self.reply_limit, chan)
@@ -260,7 +299,7 @@ class HostConnection:
         except socket.timeout:
             chan.close()
             raise CommandTimeout(self.name, f"the host stopped reading its input for "
-                                 f"{timeout}s (command_timeout)") from None
+                                 f"{timeout}s ({limit})") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             send_error = exc
         finally:
@@ -274,7 +313,7 @@ class HostConnection:
             if t.is_alive():
                 chan.close()
                 raise CommandTimeout(self.name, f"no complete answer within {timeout}s "
-                                     "(command_timeout)")
+                                     f"({limit})")
         self._check_size(out, err)
         status = chan.recv_exit_status()
         try:
@@ -299,10 +338,11 @@ class HostConnection:
         transport = self.conn.transport if self.conn else None
         if transport is None or not transport.is_active():
             raise HostUnreachable(self.name, "connection lost")
+        limit = self._limit[1]
         try:
-            chan = transport.open_session(timeout=self.command_timeout)
+            chan = transport.open_session(timeout=limit)
             # paramiko waits for the answer to an exec request without limit.
-            guard = threading.Timer(self.command_timeout, chan.close)
+            guard = threading.Timer(limit, chan.close)
             guard.daemon = True
             guard.start()
             try:

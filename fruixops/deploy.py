@@ -89,7 +89,8 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
     events.phase(host.name, "plan")
     hc = connect(ctl, host)
     try:
-        state = push.plan(hc, data, sig, ctl.trusted_keys())
+        with hc.reading():          # plan's state read (a receiver install keeps its own limit)
+            state = push.plan(hc, data, sig, ctl.trusted_keys())
         result.compressed = _use_zstd(host, compress, state)
         # What the loader boots by default is what the host has.
         previous = state.default if state.default is not None else state.current
@@ -331,7 +332,7 @@ def rollback(ctl, host_name, to=None, reboot=False, checks=False, events=None):
 def signed_checks(hc, generation):
     """The health checks generation *generation*'s manifest carries."""
     from . import manifest
-    r = hc.run(hc.receiver("manifest", generation))
+    r = hc.query(hc.receiver("manifest", generation))
     if r.status != 0:
         raise HostError(hc.name, r.last_error_line())
     try:

@@ -25,7 +25,15 @@ class HostOutcome:
     rolled_back: int = 0
     skipped: int = 0
     messages: list = field(default_factory=list)
-    results: list = field(default_factory=list)     # JSON-able, one per operation
+    # One per operation: JSON-able, or an object with to_json() (a
+    # DeployResult), read each time `results` is: a rollout that later rolls
+    # the host back changes what it says.
+    details: list = field(default_factory=list)
+
+    @property
+    def results(self):
+        """The operations' results, JSON-able, one per operation."""
+        return [d.to_json() if hasattr(d, "to_json") else d for d in self.details]
 
     @property
     def status(self):
@@ -39,7 +47,8 @@ class HostOutcome:
         return {"host": self.host, "status": self.status, "ok": self.ok,
                 "changed": self.changed, "failed": self.failed,
                 "unreachable": self.unreachable, "rolled_back": self.rolled_back,
-                "skipped": self.skipped, "messages": self.messages, "results": self.results}
+                "skipped": self.skipped, "messages": self.messages,
+                "results": self.results}
 
 
 class Outcomes(dict):
@@ -75,9 +84,11 @@ class Outcomes(dict):
 
 def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
     """Run job(host) for every host, at most *forks* at a time. job returns
-    (changed: bool, json-able detail). Failures are recorded, never raised
-    (whatever one host does, the others run and the recap is printed);
-    returns the names of the hosts that failed or were unreachable."""
+    (changed: bool, detail: JSON-able or with to_json()). Failures are
+    recorded, never raised (whatever one host does, the others run and the
+    recap is printed); a failure that carries the operation's result (a
+    deploy that failed after its switch) counts its change too. Returns the
+    names of the hosts that failed or were unreachable."""
     bad = []
 
     def one(host):
@@ -86,7 +97,7 @@ def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
             changed, detail = job(host)
             o.ok += 1
             o.changed += int(bool(changed))
-            o.results.append(detail)
+            o.details.append(detail)
         except HostUnreachable as exc:
             o.unreachable += 1
             o.messages.append(str(exc))
@@ -96,7 +107,8 @@ def run(hosts, job, outcomes, forks=DEFAULT_FORKS):
             o.messages.append(str(exc))
             result = getattr(exc, "result", None)
             if result is not None:
-                o.results.append(result.to_json())
+                o.details.append(result)
+                o.changed += int(bool(getattr(result, "changed", False)))
                 o.rolled_back += int(getattr(result, "rolled_back", False))
             bad.append(host.name)
         except Exception as exc:      # noqa: BLE001 -- one host never ends the run
@@ -125,21 +137,34 @@ def deploy_many(ctl, hosts, base=None, reboot=False, trial=False, checks=None,
     outcomes, lines = Outcomes(h.name for h in hosts), []
 
     def job(h):
-        r = deploy_mod.deploy(ctl, h.name, reboot=reboot, trial=trial, checks=checks,
-                              events=events, prepared=prepared[h.name], compress=compress,
-                              install_bootloader=install_bootloader, use_cache=use_cache)
-        pulled = (f", {r.pulled} pulled / {r.bytes_fetched} bytes from the cache"
-                  if r.pulled else "")
-        what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
-                f"{pulled}" if r.changed else "unchanged (already current)")
-        lines.append(f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}"
-                     + (f"; booted generation {r.booted_generation} ({r.booted})"
-                        if r.booted else ""))
-        lines.extend(f"{r.host}:   {note}" for note in r.notes)
-        return r.changed, r.to_json()
+        try:
+            r = deploy_mod.deploy(ctl, h.name, reboot=reboot, trial=trial, checks=checks,
+                                  events=events, prepared=prepared[h.name], compress=compress,
+                                  install_bootloader=install_bootloader, use_cache=use_cache)
+        except deploy_mod.DeployFailed as exc:
+            lines.extend(deploy_lines(exc.result, failed=True))
+            raise
+        lines.extend(deploy_lines(r))
+        return r.changed, r
 
     run(hosts, job, outcomes, forks)
     return outcomes, sorted(lines)
+
+
+def deploy_lines(r, failed=False):
+    """What a deploy did to its host (a DeployResult), for a person: also
+    when it failed -- a host switched before it failed is a host changed."""
+    pulled = (f", {r.pulled} pulled / {r.bytes_fetched} bytes from the cache"
+              if r.pulled else "")
+    if r.changed:
+        what = (f"generation {r.generation}, {r.items_sent} items / {r.bytes_sent} bytes sent"
+                f"{pulled}")
+    else:
+        what = "nothing switched" if failed else "unchanged (already current)"
+    booted = f"; booted generation {r.booted_generation} ({r.booted})" if r.booted else ""
+    end = ("; FAILED after the switch" if r.changed else "; FAILED") if failed else ""
+    return ([f"{r.host}: {r.base} ({r.version_label}) -> {r.closure}: {what}{booted}{end}"]
+            + [f"{r.host}:   {note}" for note in r.notes])
 
 
 def rollback_many(ctl, hosts, to=None, reboot=False, forks=DEFAULT_FORKS, events=None):

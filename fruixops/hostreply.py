@@ -17,11 +17,12 @@ class MalformedReply(HostError):
     """A host answered something that is not what the receiver prints."""
 
     def __init__(self, host, what, line=None):
-        shown = "" if line is None else f": {_excerpt(line)}"
+        shown = "" if line is None else f": {excerpt(line)}"
         super().__init__(host, f"malformed reply to {what}{shown}; is the host compromised?")
 
 
-def _excerpt(line, width=80):
+def excerpt(line, width=80):
+    """*line* quoted for a message: escaped, cut at *width* characters."""
     line = printable_line(line)
     return "'" + (line if len(line) <= width else line[:width] + "...") + "'"
 

@@ -37,6 +37,7 @@ class HostState:
     default: int | None = None            # the loader's default (fruix.conf)
     booted: str | None = None             # kenv fruix.system
     booted_generation: int | None = None  # kenv fruix.generation
+    booted_unknown: str | None = None     # why what booted is unknown (kenv junk)
     boottime: str | None = None           # kern.boottime, "SEC.USEC"
     loader_overrides: list = field(default_factory=list)  # files that win over fruix.conf
     bootloader_efi: str | None = None     # plan: sha256 of the ESP's loader.efi
@@ -62,14 +63,18 @@ class HostState:
         """What the loader booted, as {generation, closure, base, version_label}
         (base and label from the generation's record, when it still has it
         and it names the same closure); None when the host booted no
-        fruixops generation."""
-        if self.booted is None and self.booted_generation is None:
+        fruixops generation. When kenv holds something that is not a store
+        path, the closure is None and "unknown" says what kenv holds."""
+        if self.booted is None and self.booted_generation is None and not self.booted_unknown:
             return None
         g = self.gen(self.booted_generation)
         same = g is not None and g.closure == self.booted
-        return {"generation": self.booted_generation, "closure": self.booted,
-                "base": g.base if same else None,
-                "version_label": g.version_label if same else None}
+        ref = {"generation": self.booted_generation, "closure": self.booted,
+               "base": g.base if same else None,
+               "version_label": g.version_label if same else None}
+        if self.booted_unknown:
+            ref["unknown"] = self.booted_unknown
+        return ref
 
     def to_json(self, host):
         def ref(n):
@@ -115,7 +120,21 @@ def _last_serial(state, key, rest, host, what, line):
 
 
 def _booted(state, key, rest, host, what, line):
-    state.booted = hostreply.store_path(host, what, rest, line) if rest else None
+    """kenv's fruix.system / fruix.generation come from the loader's files,
+    which root may edit by hand (a trailing /): junk there makes what booted
+    unknown, not the host compromised -- refusing it would leave only a root
+    login to repair the host. The value is kept for display, escaped."""
+    if not rest:
+        return
+    try:
+        if key == "booted":
+            state.booted = hostreply.store_path(host, what, rest, line)
+        else:
+            state.booted_generation = hostreply.number(host, what, rest, line)
+    except hostreply.MalformedReply:
+        kenv = "fruix.system" if key == "booted" else "fruix.generation"
+        state.booted_unknown = ((state.booted_unknown + "; ") if state.booted_unknown else ""
+                                ) + f"kenv {kenv} is {hostreply.excerpt(rest, 200)}"
 
 
 def _boottime(state, key, rest, host, what, line):
@@ -192,10 +211,10 @@ def _fetch(state, key, rest, host, what, line):
 
 _LINE = {
     "host-name": _host_name, "last-serial": _last_serial, "booted": _booted,
+    "booted-generation": _booted,
     "boottime": _boottime, "missing": _missing, "zstd": _zstd, "reuse": _reuse,
     "fetch": _fetch, "generation": _generation,
     "loader-override": _text, "lock": _text, "verified": _text,
     "bootloader-efi": _digest, "bootloader-lua": _digest, "corrupt-generation": _corrupt,
-    **{k: _number_line for k in ("current", "rollback", "next-boot", "default",
-                                 "booted-generation")},
+    **{k: _number_line for k in ("current", "rollback", "next-boot", "default")},
 }

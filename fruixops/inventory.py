@@ -57,6 +57,7 @@ HOST_VARS = {
     # Limits on every exchange with the host (connection.py has the defaults).
     "connect_timeout": int,   # s: TCP, SSH banner, authentication
     "command_timeout": int,   # s: a command's answer once it has its input
+    "query_timeout": int,     # s: the same for an exchange that only reads (status, plan)
     "reply_limit_mib": int,   # MiB kept of one reply (stdout or stderr)
     "lab_force_command": str,  # lab only: sshd's ForceCommand (hostile-host tests)
     # Least privilege (access.py, docs/access.md).
@@ -439,8 +440,8 @@ def _check_names(host):
 
 
 def _check_limits(host):
-    for key in ("connect_timeout", "command_timeout", "reboot_timeout", "reply_limit_mib",
-                "manifest_lifetime"):
+    for key in ("connect_timeout", "command_timeout", "query_timeout", "reboot_timeout",
+                "reply_limit_mib", "manifest_lifetime"):
         value = host.var(key)
         if value is not None and value < 1:
             raise UserError(f"host {host.name}: {key} must be at least 1, not {value}",

@@ -83,9 +83,10 @@ def plan(ctl, host_name, base_name=None, compress=None, use_cache=True):
     hc = connect(ctl, host)
     try:
         if hc.access.restricted:
-            state, current = _restricted_plan(ctl, hc, data, sig)
+            with hc.reading():
+                state, current = _restricted_plan(ctl, hc, data, sig)
         else:
-            r = hc.run(f"sh -c {shlex.quote(script)}", stdin=paths)
+            r = hc.query(f"sh -c {shlex.quote(script)}", stdin=paths)
             if r.status != 0:
                 raise HostError(host.name, r.last_error_line())
             state = hoststate.parse(r.out, host.name, "plan", extra=("current-manifest",))
@@ -187,7 +188,8 @@ def diff(ctl, host_name, from_gen=None, to_gen=None):
     hc = connect(ctl, host)
     try:
         install_receiver_if_missing(hc)
-        state = hoststate.parse(hc.check(hc.receiver("status")).out, host.name)
+        with hc.reading():
+            state = hoststate.parse(hc.check(hc.receiver("status")).out, host.name)
         a = from_gen if from_gen is not None else state.rollback
         b = to_gen if to_gen is not None else state.current
         if a is None or b is None:
@@ -195,8 +197,9 @@ def diff(ctl, host_name, from_gen=None, to_gen=None):
         for n in (a, b):
             if n not in state.generations:
                 raise UserError(f"{host.name}: no generation {n}")
-        text_a = hc.check(hc.receiver("manifest", a)).stdout
-        text_b = hc.check(hc.receiver("manifest", b)).stdout
+        with hc.reading():
+            text_a = hc.check(hc.receiver("manifest", a)).stdout
+            text_b = hc.check(hc.receiver("manifest", b)).stdout
     finally:
         hc.close()
     ma, ia = _items_of(text_a)

@@ -91,7 +91,7 @@ def _job(ctl, stage, prepared, results, events):
             results[host.name] = exc.result
             raise
         results[host.name] = r
-        return r.changed, r.to_json()
+        return r.changed, r          # its JSON is read at the end: after any rollback
     return job
 
 
@@ -105,6 +105,7 @@ def _roll_back(ctl, stage, victims, results, report, say, events):
             deploy_mod.rollback(ctl, h.name, to=r.previous_generation, reboot=stage.reboot,
                                 events=events)
             r.rolled_back = True
+            r.notes.append(f"rolled back to generation {r.previous_generation}")
             o.rolled_back += 1
             say(f"  {h.name}: rolled back to generation {r.previous_generation}")
         except FruixopsError as exc:

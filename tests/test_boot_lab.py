@@ -85,6 +85,38 @@ def test_switch_rollback_and_confirm_each_commit_to_fruix_conf(installed):
     assert doc["default"] == doc["current"] == doc["booted"] and doc["next_boot"] is None
 
 
+def test_junk_in_kenv_fruix_system_reads_as_booted_unknown(installed):
+    """A trailing / in fruix.system (a loader variable typed by hand in
+    loader.conf.local, so kenv says it after the boot) is no sign of a
+    compromised host: reboot and status say booted unknown, the value shown
+    escaped, and deploys go on."""
+    ctl = installed("web1")
+    closure = host_state(ctl, "web1").booted
+    local = disk(ctl, "web1") / "boot/loader.conf.local"
+
+    def boot_with(value):
+        local.write_text(f'fruix.system="{value}"\n')
+        proc = inv_cmd(ctl.inventory.path, "reboot", "--host", "web1")
+        assert proc.returncode == 0, proc.stderr
+        assert "web1: booted unknown (kenv fruix.system is '" in proc.stdout, proc.stdout
+        proc = inv_cmd(ctl.inventory.path, "status", "--host", "web1")
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert f"booted:    unknown (kenv fruix.system is '{closure}/')" in boot_with(closure + "/")
+    doc = json.loads(inv_cmd(ctl.inventory.path, "status", "--host", "web1", "--json",
+                             check=True).stdout)
+    assert doc["booted"]["closure"] is None and doc["booted"]["generation"] == 1
+    assert doc["booted"]["unknown"] == f"kenv fruix.system is '{closure}/'"
+    r = inv_cmd(ctl.inventory.path, "deploy", "--host", "web1", "--base", "stable-canary")
+    assert r.returncode == 0, r.stderr
+    assert host_state(ctl, "web1").current == 2
+    # Other junk, an escape sequence in it, is shown escaped.
+    out = boot_with("/frx/store/x\x1b[2J")
+    assert "booted:    unknown (kenv fruix.system is '/frx/store/x\\x1b[2J')" in out
+    assert "\x1b" not in out
+
+
 def test_a_hand_edited_fruix_conf_decides_the_next_boot(installed):
     ctl = installed("web2")
     deploy.deploy(ctl, "web2", "stable-canary", reboot=True)

@@ -127,7 +127,8 @@ def test_ports_out_of_range_are_refused(tmp_path, text, name):
 
 # -- limits ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("var", ["connect_timeout", "command_timeout", "reply_limit_mib"])
+@pytest.mark.parametrize("var", ["connect_timeout", "command_timeout", "query_timeout",
+                                 "reply_limit_mib"])
 def test_exchange_limits_are_positive_numbers(tmp_path, var):
     path = write(tmp_path, f"all:\n  hosts:\n    web1: {{{var}: 0}}\n")
     with pytest.raises(UserError, match=f"{var} must be at least 1"):
@@ -200,3 +201,22 @@ def test_reply_parsers_never_crash(text):
             parse(text)
         except MalformedReply as exc:
             assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("booted,generation,unknown", [
+    ("/frx/store/" + "a" * 64 + "-fruix-system-web1/", "1",
+     "kenv fruix.system is '/frx/store/" + "a" * 64 + "-fruix-system-web1/'"),
+    ("/tmp/x\x1b[2J", "1", "kenv fruix.system is '/tmp/x\\x1b[2J'"),
+    ("/frx/store/" + "a" * 64 + "-fruix-system-web1", "1; reboot",
+     "kenv fruix.generation is '1; reboot'"),
+])
+def test_junk_in_what_kenv_says_booted_is_unknown_not_malformed(booted, generation, unknown):
+    """kenv's fruix.system and fruix.generation come from loader files root
+    may edit by hand: junk there makes what booted unknown (shown escaped),
+    never the host "compromised"."""
+    from fruixops import hoststate
+    state = hoststate.parse(f"booted-generation {generation}\nbooted {booted}\n", "web1")
+    assert state.booted_unknown == unknown
+    ref = state.booted_ref()
+    assert ref["unknown"] == unknown
+    assert ref["closure"] is None or generation != "1"

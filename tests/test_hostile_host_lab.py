@@ -139,7 +139,7 @@ MALFORMED_STATUS = {
     "generation-number": f"current 1\ngeneration one closure={CLOSURE}\n",
     "closure-not-a-store-path": "current 1\ngeneration 1 closure=/etc/passwd\n",
     "current-not-a-number": "current 1; reboot\n",
-    "booted-outside-the-store": "booted /tmp/x\n",
+    "default-not-a-number": "default 1; reboot\n",
     "boottime": "boottime yesterday\n",
     "same-generation-twice": (f"generation 1 closure={CLOSURE}\n"
                               f"generation 1 closure={CLOSURE}\n"),
@@ -216,6 +216,60 @@ def test_a_bad_commit_answer_fails_one_host_and_the_fleet_run_goes_on(hostile):
     assert re.search(r"evil2 +: ok=1 ", r.stdout)
 
 
+def test_every_host_of_a_fleet_deploy_is_reported_with_its_real_outcome(hostile):
+    """evil1 is switched and rebooted into its new generation, then answers
+    status malformed; evil2 is honest. Both hosts are in the human output and
+    in the JSON with what happened to them: evil1 failed *after* its switch
+    (changed, on its new generation), evil2 deployed."""
+    hostile.bare("evil1")
+    hostile.answer("evil1", STATUS, "reply", "current 1; reboot\n")
+    r = hostile.inv("deploy", "--limit", "evil1:evil2", "--base", "stable-canary", "--reboot")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "malformed reply to status" in one_line_refusal(r)
+    switched = re.search(r"(?m)^evil1: stable-canary .* generation (\d+), .*; "
+                         r"FAILED after the switch", r.stdout)
+    assert switched, r.stdout
+    assert re.search(r"(?m)^evil2: stable-canary .*booted generation", r.stdout), r.stdout
+    assert re.search(r"evil1 +: ok=0 +changed=1 .*failed=1", r.stdout), r.stdout
+    assert re.search(r"evil2 +: ok=1 .*failed=0", r.stdout), r.stdout
+    r = hostile.inv("deploy", "--limit", "evil1:evil2", "--base", "stable-default", "--reboot",
+                    "--json")
+    assert r.returncode == 2, r.stderr
+    hosts = {h["host"]: h for h in json.loads(r.stdout)["hosts"]}
+    assert sorted(hosts) == ["evil1", "evil2"]
+    assert (hosts["evil1"]["status"], hosts["evil1"]["changed"]) == ("failed", 1)
+    assert hosts["evil1"]["results"][0]["generation"] == int(switched.group(1)) + 1
+    assert hosts["evil1"]["results"][0]["base"] == "stable-default"
+    assert hosts["evil2"]["status"] in ("ok", "changed")
+    assert hosts["evil2"]["results"][0]["booted_generation"] == hosts["evil2"]["results"][0][
+        "generation"]
+
+
+def test_a_rollout_reports_the_hosts_it_rolled_back_as_rolled_back(hostile):
+    """A batch halted by evil1's malformed commit answer puts honest evil2
+    back on its previous generation: its JSON result and its line say so,
+    not the generation it no longer has."""
+    book = hostile.inventory.parent / "halting.yaml"
+    book.write_text("name: both at once\nbase: stable-canary\nstages:\n  - name: all\n"
+                    "    hosts: hostile\n    max_fail_percentage: 0\n"
+                    "    rollback_on_failure: true\n")
+    hostile.inv("deploy", "--host", "evil2", "--base", "stable-default")
+    before = json.loads(hostile.inv("status", "--host", "evil2", "--json").stdout)["current"]
+    hostile.bare("evil1")
+    hostile.answer("evil1", RECEIVE, "append", "generation 7; rm -rf /\n")
+    r = hostile.inv("play", str(book), "--json")
+    assert r.returncode == 2, r.stderr
+    doc = json.loads(r.stdout)
+    hosts = {h["host"]: h for h in doc["hosts"]}
+    assert sorted(hosts) == ["evil1", "evil2"] and doc["halted"]
+    evil2 = hosts["evil2"]
+    assert evil2["rolled_back"] == 1
+    assert evil2["results"][0]["rolled_back"] is True, evil2
+    assert f"rolled back to generation {before['generation']}" in evil2["results"][0]["notes"]
+    now = json.loads(hostile.inv("status", "--host", "evil2", "--json").stdout)["current"]
+    assert now == before
+
+
 # -- what reaches the terminal -----------------------------------------------
 
 def test_escape_sequences_from_a_host_never_reach_the_terminal(hostile):
@@ -236,13 +290,15 @@ def test_escape_sequences_from_a_host_never_reach_the_terminal(hostile):
 
 # -- time ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("glob,args", [
-    (STATUS, ["status", "--limit", "evil1:evil2", "--json"]),
-    (RECEIVE, ["deploy", "--limit", "evil1:evil2", "--base", "stable-canary", "--json"]),
+@pytest.mark.parametrize("glob,args,limit", [
+    # status only reads: query_timeout, by default never longer than command_timeout
+    (STATUS, ["status", "--limit", "evil1:evil2", "--json"], "query_timeout"),
+    (RECEIVE, ["deploy", "--limit", "evil1:evil2", "--base", "stable-canary", "--json"],
+     "command_timeout"),
     ("*receiver item*", ["deploy", "--limit", "evil1:evil2", "--base", "stable-default",
-                         "--json"]),
+                         "--json"], "command_timeout"),
 ], ids=["status", "receive-session", "item-stream"])
-def test_a_host_that_never_answers_fails_within_its_command_timeout(hostile, glob, args):
+def test_a_host_that_never_answers_fails_within_its_command_timeout(hostile, glob, args, limit):
     hostile.bare("evil1")           # so that the deploys have items to send
     hostile.set_vars("evil1", "command_timeout: 3\n")
     hostile.answer("evil1", glob, "hang")
@@ -253,11 +309,29 @@ def test_a_host_that_never_answers_fails_within_its_command_timeout(hostile, glo
         pytest.fail(f"inv {' '.join(args)} still waiting after 90 s")
     took = time.monotonic() - start
     assert r.returncode == 2, r.stderr
-    assert "(command_timeout)" in one_line_refusal(r)
+    assert f"({limit})" in one_line_refusal(r)
     print(f"\n{' '.join(args)}: done in {took:.1f} s with command_timeout 3")
     doc = json.loads(r.stdout)
     assert {h["host"]: h["status"] for h in doc["hosts"]}["evil2"] in ("ok", "changed")
     assert took < 30, took
+
+
+def test_status_of_a_host_that_never_answers_ends_within_query_timeout(hostile):
+    """`inv status` only reads, so it waits query_timeout (2 s here), not
+    command_timeout (left at its 300 s): a host whose sshd takes the
+    connection and whose command never answers fails with one line, exit 2."""
+    hostile.set_vars("evil1", "query_timeout: 2\n")
+    hostile.answer("evil1", STATUS, "hang")
+    start = time.monotonic()
+    try:
+        r = hostile.inv("status", "--host", "evil1", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("inv status still waiting after 60 s (query_timeout is 2 s)")
+    took = time.monotonic() - start
+    print(f"\nstatus of a silent host: done in {took:.1f} s with query_timeout 2")
+    assert r.returncode == 2, r.stderr
+    assert "no complete answer within 2s (query_timeout)" in one_line_refusal(r)
+    assert took < 10, took
 
 
 def test_a_listener_that_never_speaks_ssh_fails_within_connect_timeout(hostile):

@@ -86,8 +86,13 @@ def reboot(c, host=None, inventory=None):
     from .. import deploy as deploy_mod
     _need_host(host, "reboot")
     state = deploy_mod.reboot_host(Controller(inventory), host)
-    print(f"{host}: booted " + (f"generation {state.booted_generation} ({state.booted})"
-                                if state.booted else "bare (no generation)"))
+    if state.booted_unknown:
+        what = f"unknown ({state.booted_unknown})"
+    elif state.booted:
+        what = f"generation {state.booted_generation} ({state.booted})"
+    else:
+        what = "bare (no generation)"
+    print(f"{host}: booted {what}")
 
 
 @user_task(help={"host": "host to ask", "limit": LIMIT_HELP, "forks": FORKS_HELP,
@@ -113,9 +118,14 @@ def status(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, 
         lines.append(f"host:      {h.name}")
         for key in ("booted", "default", "next_boot", "current", "rollback"):
             g = doc[key]
-            lines.append(f"{key + ':':10} " + (f"generation {g['generation']}: {g['base']} "
-                                               f"({g['version_label']}) {g['closure']}"
-                                               if g else "-"))
+            if g and g.get("unknown"):
+                what = f"unknown ({g['unknown']})"
+            elif g:
+                what = (f"generation {g['generation']}: {g['base']} ({g['version_label']}) "
+                        f"{g['closure']}")
+            else:
+                what = "-"
+            lines.append(f"{key + ':':10} {what}")
         lines += [f"warning:   {f} sets loader variables that win over fruix.conf"
                   for f in doc["loader_overrides"]]
     _finish(outcomes, False, lines)
