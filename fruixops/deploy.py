@@ -240,9 +240,12 @@ def _trial(ctl, hc, host, result, checks, events):
                            f"{result.previous_generation} ({result.booted})", result) from None
     try:
         _run_checks(hc, result, checks, rebooted=True, events=events)
-    except DeployFailed as failed:
-        # The host answers: a plain reboot takes it back, the one-shot
-        # selection having been consumed by the trial boot.
+    except HostUnreachable:
+        raise
+    except HostError as failed:
+        # The host answers (a failed check, or a malformed answer to one): a
+        # plain reboot takes it back, the one-shot selection having been
+        # consumed by the trial boot.
         events.phase(host.name, "reboot back")
         hc = boot.reboot(hc)
         _came_back(hc, result)
