@@ -92,14 +92,17 @@ class Controller:
         The manifest carries the built-in health checks and *checks*: the
         only ones the host will run for this generation. It expires after
         *lifetime* seconds (default: the host's manifest_lifetime)."""
-        from .checks import BOOT_CHECKS
+        from .checks import BOOT_CHECKS, service_checks
+        from .services import declare
         host = self.inventory.host(host_name)
         base = self.inventory.base_for(host, base_name)
         closure = [self.builder.store.for_manifest(it) for it in self.closure(host, base)]
         lifetime = lifetime or host.var("manifest_lifetime", manifest.DEFAULT_LIFETIME)
         try:
             m = manifest.new(host.name, closure, base, self.signer, serial=serial,
-                             lifetime=lifetime, checks=tuple(BOOT_CHECKS) + tuple(checks))
+                             lifetime=lifetime,
+                             checks=(tuple(BOOT_CHECKS) + service_checks(declare.services_of(host))
+                                     + tuple(checks)))
         except ValueError as exc:
             raise UserError(f"{host.name}: {exc} (the built-in checks are "
                             f"{', '.join(c.name for c in BOOT_CHECKS)}, and booted)") from None

@@ -121,7 +121,7 @@ def test_only_signed_checks_run(fresh):
     try:
         unsigned = checks.run_one(hc, Check("pwn", "touch /var/lib/fruix/pwned"), r.generation)
         assert not unsigned.ok and "has no check 'pwn'" in unsigned.detail
-        same_name = checks.run_one(hc, Check("sshd_running", "touch /var/lib/fruix/pwned"),
+        same_name = checks.run_one(hc, Check("sshd_under_shepherd", "touch /var/lib/fruix/pwned"),
                                    r.generation)
         assert same_name.ok
         booted = checks.run_one(hc, checks.booted_check(), r.generation)

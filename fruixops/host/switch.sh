@@ -127,8 +127,24 @@ loader_overrides() {
     done
 }
 
+# FreeBSD's rc reads the booted system's rc.conf last: the host's
+# /etc/rc.conf adds it to rc_conf_files (defaults/rc.conf's source_rc_confs
+# reads a list that rc.conf itself extends). One line, added once before
+# the first switch; the rest of the file stays the administrator's.
+RC_CONF=/etc/rc.conf
+RC_HOOK='rc_conf_files="${rc_conf_files} /run/current-system/etc/rc.conf" # fruixops: the booted system'"'"'s rc.conf'
+
+rc_conf_hook() {
+    if grep -Fqx "$RC_HOOK" "$RC_CONF" 2>/dev/null; then return 0; fi
+    if [ -L "$RC_CONF" ] || { [ -e "$RC_CONF" ] && ! root_file "$RC_CONF"; }; then
+        die "$RC_CONF is not a regular file of root's; not changed (add: $RC_HOOK)"
+    fi
+    { cat "$RC_CONF" 2>/dev/null || :; echo "$RC_HOOK"; } | publish "$RC_CONF"
+}
+
 set_nextboot() { # N: boot generation N once, at the next boot
     generation_boot "$1"
+    rc_conf_hook
     if command -v nextboot >/dev/null 2>&1; then
         nextboot -f -k "$G_KERNEL" -e "fruix.system=$G_SYSTEM" -e "fruix.generation=$1" \
             -e "init_exec=$G_INIT" >&2 || die "nextboot failed"
@@ -151,6 +167,7 @@ clear_nextboot() {
 make_default() {
     generation_complete "$1" || die "generation $1 is incomplete or corrupt; not switching to it"
     generation_boot "$1"
+    rc_conf_hook
     previous=$(loader_default)
     [ -n "$previous" ] || previous=$(gen_of "$SYSTEM/current")
     clear_nextboot
