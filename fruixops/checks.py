@@ -73,6 +73,16 @@ BOOT_CHECKS = (
 )
 
 
+def with_services(checks, host):
+    """*checks*, and when they hold the built-in ones, the host's service
+    checks too: a trial of a system whose declared service cannot run fails."""
+    from .services import declare
+    if not any(c in BOOT_CHECKS for c in checks):
+        return tuple(checks)
+    return tuple(checks) + tuple(c for c in service_checks(declare.services_of(host))
+                                 if c not in checks)
+
+
 def service_checks(services):
     """One check per service the system declares besides sshd: running as
     shepherd's child, by shepherd's account (services start in the

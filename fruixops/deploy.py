@@ -83,6 +83,7 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
     items from it; the controller sends the manifest, control and deltas."""
     events = events or ConsoleEvents()
     host = ctl.inventory.host(host_name)
+    checks = checks_mod.with_services(checks, host)
     events.phase(host.name, "build")
     m, data, sig = prepared or prepare(ctl, host_name, base_name, checks)
     result = DeployResult(host.name, str(m.system), m.base, m.version_label)
