@@ -16,7 +16,7 @@ from . import archive, sources
 from .errors import UserError
 from .store import Item, LocalStore, StorePath
 
-BUILDER_VERSION = "fruixops-builder-3"   # 2: boot/init hand-over, loader-bootable kernels; 3: modes in listings
+BUILDER_VERSION = "fruixops-builder-4"   # 2: boot/init hand-over, loader-bootable kernels; 3: modes in listings; 4: /etc/rc in boot/init
 BASE_PARTS = ("kernel", "bootloader", "runtime")
 
 
@@ -140,7 +140,9 @@ def system_entries(decl, refs, path):
     hand-over that FreeBSD's init runs as init_exec."""
     base = decl["base"]
     services = decl["services"]
-    rc_conf = [f'hostname="{decl["host"]}"'] + [f'{s}_enable="YES"' for s in services]
+    # Read by FreeBSD's rc after the host's rc.conf: rc starts none of the
+    # services shepherd supervises.
+    rc_conf = [f'hostname="{decl["host"]}"'] + [f'{s}_enable="NO"' for s in services]
     scm = ["(use-modules (shepherd service))", "(register-services"]
     scm += [f"  (service '({s}) #:start (make-forkexec-constructor '(\"/usr/sbin/{s}\")))"
             for s in services]
@@ -179,8 +181,10 @@ def hand_over(system):
     """The system's boot/init: FreeBSD's init(8) runs it as PID 1 when the
     loader variable init_exec names it. It points /run/current-system at the
     system the loader booted (kenv fruix.system; this system if that is
-    unset), by renaming a new link over the old one, runs the activation
-    hook, then execs shepherd as PID 1 with the system's configuration."""
+    unset), by renaming a new link over the old one (on a tmpfs when /run
+    is not writable yet), runs FreeBSD's early boot (/etc/rc autoboot; when
+    it fails, PID 1 exits and the kernel reboots), the activation hook, then
+    execs shepherd as PID 1 with the system's configuration."""
     return "\n".join([
         "#!/bin/sh",
         "# Fruix boot hand-over (init_exec): see fruixops/build.py, hand_over().",
@@ -188,10 +192,14 @@ def hand_over(system):
         "export PATH",
         "system=$(kenv -q fruix.system 2>/dev/null) || system=",
         f'[ -n "$system" ] && [ -d "$system" ] || system={system}',
-        "mkdir -p /run",
+        "[ -w /run ] || mount -t tmpfs -o mode=0755 tmpfs /run || exit 1",
         "ln -sfn \"$system\" /run/.current-system.new",
         "if mv --help 2>&1 | grep -q -- -T; then nofollow=-T; else nofollow=-h; fi",
         "mv -f \"$nofollow\" /run/.current-system.new /run/current-system",
+        "if ! /bin/sh /etc/rc autoboot; then",
+        "    echo \"fruix: /etc/rc failed (the step is named above); not starting $system\" >&2",
+        "    exit 1",
+        "fi",
         "sh \"$system/activate\" \"$system\" || echo \"fruix: activation of $system failed\" >&2",
         "exec shepherd --config \"$system/etc/shepherd/config.scm\"",
         ""])

@@ -127,8 +127,21 @@ loader_overrides() {
     done
 }
 
+# rc_conf_hook: FreeBSD's rc(8) reads the booted system's rc.conf after the
+# host's own (rc_conf_files, picked up by /etc/defaults/rc.conf's re-do loop
+# in source_rc_confs), so that its <service>_enable="NO" lines keep rc from
+# starting what shepherd supervises. One line in /etc/rc.conf, added before
+# the first boot of a Fruix system and kept.
+# shellcheck disable=SC2016 # rc.conf text: rc expands it
+RC_CONF_HOOK='rc_conf_files="$rc_conf_files /run/current-system/etc/rc.conf"'
+rc_conf_hook() {
+    grep -qxF "$RC_CONF_HOOK" /etc/rc.conf 2>/dev/null && return 0
+    { if [ -f /etc/rc.conf ]; then cat /etc/rc.conf; fi; echo "$RC_CONF_HOOK"; } | publish /etc/rc.conf
+}
+
 set_nextboot() { # N: boot generation N once, at the next boot
     generation_boot "$1"
+    rc_conf_hook
     if command -v nextboot >/dev/null 2>&1; then
         nextboot -f -k "$G_KERNEL" -e "fruix.system=$G_SYSTEM" -e "fruix.generation=$1" \
             -e "init_exec=$G_INIT" >&2 || die "nextboot failed"
@@ -151,6 +164,7 @@ clear_nextboot() {
 make_default() {
     generation_complete "$1" || die "generation $1 is incomplete or corrupt; not switching to it"
     generation_boot "$1"
+    rc_conf_hook
     previous=$(loader_default)
     [ -n "$previous" ] || previous=$(gen_of "$SYSTEM/current")
     clear_nextboot
