@@ -80,7 +80,7 @@ def early(fresh, lab):
         init = disk / "var/lib/fruix/early-boot-init"
         init.write_text(FIXTURE_INIT)
         init.chmod(0o755)
-        loader = f'init_exec="/var/lib/fruix/early-boot-init"\n'
+        loader = 'init_exec="/var/lib/fruix/early-boot-init"\n'
         if system_rc_conf is not None:
             sysdir = disk / SYSTEM.lstrip("/") / "etc"
             sysdir.mkdir(parents=True, exist_ok=True)
