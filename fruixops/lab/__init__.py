@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .. import access
-from . import privilege, sshd
+from . import hostetc, privilege, sshd
 from ..errors import UserError
 
 BOOT = Path(__file__).with_name("boot.sh")
@@ -112,17 +112,17 @@ class Lab:
             os.chmod(ssh / "authorized_keys", 0o644 if mode == "become" else 0o600)
             self._attach_disk(host)
             self._install_freebsd(host.name)
-            privilege.accounts(self, host, mode)
             port = host.var("ssh_port", 22)
             # FreeBSD's stock sshd_config says "PermitRootLogin no"; a host
             # with a restricted deploy key says forced-commands-only.
             permit_root = {"root": "prohibit-password", "restricted": "forced-commands-only",
                            "become": "no"}[mode]
             # Paths as the host's own boot sees them (boot.sh binds the host
-            # directory at /run/lab).
-            (d / "sshd_config").write_text(sshd.sshd_config(
+            # directory at /run/lab); sshd reads it as /etc/ssh/sshd_config.
+            hostetc.install(self, host, sshd.sshd_config(
                 port, "/run/lab/ssh/ssh_host_ed25519_key", "/run/lab/ssh/authorized_keys",
                 host.var("lab_force_command"), permit_root))
+            privilege.accounts(self, host, mode)
             bastion = privilege.bastion_of(host)
             if bastion:
                 known.append(privilege.prepare_bastion(self, bastion, client_pub))
@@ -254,6 +254,7 @@ class Lab:
         self.down(hosts)
         for host in hosts:
             self._detach_disk(host.name, keep_image=False)
+            hostetc.wipe(self, host.name)
             disk = self.disk(host.name)
             if disk.exists():
                 subprocess.run(["chmod", "-R", "u+w", str(disk)], check=False)

@@ -13,10 +13,13 @@
 #             what the lab's `kenv` and `sysctl kern.boottime` answer
 #             (lab/sbin/ on the host's PATH as /usr/local/sbin; FreeBSD has
 #             them in /bin and /sbin);
+#   root      the root file system read-only, as the kernel mounts it, until
+#             rc(8) remounts it (below; the lab's mount -uw /);
 #   init      init_exec from the kernel environment replaces init as PID 1,
 #             as FreeBSD's init(8) does: for a Fruix system, the system's
-#             boot/init hand-over, which execs shepherd. A host with no
-#             init_exec boots FreeBSD's own init: here, sshd only (bare).
+#             boot/init hand-over (FreeBSD's /etc/rc, activation, shepherd).
+#             A host with no init_exec boots FreeBSD's own init: init.sh
+#             runs /etc/rc autoboot, whose rc.conf starts sshd (bare).
 #
 # SIGTERM (the lab's reboot command, `kill -TERM 1`) ends every process; the
 # supervisor then boots the host again from its disk.
@@ -62,14 +65,12 @@ mount --bind "$disk/boot" /boot
 # The host's own home for root, not the controller's (and its shell start-up).
 mount --bind "$disk/root" /root
 mount -t tmpfs -o mode=1777 lab-tmp /tmp
-# A host with accounts of its own (a deploy user, its doas rule: the lab's
-# set-up wrote them to etc.upper) sees them over the machine's /etc, which
-# stays as it was (the overlay writes to etc.upper only, in this namespace).
-if [ -d /run/lab/etc.upper ]; then
-    mkdir -p /run/lab/etc.work
-    mount -t overlay lab-etc \
-        -o "lowerdir=/etc,upperdir=/run/lab/etc.upper,workdir=/run/lab/etc.work" /etc
-fi
+# The host's own /etc (hostetc.py: its rc.conf, fstab, sshd_config, /etc/rc,
+# accounts), over the machine's, which stays as it was: the overlay writes
+# to etc.upper only, in this namespace.
+mkdir -p /run/lab/etc.upper /run/lab/etc.work
+mount -t overlay lab-etc \
+    -o "lowerdir=/etc,upperdir=/run/lab/etc.upper,workdir=/run/lab/etc.work" /etc
 mkdir -p /run/sshd          # sshd's privilege separation directory
 chmod 0755 /run/sshd
 if [ "$tar_kind" = bsdtar ]; then
@@ -95,11 +96,26 @@ fi
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
+# The kernel mounts a FreeBSD host's root file system read-only; rc(8)'s
+# rc.d/root remounts it read-write (the lab's mount -uw / does, from this
+# list). On the lab that root is /, the host's disk (/frx, /var/lib/fruix,
+# /boot, /root) and its /etc: each is remounted read-only here, a bind
+# remount that changes this namespace's view only, never the machine's file
+# systems. /run and /tmp stay the writable tmpfs they are: /run stands for
+# the tmpfs a Fruix boot/init mounts when /run is not writable, /tmp for
+# rc.conf's tmpmfs. The lab's own bookkeeping (/run/lab, /run/lab-kernel,
+# /run/lab-boot.log) is under /run.
+: >/run/lab-boot.log
+printf '%s\n' / /frx /var/lib/fruix /boot /root /etc >/run/lab-root-mounts
+while read -r mp; do
+    mount -o remount,bind,ro "$mp"
+done </run/lab-root-mounts
+
 init=$(kenv -q init_exec) || init=
 if [ -n "$init" ] && [ -f "$init" ] && [ -x "$init" ]; then
     echo "lab boot: generation $(kenv -q fruix.generation || echo '?'): init_exec $init"
     exec "$init"
 fi
 [ -z "$init" ] || echo "lab boot: init_exec $init is not an executable file; ignored" >&2
-echo "lab boot: no init_exec; FreeBSD's init (bare host: sshd only)"
-exec sh "$lab/sbin/shepherd"
+echo "lab boot: no init_exec; FreeBSD's init"
+exec sh "$lab/init.sh"

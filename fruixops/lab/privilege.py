@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from .. import access, keys, receiver
-from . import sshd
+from . import hostetc, sshd
 
 
 def accounts(lab, host, mode):
@@ -17,8 +17,7 @@ def accounts(lab, host, mode):
     restricted key or a doas/sudo account, put the receiver in place
     (later versions come as signed updates); for doas/sudo, the deploy
     account and a rule that lets it run the receiver and nothing else.
-    The host gets an /etc of its own (boot.sh: an overlay over the
-    machine's) holding them."""
+    They go in the host's own /etc (hostetc.py)."""
     if mode == "root":
         return
     program = lab.disk(host.name) / receiver.PATH.lstrip("/")
@@ -38,9 +37,7 @@ def accounts(lab, host, mode):
     if mode != "become":
         return
     user = host.var("ssh_user")
-    etc = lab.host_dir(host.name) / "etc.upper"
-    etc.mkdir(exist_ok=True)
-    (lab.host_dir(host.name) / "etc.work").mkdir(exist_ok=True)
+    etc = hostetc.upper(lab, host.name)        # the host's own /etc (hostetc.py)
     uid = 60000 + sum(user.encode()) % 5000
     for name, line in (("passwd", f"{user}:x:{uid}:{uid}:fruixops deploy:/tmp:/bin/sh"),
                        ("group", f"{user}:x:{uid}:"),

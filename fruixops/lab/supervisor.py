@@ -20,9 +20,10 @@ def main(hostdir, tar_kind, frx_mb="", nextboot=""):
     while "off" not in events:
         events.clear()
         log(f"power on ({tar_kind} tar)")
-        # --kill-child: if this process dies, the host's PID 1 gets SIGKILL and
+        # --uts: the host sets its own hostname (rc.d/hostname), never the
+        # machine's. --kill-child: if this process dies, the host's PID 1 gets SIGKILL and
         # with it every process of the host.
-        proc = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "--mount-proc",
+        proc = subprocess.Popen(["unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
                                  "--propagation", "private", "--kill-child",
                                  "sh", str(BOOT), hostdir, tar_kind, frx_mb, nextboot],
                                 stdin=subprocess.DEVNULL)
