@@ -132,6 +132,7 @@ loader_overrides() {
 # reads a list that rc.conf itself extends). One line, added once before
 # the first switch; the rest of the file stays the administrator's.
 RC_CONF=/etc/rc.conf
+# shellcheck disable=SC2016 # rc.conf text: rc expands it
 RC_HOOK='rc_conf_files="${rc_conf_files} /run/current-system/etc/rc.conf" # fruixops: the booted system'"'"'s rc.conf'
 
 rc_conf_hook() {
