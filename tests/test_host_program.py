@@ -9,7 +9,7 @@ PKG = Path(__file__).resolve().parent.parent / "fruixops"
 
 
 @pytest.mark.parametrize("script", ["lab/boot.sh", "lab/loader.sh", "lab/sbin/kenv",
-                                    "lab/sbin/sysctl", "lab/sbin/shepherd", "lab/sbin/shutdown",
+                                    "lab/sbin/sysctl", "lab/freebsd-init.sh", "lab/sbin/shutdown",
                                     "lab/freebsd/nextboot",
                                     *(f"host/{p}" for p in ("receiver.sh", "land.sh", "switch.sh",
                                                             "gc.sh", "trust.sh", "access.sh",

@@ -15,8 +15,11 @@
 #             them in /bin and /sbin);
 #   init      init_exec from the kernel environment replaces init as PID 1,
 #             as FreeBSD's init(8) does: for a Fruix system, the system's
-#             boot/init hand-over, which execs shepherd. A host with no
-#             init_exec boots FreeBSD's own init: here, sshd only (bare).
+#             boot/init hand-over, which execs shepherd (the lab's, in
+#             Guile: lab/sbin/shepherd, with (shepherd service) in Guile's
+#             site directory as a host's shepherd package installs it). A
+#             host with no init_exec boots FreeBSD's own init:
+#             freebsd-init.sh, sshd only (bare).
 #
 # SIGTERM (the lab's reboot command, `kill -TERM 1`) ends every process; the
 # supervisor then boots the host again from its disk.
@@ -61,6 +64,10 @@ mount --bind "$disk/var/lib/fruix" /var/lib/fruix
 mount --bind "$disk/boot" /boot
 # The host's own home for root, not the controller's (and its shell start-up).
 mount --bind "$disk/root" /root
+# Its own logs (shepherd's services write theirs under /var/log), never the
+# machine's.
+mkdir -p "$disk/var/log"
+mount --bind "$disk/var/log" /var/log
 mount -t tmpfs -o mode=1777 lab-tmp /tmp
 # A host with accounts of its own (a deploy user, its doas rule: the lab's
 # set-up wrote them to etc.upper) sees them over the machine's /etc, which
@@ -89,6 +96,15 @@ echo "${now%.*} $(echo "${now#*.}" | cut -c1-6)" >/run/lab-kernel/boottime
 mount -o remount,ro /run/lab-kernel
 
 mount --bind "$lab/sbin" /usr/local/sbin
+# Guile's site directory (/usr/share/guile/site/3.0, on its default load
+# path) holds the lab's (shepherd service), as a host's shepherd package
+# installs its modules there. The machine has no site directory: a
+# read-only overlay adds one to /usr/share/guile in this namespace only.
+if [ -d /usr/share/guile ]; then
+    mkdir -p /run/lab-guile/site/3.0
+    mount -t overlay lab-guile -o lowerdir=/run/lab-guile:/usr/share/guile /usr/share/guile
+    mount --bind "$lab/guile" /usr/share/guile/site/3.0
+fi
 if [ "$with_nextboot" = yes ]; then
     mount --bind "$lab/freebsd" /usr/local/bin
 fi
@@ -102,4 +118,4 @@ if [ -n "$init" ] && [ -f "$init" ] && [ -x "$init" ]; then
 fi
 [ -z "$init" ] || echo "lab boot: init_exec $init is not an executable file; ignored" >&2
 echo "lab boot: no init_exec; FreeBSD's init (bare host: sshd only)"
-exec sh "$lab/sbin/shepherd"
+exec sh "$lab/freebsd-init.sh"
