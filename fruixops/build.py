@@ -16,7 +16,7 @@ from . import archive, sources
 from .errors import UserError
 from .store import Item, LocalStore, StorePath
 
-BUILDER_VERSION = "fruixops-builder-3"   # 2: boot/init hand-over, loader-bootable kernels; 3: modes in listings
+BUILDER_VERSION = "fruixops-builder-4"   # 2: boot/init hand-over, loader-bootable kernels; 3: modes in listings; 4: services in the foreground
 BASE_PARTS = ("kernel", "bootloader", "runtime")
 
 
@@ -141,10 +141,13 @@ def system_entries(decl, refs, path):
     base = decl["base"]
     services = decl["services"]
     rc_conf = [f'hostname="{decl["host"]}"'] + [f'{s}_enable="YES"' for s in services]
-    scm = ["(use-modules (shepherd service))", "(register-services"]
-    scm += [f"  (service '({s}) #:start (make-forkexec-constructor '(\"/usr/sbin/{s}\")))"
+    scm = ["(use-modules (shepherd service))", "(register-services", " (list"]
+    scm += [f"  (service '({s})\n"
+            f"           #:start (make-forkexec-constructor '({_foreground_command(s)}))\n"
+            f"           #:stop (make-kill-destructor)\n"
+            f"           #:respawn? #t)"
             for s in services]
-    scm += [")", "(start-in-the-background '(" + " ".join(services) + "))"]
+    scm += ["  ))", "(start-in-the-background '(" + " ".join(services) + "))"]
     meta = {"host": decl["host"], "base": base["name"], "version_label": base["version_label"],
             "release": base["release"], "branch": base["branch"], "init": decl["init"],
             "services": ",".join(services), "builder": BUILDER_VERSION,
@@ -173,6 +176,16 @@ def system_entries(decl, refs, path):
                               False)),
         ("activate", "file", (activate.encode(), True)),
     ]
+
+
+# Shepherd supervises a daemon in the foreground: one that forks into the
+# background looks to it like a process that exited at once. (Interim: the
+# services catalogue of issue 22 replaces this.)
+_FOREGROUND = {"sshd": ["-D"], "ntpd": ["-n"]}
+
+
+def _foreground_command(service):
+    return " ".join(f'"{w}"' for w in [f"/usr/sbin/{service}", *_FOREGROUND.get(service, [])])
 
 
 def hand_over(system):
