@@ -77,6 +77,12 @@ if [ -d /run/lab/etc.upper ]; then
     mount -t overlay lab-etc \
         -o "lowerdir=/etc,upperdir=/run/lab/etc.upper,workdir=/run/lab/etc.work" /etc
 fi
+# Interim, until each lab host has an /etc of its own: sshd as a host's
+# shepherd starts it (`/usr/sbin/sshd -D`, no -f) reads
+# /etc/ssh/sshd_config, which is the host's configuration in this namespace.
+if [ -f /etc/ssh/sshd_config ]; then
+    mount --bind /run/lab/sshd_config /etc/ssh/sshd_config
+fi
 mkdir -p /run/sshd          # sshd's privilege separation directory
 chmod 0755 /run/sshd
 if [ "$tar_kind" = bsdtar ]; then
