@@ -159,7 +159,7 @@ def test_a_killed_service_is_respawned_under_shepherd(shepherd):
     assert state(second) in ("S", "R") and s.pid in (int(
         Path(f"/proc/{second}/stat").read_text().rsplit(")", 1)[1].split()[1]),)
     assert "Service base (PID %d) terminated with signal 9." % first in s.log()
-    assert f"  Last respawned on " in s.status("base")
+    assert "  Last respawned on " in s.status("base")
 
 
 def test_a_requirement_that_fails_keeps_its_dependents_stopped(shepherd):
