@@ -9,7 +9,6 @@ import pytest
 from conftest import inv_cmd
 from fruixops import deploy, lifecycle, store as store_mod
 from fruixops.connection import HostConnection
-from fruixops.errors import HostError
 
 
 def _disk(ctl, host):
