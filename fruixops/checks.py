@@ -45,7 +45,10 @@ class CheckResult:
 # prefix shims on the live file system; activation ran for this closure.
 # Each is shown failing on the lab for its reason (tests/test_boot_checks_lab.py).
 _SHEPHERD_CHILD = (
-    'pid=$(herd status {name} 2>/dev/null | sed -n "s/^ *Main PID: *\\([0-9][0-9]*\\).*/\\1/p" |'
+    # herd's own account: "It is running since ..." and the running value,
+    # its process ("Running value is N." in Shepherd 0.10; "Main PID: N" later).
+    'st=$(herd status {name} 2>/dev/null) && printf "%s\\n" "$st" | grep -q "It is running" &&'
+    ' pid=$(printf "%s\\n" "$st" | sed -En "s/^ *(Running value is|Main PID:) *([0-9]+).*/\\2/p" |'
     ' head -n 1) && [ -n "$pid" ] && [ "$(ps -o ppid= -p "$pid" | tr -d " ")" = 1 ]')
 # The configuration evaluated in a module of its own, with (shepherd service)
 # and everything it uses, except that registering and starting are no-ops:

@@ -116,7 +116,7 @@ def test_activation_not_run_fails_activation_ran(booted):
 
 def test_sshd_killed_comes_back_under_shepherd(booted):
     ctl = booted
-    main = r"herd status sshd | sed -n 's/^ *Main PID: *\([0-9][0-9]*\).*/\1/p'"
+    main = r"herd status sshd | sed -En 's/^ *(Running value is|Main PID:) *([0-9]+).*/\2/p'"
     before = _run(ctl, "web1", main).stdout.decode().strip()
     assert before.isdigit()
     _run(ctl, "web1", f"kill {before}")

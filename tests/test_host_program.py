@@ -9,7 +9,7 @@ PKG = Path(__file__).resolve().parent.parent / "fruixops"
 
 
 @pytest.mark.parametrize("script", ["lab/boot.sh", "lab/loader.sh", "lab/sbin/kenv",
-                                    "lab/sbin/sysctl", "lab/sbin/shepherd", "lab/sbin/shutdown",
+                                    "lab/sbin/sysctl", "lab/sbin/shutdown",
                                     "lab/init.sh", "lab/etc/rc", "lab/etc/defaults/rc.conf",
                                     *(f"lab/sbin/{p}" for p in ("mount", "fsck", "swapon", "hostname",
                                                                  "ifconfig", "route", "syslogd")),

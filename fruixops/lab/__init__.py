@@ -80,6 +80,9 @@ class Lab:
         if not os.access(sshd.SSHD, os.X_OK):
             raise UserError(f"the lab needs OpenSSH's sshd at {sshd.SSHD} "
                             "(apt-get install openssh-server, or: make sysdeps)")
+        if not os.access("/usr/bin/guile", os.X_OK):
+            raise UserError("the lab needs Guile 3.0 at /usr/bin/guile for its shepherd "
+                            "(apt-get install guile-3.0, or: make sysdeps)")
         for tool in ("unshare", "ssh-keygen"):
             if not shutil.which(tool):
                 raise UserError(f"the lab needs {tool}")

@@ -17,9 +17,12 @@
 #             rc(8) remounts it (below; the lab's mount -uw /);
 #   init      init_exec from the kernel environment replaces init as PID 1,
 #             as FreeBSD's init(8) does: for a Fruix system, the system's
-#             boot/init hand-over (FreeBSD's /etc/rc, activation, shepherd).
-#             A host with no init_exec boots FreeBSD's own init: init.sh
-#             runs /etc/rc autoboot, whose rc.conf starts sshd (bare).
+#             boot/init hand-over (FreeBSD's /etc/rc, activation, then
+#             shepherd: the lab's, in Guile, lab/sbin/shepherd, with
+#             (shepherd service) in Guile's site directory as a host's
+#             shepherd package installs it). A host with no init_exec boots
+#             FreeBSD's own init: init.sh runs /etc/rc autoboot, whose
+#             rc.conf starts sshd (bare).
 #
 # SIGTERM (the lab's reboot command, `kill -TERM 1`) ends every process; the
 # supervisor then boots the host again from its disk.
@@ -64,6 +67,10 @@ mount --bind "$disk/var/lib/fruix" /var/lib/fruix
 mount --bind "$disk/boot" /boot
 # The host's own home for root, not the controller's (and its shell start-up).
 mount --bind "$disk/root" /root
+# Its own logs (shepherd's services write theirs under /var/log), never the
+# machine's.
+mkdir -p "$disk/var/log"
+mount --bind "$disk/var/log" /var/log
 mount -t tmpfs -o mode=1777 lab-tmp /tmp
 # The host's own /etc (hostetc.py: its rc.conf, fstab, sshd_config, /etc/rc,
 # accounts), over the machine's, which stays as it was: the overlay writes
@@ -90,6 +97,15 @@ echo "${now%.*} $(echo "${now#*.}" | cut -c1-6)" >/run/lab-kernel/boottime
 mount -o remount,ro /run/lab-kernel
 
 mount --bind "$lab/sbin" /usr/local/sbin
+# Guile's site directory (/usr/share/guile/site/3.0, on its default load
+# path) holds the lab's (shepherd service), as a host's shepherd package
+# installs its modules there. The machine has no site directory: a
+# read-only overlay adds one to /usr/share/guile in this namespace only.
+if [ -d /usr/share/guile ]; then
+    mkdir -p /run/lab-guile/site/3.0
+    mount -t overlay lab-guile -o lowerdir=/run/lab-guile:/usr/share/guile /usr/share/guile
+    mount --bind "$lab/guile" /usr/share/guile/site/3.0
+fi
 if [ "$with_nextboot" = yes ]; then
     mount --bind "$lab/freebsd" /usr/local/bin
 fi
@@ -106,7 +122,7 @@ export PATH
 # rc.conf's tmpmfs. The lab's own bookkeeping (/run/lab, /run/lab-kernel,
 # /run/lab-boot.log) is under /run.
 : >/run/lab-boot.log
-printf '%s\n' / /frx /var/lib/fruix /boot /root /etc >/run/lab-root-mounts
+printf '%s\n' / /frx /var/lib/fruix /boot /root /var/log /etc >/run/lab-root-mounts
 while read -r mp; do
     mount -o remount,bind,ro "$mp"
 done </run/lab-root-mounts

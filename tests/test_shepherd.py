@@ -1,0 +1,237 @@
+"""The lab's shepherd (lab/sbin/shepherd, Guile) run directly, outside the
+lab, on fixture configurations: it evaluates them with Guile, starts
+services in requirement order, respawns what dies until the respawn limit
+disables it, survives a configuration that does not load, and answers herd
+in Shepherd 0.10's words. As PID 1 (a PID namespace of its own) it reaps
+orphans and, on SIGTERM, stops every service and exits 0."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+LAB = Path(__file__).resolve().parent.parent / "fruixops" / "lab"
+SHEPHERD = LAB / "sbin" / "shepherd"
+HERD = LAB / "sbin" / "herd"
+FIXTURES = Path(__file__).resolve().parent / "data" / "shepherd"
+
+pytestmark = pytest.mark.skipif(not os.access("/usr/bin/guile", os.X_OK),
+                                reason="needs Guile 3.0 (make sysdeps)")
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+class Shepherd:
+    """The stand-in on a fixture configuration, its socket in *tmp*."""
+
+    def __init__(self, tmp, fixture, pid1=False):
+        self.dir = tmp
+        self.config = tmp / "config.scm"
+        self.config.write_text((FIXTURES / fixture).read_text().replace("@DIR@", str(tmp)))
+        self.socket = tmp / "socket"
+        self.output = tmp / "shepherd.out"
+        argv = [str(SHEPHERD), "--config", str(self.config), "--socket", str(self.socket)]
+        if pid1:
+            argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: self.socket.exists() or self.proc.poll() is not None, 10,
+                   "shepherd listens")
+        assert self.proc.poll() is None, self.log()
+
+    @property
+    def pid(self):
+        """shepherd's PID as this namespace sees it (under unshare: its child)."""
+        if self.proc.args[0] != "unshare":
+            return self.proc.pid
+        return wait_until(lambda: children(self.proc.pid), 5, "unshare forks")[0]
+
+    def log(self):
+        return self.output.read_text(errors="replace")
+
+    def herd(self, *args):
+        return subprocess.run([str(HERD), "-s", str(self.socket), *args],
+                              capture_output=True, text=True, timeout=20)
+
+    def status(self, name):
+        proc = self.herd("status", name)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    def running_pid(self, name):
+        m = re.search(r"^  Running value is (\d+)\.$", self.status(name), re.M)
+        return int(m.group(1)) if m else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def state(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def shepherd(tmp_path):
+    started = []
+
+    def _start(fixture, pid1=False):
+        s = Shepherd(tmp_path, fixture, pid1)
+        started.append(s)
+        return s
+    yield _start
+    for s in started:
+        s.stop()
+
+
+def test_services_start_in_requirement_order_as_their_user_and_log(shepherd):
+    s = shepherd("supervised.scm")
+    wait_until(lambda: "Successfully started 2 services" in s.log(), 10, "both start")
+    log = s.log()
+    assert log.index("Service base has been started.") < log.index("Service app has been started.")
+    app = s.running_pid("app")
+    # Its own process, running as #:user/#:group, a child of shepherd.
+    assert subprocess.run(["ps", "-o", "user=,group=,ppid=", "-p", str(app)],
+                          capture_output=True, text=True).stdout.split() == \
+        ["nobody", "nogroup", str(s.pid)]
+    # #:log-file: the service's output goes there (its directory made).
+    wait_until(lambda: (s.dir / "log/base.log").exists()
+               and "base says hello" in (s.dir / "log/base.log").read_text(), 5, "base logs")
+
+
+def test_herd_status_speaks_shepherd_0_10(shepherd):
+    s = shepherd("supervised.scm")
+    wait_until(lambda: s.running_pid("app"), 10, "app runs")
+    text = s.status("app")
+    lines = text.splitlines()
+    assert lines[0] == "Status of app:"
+    assert re.fullmatch(r"  It is running since \S+ \(\d+ seconds ago\)\.", lines[1])
+    assert lines[2:] == [f"  Running value is {s.running_pid('app')}.", "  It is enabled.",
+                         "  Provides (app).", "  Requires (base).", "  Will be respawned."]
+    summary = s.herd("status")
+    assert summary.returncode == 0
+    assert summary.stdout == "Started:\n + app\n + base\n + root\n"
+    unknown = s.herd("status", "nginx")
+    assert unknown.returncode == 1
+    assert unknown.stderr == "herd: error: service 'nginx' could not be found\n"
+    # stop, start, restart.
+    assert s.herd("stop", "base").returncode == 0     # app requires it: stopped first
+    assert "  It is stopped since" in s.status("app")
+    assert s.running_pid("base") is None
+    assert s.herd("start", "app").returncode == 0      # starts base again, first
+    first = s.running_pid("app")
+    assert first and s.running_pid("base")
+    assert s.herd("restart", "app").returncode == 0
+    assert s.running_pid("app") not in (None, first)
+
+
+def test_a_killed_service_is_respawned_under_shepherd(shepherd):
+    s = shepherd("supervised.scm")
+    first = wait_until(lambda: s.running_pid("base"), 10, "base runs")
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: (s.running_pid("base") or first) != first
+                        and s.running_pid("base"), 5, "base respawned")
+    assert state(second) in ("S", "R") and s.pid in (int(
+        Path(f"/proc/{second}/stat").read_text().rsplit(")", 1)[1].split()[1]),)
+    assert "Service base (PID %d) terminated with signal 9." % first in s.log()
+    assert "  Last respawned on " in s.status("base")
+
+
+def test_a_requirement_that_fails_keeps_its_dependents_stopped(shepherd):
+    s = shepherd("requirements.scm")
+    wait_until(lambda: "could not be started in the background" in s.log(), 10, "start ends")
+    log = s.log()
+    assert "Service needs-broken depends on broken." in log
+    assert "Service needs-nothing-known depends on no-such-service." in log
+    assert log.rstrip().endswith(
+        "The following services could not be started in the background: "
+        "needs-broken needs-nothing-known.")
+    assert s.running_pid("fine")
+    assert s.running_pid("needs-broken") is None
+    assert "  It is stopped (failing).\n" in s.status("broken")
+    assert s.herd("status").stdout == ("Started:\n + fine\n + root\nStopped:\n"
+                                       " - needs-broken\n - needs-nothing-known\n"
+                                       "Failed to start:\n ! broken\n")
+    start = s.herd("start", "needs-broken")
+    assert start.returncode == 1
+    assert start.stderr == "herd: error: failed to start service needs-broken\n"
+
+
+def test_a_missing_command_and_a_daemonizing_one_end_disabled_not_looped_on(shepherd):
+    s = shepherd("failing.scm")
+    for name in ("missing", "daemonizes"):
+        wait_until(lambda: f"Service {name} has been disabled." in s.log(), 10,
+                   f"{name} disabled")
+    time.sleep(1)   # nothing more happens to them: no loop
+    log = s.log()
+    # #:respawn-limit '(3 . 10): three respawns, then the fourth exit disables it.
+    assert log.count("exec of \"/usr/local/bin/no-such-daemon\" failed: "
+                     "No such file or directory") == 4
+    assert log.count("Respawning missing.") == 3
+    # The default limit, (5 . 7): five respawns.
+    assert log.count("Respawning daemonizes.") == 5
+    for name in ("missing", "daemonizes"):
+        text = s.status(name)
+        assert "  It is disabled.\n" in text and "Running value" not in text
+        assert s.herd("start", name).returncode == 1
+    assert s.running_pid("steady")
+    assert s.proc.poll() is None
+
+
+@pytest.mark.parametrize("fixture, error", [
+    ("syntax-error.scm", r"config.scm:11:1: unexpected end of input"),
+    ("unbound.scm", r"Unbound variable: start-in-the-backgroud"),
+])
+def test_a_configuration_that_does_not_load_leaves_shepherd_running(shepherd, fixture, error):
+    s = shepherd(fixture)
+    wait_until(lambda: "Exception caught while loading" in s.log(), 10, "the error reported")
+    assert re.search(error, s.log()), s.log()
+    assert s.proc.poll() is None
+    # Nothing was started; herd still answers.
+    assert s.herd("status").stdout.startswith("Started:\n + root\n")
+    assert "Running value" not in s.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="a PID namespace needs root")
+def test_as_pid1_it_reaps_orphans_and_stops_everything_on_sigterm(shepherd):
+    s = shepherd("failing.scm", pid1=True)
+    pid1 = s.pid
+    wait_until(lambda: "Service daemonizes has been disabled." in s.log(), 10, "daemonizes done")
+    # The daemons it left (`sleep 1000`, one per start) were re-parented to
+    # PID 1, beside steady's /bin/sleep.
+    cmdlines = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in children(pid1)}
+    daemons = [p for p, c in cmdlines.items() if c == b"sleep\x001000\x00"]
+    assert len(daemons) == 6, cmdlines
+    assert list(cmdlines.values()).count(b"/bin/sleep\x001000\x00") == 1
+    # An orphan that exits is reaped, not left a zombie.
+    os.kill(daemons[0], signal.SIGKILL)
+    wait_until(lambda: state(daemons[0]) is None, 5, "the orphan reaped")
+    os.kill(pid1, signal.SIGTERM)
+    assert s.proc.wait(10) == 0
+    assert "Service steady stopped." in s.log()
