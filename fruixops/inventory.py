@@ -26,6 +26,7 @@ from . import inventory_files
 from . import settings as settings_mod
 from .settings import Settings
 from .errors import UserError
+from .services.declare import services_of
 from .yamlfile import Fields, key_node, value_node
 
 DEFAULT_INVENTORY = Path("inventories/lab.yaml")
@@ -409,10 +410,8 @@ def _check_host(host, bases):
     if base is not None and base not in bases:
         raise UserError(f"host {host.name}: unknown base {base!r}",
                         where=where.get("base", host.where))
-    for svc in host.var("services", []):
-        if not isinstance(svc, str) or not NAME_RE.match(svc):
-            raise UserError(f"host {host.name}: bad service name {svc!r}",
-                            where=where.get("services", host.where))
+    # Every service it declares is one fruixops can run (fruixops.services).
+    services_of(host)
     for n in host.var("pinned_generations", []):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UserError(f"host {host.name}: pinned_generations holds generation numbers",

@@ -19,7 +19,7 @@ def _check(name):
 
 def _run(ctl, host, command):
     """A check's command as the receiver runs it (sh -c, as root, from /)."""
-    return openssh(ctl, host, f"cd / && sh -c {_quote(command)}")
+    return openssh(ctl, host, f"cd / && /bin/sh -c {_quote(command)}")
 
 
 def _quote(text):
@@ -90,7 +90,7 @@ def test_a_prefix_shim_fails_no_compat_shims(booted):
     # A store path linked into a prefix directory, as a foreign-distro
     # install would: a bind mount inside the host, not the machine's.
     store = _run(ctl, "web1", "ls -d /frx/store/*-runtime* | head -n 1").stdout.decode().strip()
-    setup = (f"mkdir -p /run/shim && ln -sfn {store}/bin/sh /run/shim/sh && "
+    setup = (f"mkdir -p /run/shim && ln -sfn {store}/bin/sh /run/shim/fruix-sh && "
              "mount --bind /run/shim /usr/local/bin")
     assert _run(ctl, "web1", setup).returncode == 0
     try:

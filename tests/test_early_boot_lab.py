@@ -49,7 +49,17 @@ if ! /bin/sh /etc/rc autoboot; then
     exit 1
 fi
 probe after
-exec sh /run/lab-programs/sbin/shepherd
+# Then shepherd (the lab's) with a configuration of sshd only, as a system's.
+cat >/run/early-boot.scm <<'END'
+(use-modules (shepherd service))
+(register-services
+ (list (service '(sshd)
+                #:start (make-forkexec-constructor '("/usr/sbin/sshd" "-D" "-e"))
+                #:stop (make-kill-destructor)
+                #:respawn? #t)))
+(start-in-the-background '(sshd))
+END
+exec shepherd --config /run/early-boot.scm
 """
 
 
@@ -191,10 +201,12 @@ def test_the_system_rc_conf_named_through_rc_conf_files_is_read_last(early):
 def test_without_the_rc_conf_files_line_rc_starts_sshd_and_shepherd_s_fails(early):
     """The double start the rc_conf_files line exists to prevent: the
     system's rc.conf is not read, rc starts sshd as the installer's rc.conf
-    says, and shepherd's own sshd cannot bind the port (the stub shepherd
-    then has no service left: PID 1 exits and the host halts)."""
+    says, and shepherd's own sshd cannot bind the port: respawned until
+    shepherd disables it, while an sshd nobody supervises serves the host."""
     early(hook=False, expect_up=None)
-    console = early.console_until("halted")
+    console = early.console_until("has been disabled")
     assert "Starting sshd." in console
     assert "Address already in use" in console
-    assert "halted" in console
+    assert "has been disabled" in console
+    status = early.run("herd", "status", "sshd")
+    assert "It is running" not in status and "disabled" in status
