@@ -204,7 +204,7 @@ def test_without_the_rc_conf_files_line_rc_starts_sshd_and_shepherd_s_fails(earl
     says, and shepherd's own sshd cannot bind the port: respawned until
     shepherd disables it, while an sshd nobody supervises serves the host."""
     early(hook=False, expect_up=None)
-    console = early.console_until("has been disabled")
+    console = early.console_until("has been disabled", timeout=60)
     assert "Starting sshd." in console
     assert "Address already in use" in console
     assert "has been disabled" in console
