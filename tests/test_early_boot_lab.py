@@ -106,6 +106,9 @@ def early(fresh, lab):
         elif expect_up is False:
             with pytest.raises(UserError):
                 lab.up([host], timeout=4)
+            # It does not come up: wait for its halt (a loaded machine may
+            # take longer than lab.up's wait to get there).
+            console_until("halted", timeout=60, since=start)
         else:                       # up a moment, perhaps
             try:
                 lab.up([host], timeout=4)
@@ -113,13 +116,13 @@ def early(fresh, lab):
                 pass
         return console.read_bytes()[start:].decode(errors="replace")
 
-    def console_until(text, timeout=10):
+    def console_until(text, timeout=10, since=0):
         deadline = time.monotonic() + timeout
         while True:
-            out = console.read_text(errors="replace")
+            out = console.read_bytes()[since:].decode(errors="replace")
             if text in out or time.monotonic() > deadline:
                 return out
-            time.sleep(0.1)
+            time.sleep(0.1)         # polling the console, bounded by the deadline
 
     def run(*cmd):
         p = openssh(ctl, HOST, *cmd)
