@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from boot_gen import ELF, lay_out_disk, random_state
+from boot_gen import lay_out_disk, random_state
 from loader_oracle import judge, require_oracle
 
 RANDOM_STATES = int(os.environ.get("FRUIXOPS_LOADER_STATES", "300"))
