@@ -106,11 +106,25 @@ def test_nextboot_applies_once_and_is_consumed_before_the_kernel_loads(boot):
     assert kenv["kernel_path"] == str(good)
 
 
-def test_nextboot_without_the_enable_line_is_ignored(boot):
+def test_nextboot_without_the_enable_line_is_applied(boot):
+    # config.lua skips nextboot.conf only when it begins nextboot_enable="NO"
+    # (FreeBSD's loader, run as the oracle, applies this one).
     (boot / "nextboot.conf").write_text('fruix.generation="9"\n')
     (boot / "loader.conf.d/fruix.conf").write_text('fruix.generation="1"\n')
     _, kenv, _ = run_loader(boot)
+    assert kenv["fruix.generation"] == "9"
+    _, kenv, _ = run_loader(boot)               # spent: its first line was overwritten
     assert kenv["fruix.generation"] == "1"
+
+
+def test_the_kernel_loaded_is_in_kenv_kernelname(boot):
+    k = kernel_dir(boot, "frx/store/abc-freebsd-native-kernel-15.0/boot/kernel")
+    (boot / "loader.conf.d/fruix.conf").write_text(f'kernel="{k}"\n')
+    _, kenv, _ = run_loader(boot)
+    assert kenv["kernelname"] == f"{k}/kernel"
+    (boot / "loader.conf.local").write_text('kernel="kernel"\n')
+    _, kenv, _ = run_loader(boot)
+    assert kenv["kernelname"] == "/boot/kernel/kernel"
 
 
 def test_malformed_lines_are_reported_and_skipped(boot):
