@@ -108,7 +108,7 @@ def early(fresh, lab):
                 lab.up([host], timeout=4)
             # It does not come up: wait for its halt (a loaded machine may
             # take longer than lab.up's wait to get there).
-            console_until("halted", timeout=60, since=start)
+            console_until("halted", timeout=240, since=start)
         else:                       # up a moment, perhaps
             try:
                 lab.up([host], timeout=4)
@@ -207,7 +207,7 @@ def test_without_the_rc_conf_files_line_rc_starts_sshd_and_shepherd_s_fails(earl
     says, and shepherd's own sshd cannot bind the port: respawned until
     shepherd disables it, while an sshd nobody supervises serves the host."""
     early(hook=False, expect_up=None)
-    console = early.console_until("has been disabled", timeout=60)
+    console = early.console_until("has been disabled", timeout=240)
     assert "Starting sshd." in console
     assert "Address already in use" in console
     assert "has been disabled" in console
