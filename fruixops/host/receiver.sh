@@ -22,6 +22,9 @@
 #   land.sh      manifests, items: verify and land
 #   reuse.sh     files the store already holds: what to ask for, linking them
 #   cache.sh     items from an HTTP cache (pull) or a bundle file (import)
+#   loader.sh    the loader's files read as FreeBSD's loader reads them:
+#                what overrides fruix.conf, a pending one-shot, the kernel
+#                it loaded, whether it can reach the store
 #   switch.sh    generations, loader files, boot state, the bootloader
 #   gc.sh        garbage collection
 #   trust.sh     trusted keys, host name
@@ -196,21 +199,23 @@ flush_tree() {
     find "$@" \( -type f -o -type d \) -exec fsync {} +
 }
 
-# temp_beside FILE: a new empty temporary file beside FILE, made by mktemp
-# (O_EXCL: never a name someone could have planted a link at), 0644.
+# temp_beside FILE [MODE]: a new empty temporary file beside FILE, made by
+# mktemp (O_EXCL: never a name someone could have planted a link at), MODE
+# (default 0644).
 temp_beside() {
     t=$(mktemp "$(dirname "$1")/.$(basename "$1").new.XXXXXX") ||
         die "cannot make a temporary file beside $1"
-    chmod 644 "$t"
+    chmod "${2:-644}" "$t"
     echo "$t"
 }
 
-# publish FILE: stdin becomes FILE, all or nothing: a temporary file beside
-# it, flushed, renamed over FILE, the directory flushed.
+# publish FILE [MODE]: stdin becomes FILE (MODE, default 0644), all or
+# nothing: a temporary file beside it, flushed, renamed over FILE, the
+# directory flushed.
 publish() {
     d=$(dirname "$1")
     mkdir -p "$d"
-    new=$(temp_beside "$1")
+    new=$(temp_beside "$1" "${2:-644}")
     cat >"$new"
     flush "$new"
     mv -f "$new" "$1"
