@@ -230,7 +230,7 @@ def diff_generations(c, host=None, from_=None, to=None, inventory=None, json=Fal
 
 @user_task(help={"host": "host to collect", "limit": LIMIT_HELP, "forks": FORKS_HELP,
                  "keep": "generations to keep, newest first (the booted, default, next-boot, "
-                         "current, rollback and pinned ones are always kept)",
+                         "trial, current, rollback and pinned ones are always kept)",
                  "dry_run": "list what would go; delete nothing",
                  "inventory": INVENTORY_HELP, "json": "print JSON"})
 def gc(c, host=None, limit=None, keep=None, dry_run=False, inventory=None,

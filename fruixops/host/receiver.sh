@@ -85,10 +85,13 @@
 #   confirm N          make generation N the default (after it booted: a trial
 #                      that passed its checks).
 #   rollback [N]       make generation N (default: the rollback one) the default.
-#   status [--esp DIR] print the state: booted (from kenv), boot time, the
-#                      loader's default, a pending one-shot, current, rollback,
-#                      and one line per generation (--esp: and the installed
-#                      bootloader).
+#   status [--esp DIR] print the state: booted (from kenv: generation,
+#                      system, kernel file loaded), boot time, the loader's
+#                      default, a pending one-shot, current, rollback, the
+#                      loader files that override fruix.conf ("FILE:LINE:
+#                      what"), whether the store is on /boot's file system,
+#                      an unconfirmed trial, and one line per generation
+#                      (--esp: and the installed bootloader).
 #   install-bootloader N [--esp DIR]
 #                      install generation N's bootloader (loader.efi on the
 #                      ESP and in /boot, /boot/lua), keeping the previous copy
@@ -99,8 +102,8 @@
 #                      listing recorded when it landed; exit 2 on any drift.
 #   gc KEEP [--dry-run] [--pin N]...
 #                      delete generations beyond the newest KEEP (never the
-#                      current, rollback, default, pending, booted or pinned
-#                      ones), then the store items no remaining generation
+#                      current, rollback, default, pending, trial, booted or
+#                      pinned ones), then the store items no remaining generation
 #                      refers to.
 #   trust-init         bundle: NAME.pem files. Trust them, only if this host
 #                      trusts no key yet (first contact).
