@@ -59,10 +59,6 @@ def bootstrap(hc, trusted_keys):
             install_receiver(hc)
         lines = [hc.check(hc.receiver("set-host-name", hc.name)).out]
         lines.append(hc.check(hc.receiver("trust-init"), stdin=key_bundle(trusted_keys)).out)
-    # What would keep the loader from booting a generation, said before any
-    # deploy (a store the loader cannot reach, files that win over fruix.conf).
-    from . import boot
-    lines += [w + "\n" for w in boot.state(hc).warnings()]
     return "".join(lines)
 
 
