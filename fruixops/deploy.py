@@ -42,6 +42,7 @@ class DeployResult:
     reused_bytes: int = 0                 # their bytes, not sent
     booted: str | None = None             # after a reboot: kenv fruix.system
     booted_generation: int | None = None  # after a reboot: kenv fruix.generation
+    booted_kernel: str | None = None      # after a reboot: kenv kernelname
     rolled_back: bool = False
     compressed: bool = False
     checks: dict = field(default_factory=dict)     # name -> "ok" or why it failed
@@ -100,9 +101,7 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
         loader_note = bootloader.difference(state, ctl.builder.store, m)
         if loader_note and not install_bootloader:
             result.notes.append(loader_note)
-        for f in state.loader_overrides:
-            result.notes.append(f"warning: {f} sets loader variables that win over "
-                                "fruix.conf; the loader may not boot what fruixops selects")
+        result.notes += [w for w in state.warnings() if "loaded kernel" not in w]
         if (result.previous_closure == str(m.system) and state.current == previous
                 and previous not in state.corrupt and not state.missing and not trial):
             result.generation = state.current
@@ -215,6 +214,13 @@ def _run_checks(hc, result, checks, rebooted, events):
         todo.insert(0, checks_mod.booted_check())
         state = boot.state(hc)
         result.booted, result.booted_generation = state.booted, state.booted_generation
+        result.booted_kernel = state.booted_kernel
+        if state.kernel_mismatch():
+            # Booted on another kernel (a kernel= read after fruix.conf): not
+            # what this generation boots, so it is no pass (a trial goes back).
+            result.checks["kernel"] = state.kernel_mismatch()
+            raise DeployFailed(result.host, "check failed: kernel (" + state.kernel_mismatch()
+                               + ")", result)
     if not todo:
         return
     events.phase(result.host, "checks")
@@ -320,6 +326,8 @@ def rollback(ctl, host_name, to=None, reboot=False, checks=False, events=None):
                 raise HostError(host.name, f"booted generation {state.booted_generation} "
                                            f"({state.booted or 'nothing'}), expected "
                                            f"{generation} ({state.current_closure})")
+            if state.kernel_mismatch():
+                raise HostError(host.name, state.kernel_mismatch())
         if checks and reboot:
             events.phase(host.name, "checks")
             signed = signed_checks(hc, generation)

@@ -19,6 +19,7 @@ class Generation:
     base: str | None = None
     version_label: str | None = None
     size: int | None = None       # bytes of the closure's item archives
+    kernel: str | None = None     # the kernel file the loader loads for it
 
     def to_json(self):
         return {"generation": self.number, "closure": self.closure, "base": self.base,
@@ -38,8 +39,11 @@ class HostState:
     booted: str | None = None             # kenv fruix.system
     booted_generation: int | None = None  # kenv fruix.generation
     booted_unknown: str | None = None     # why what booted is unknown (kenv junk)
+    booted_kernel: str | None = None      # kenv kernelname: the kernel file the loader loaded
     boottime: str | None = None           # kern.boottime, "SEC.USEC"
-    loader_overrides: list = field(default_factory=list)  # files that win over fruix.conf
+    loader_overrides: list = field(default_factory=list)  # "FILE:LINE: what" beside fruix.conf
+    boot_fs: str | None = None            # "same", or "differs S B": /frx/store vs /boot
+    trial: int | None = None              # an unconfirmed trial the receiver recorded
     bootloader_efi: str | None = None     # plan: sha256 of the ESP's loader.efi
     bootloader_lua: str | None = None     # plan: sha256 of /boot/lua's listing
     lock: str | None = None
@@ -59,6 +63,40 @@ class HostState:
         g = self.gen(self.current)
         return g.closure if g else None
 
+    def booted_kernel_expected(self):
+        """The kernel file the booted generation loads, when known."""
+        g = self.gen(self.booted_generation)
+        return g.kernel if g is not None and g.closure == self.booted else None
+
+    def kernel_mismatch(self):
+        """Why the loaded kernel is not the booted generation's (one line),
+        or None: when they agree, or when either is unknown (no
+        kenv kernelname on an older loader or lab: unknown, not a mismatch)."""
+        want = self.booted_kernel_expected()
+        if self.booted_kernel is None or want is None or self.booted_kernel == want:
+            return None
+        return (f"the loader loaded kernel {self.booted_kernel}, not generation "
+                f"{self.booted_generation}'s ({want})")
+
+    def warnings(self):
+        """What plan, deploy and status warn about, one line each: the loader
+        files that override or suppress fruix.conf or the one-shot, a store
+        the loader cannot reach, a loaded kernel that is not the booted
+        generation's."""
+        out = [f"warning: loader file {f}" for f in self.loader_overrides]
+        if self.boot_fs_warning():
+            out.append("warning: " + self.boot_fs_warning())
+        if self.kernel_mismatch():
+            out.append("warning: " + self.kernel_mismatch())
+        return out
+
+    def boot_fs_warning(self):
+        """One line when the loader cannot reach the store's kernels, else None."""
+        if self.boot_fs is None or self.boot_fs == "same":
+            return None
+        return ("/frx/store is not on /boot's file system: FreeBSD's loader reads kernels "
+                "only from the boot file system, and cannot load a generation's kernel")
+
     def booted_ref(self):
         """What the loader booted, as {generation, closure, base, version_label}
         (base and label from the generation's record, when it still has it
@@ -74,6 +112,9 @@ class HostState:
                "version_label": g.version_label if same else None}
         if self.booted_unknown:
             ref["unknown"] = self.booted_unknown
+        ref["kernel"] = self.booted_kernel
+        ref["kernel_expected"] = self.booted_kernel_expected()
+        ref["kernel_mismatch"] = self.kernel_mismatch()
         return ref
 
     def to_json(self, host):
@@ -87,6 +128,7 @@ class HostState:
                 "default": ref(self.default), "current": ref(self.current),
                 "rollback": ref(self.rollback), "next_boot": ref(self.next_boot),
                 "loader_overrides": self.loader_overrides,
+                "boot_fs": self.boot_fs, "trial": self.trial,
                 "generations": len(self.generations), "locked_by": self.lock}
 
 
@@ -137,6 +179,24 @@ def _booted(state, key, rest, host, what, line):
                                 ) + f"kenv {kenv} is {hostreply.excerpt(rest, 200)}"
 
 
+def _booted_kernel(state, key, rest, host, what, line):
+    """kenv kernelname is the loader's; a path a hand-edited loader file made
+    odd makes it unknown, never the host compromised (as fruix.system)."""
+    if not rest:
+        return
+    if _KERNEL_FILE.match(rest):
+        state.booted_kernel = rest
+    else:
+        state.booted_unknown = ((state.booted_unknown + "; ") if state.booted_unknown else ""
+                                ) + f"kenv kernelname is {hostreply.excerpt(rest, 200)}"
+
+
+def _boot_fs(state, key, rest, host, what, line):
+    if rest and rest != "same" and not _BOOT_FS_DIFFERS.match(rest):
+        raise hostreply.MalformedReply(host, what, line)
+    state.boot_fs = rest or None
+
+
 def _boottime(state, key, rest, host, what, line):
     if rest and not _BOOTTIME.match(rest):
         raise hostreply.MalformedReply(host, what, line)
@@ -180,9 +240,16 @@ def _generation(state, key, rest, host, what, line):
     num = lambda k: hostreply.optional_number(host, what, kv.get(k), line)  # noqa: E731
     if (num("received") or 0) > _LATEST_TIME:
         raise hostreply.MalformedReply(host, what, line)
+    kernel = kv.get("kernel") or None
+    if kernel is not None:
+        item, sep, rest = kernel.partition("/boot/")
+        if not sep or rest != "kernel/kernel":
+            raise hostreply.MalformedReply(host, what, line)
+        hostreply.store_path(host, what, item, line)
     g = Generation(n, hostreply.store_path(host, what, kv.get("closure", ""), line),
                    num("received"), kv.get("deployer") or None, kv.get("signer") or None,
-                   kv.get("base") or None, kv.get("version-label") or None, num("size"))
+                   kv.get("base") or None, kv.get("version-label") or None, num("size"),
+                   kernel)
     if n in state.generations:
         raise hostreply.MalformedReply(host, what, line)
     state.generations[n] = g
@@ -199,6 +266,8 @@ def _skip(state, key, rest, host, what, line):
 _LATEST_TIME = 2**35          # seconds since 1970: the year 3058
 _BOOTTIME = re.compile(r"^[0-9]{1,18}\.[0-9]{1,9}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_KERNEL_FILE = re.compile(r"^/[A-Za-z0-9._+@,/-]{0,1000}$")
+_BOOT_FS_DIFFERS = re.compile(r"^differs [0-9]{1,20} [0-9]{1,20}$")
 def _reuse(state, key, rest, host, what, line):
     state.reuse = rest == "yes"
 
@@ -211,10 +280,10 @@ def _fetch(state, key, rest, host, what, line):
 
 _LINE = {
     "host-name": _host_name, "last-serial": _last_serial, "booted": _booted,
-    "booted-generation": _booted,
+    "booted-generation": _booted, "booted-kernel": _booted_kernel, "boot-fs": _boot_fs,
     "boottime": _boottime, "missing": _missing, "zstd": _zstd, "reuse": _reuse,
     "fetch": _fetch, "generation": _generation,
     "loader-override": _text, "lock": _text, "verified": _text,
     "bootloader-efi": _digest, "bootloader-lua": _digest, "corrupt-generation": _corrupt,
-    **{k: _number_line for k in ("current", "rollback", "next-boot", "default")},
+    **{k: _number_line for k in ("current", "rollback", "next-boot", "default", "trial")},
 }

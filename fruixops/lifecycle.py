@@ -128,8 +128,7 @@ def plan(ctl, host_name, base_name=None, compress=None, use_cache=True):
     note = bootloader.difference(state, ctl.builder.store, m)
     if note:
         change.notes.append(note)
-    change.notes += [f"warning: {f} sets loader variables that win over fruix.conf"
-                     for f in state.loader_overrides]
+    change.notes += state.warnings()
     return change
 
 

@@ -80,9 +80,16 @@ def test_switch_rollback_and_confirm_each_commit_to_fruix_conf(installed):
     assert not nextboot.exists() or nextboot.read_text().startswith('nextboot_enable="NO"')
     doc = json.loads(inv_cmd(ctl.inventory.path, "status", "--host", "web1", "--json",
                              check=True).stdout)
-    assert doc["booted"] == {"generation": 3, "closure": r.closure, "base": "stable-default",
-                             "version_label": "15.0-STABLE"}
-    assert doc["default"] == doc["current"] == doc["booted"] and doc["next_boot"] is None
+    booted = doc["booted"]
+    kernel = booted.pop("kernel")
+    kernel_file = booted.pop("kernel_expected")
+    assert kernel_file == loader_vars(disk(ctl, "web1") / "boot/loader.conf.d/fruix.conf")[
+        "kernel"] + "/kernel"
+    # The loaded kernel is the generation's (or unknown, kenv without kernelname).
+    assert booted.pop("kernel_mismatch") is None and kernel in (None, kernel_file)
+    assert booted == {"generation": 3, "closure": r.closure, "base": "stable-default",
+                      "version_label": "15.0-STABLE"}
+    assert doc["default"] == doc["current"] == booted and doc["next_boot"] is None
 
 
 def test_junk_in_kenv_fruix_system_reads_as_booted_unknown(installed):

@@ -220,3 +220,43 @@ def test_junk_in_what_kenv_says_booted_is_unknown_not_malformed(booted, generati
     ref = state.booted_ref()
     assert ref["unknown"] == unknown
     assert ref["closure"] is None or generation != "1"
+
+
+_SYS = "/frx/store/" + "a" * 64 + "-fruix-system-web1"
+_KERNEL = "/frx/store/" + "b" * 64 + "-freebsd-native-kernel-15.0-STABLE/boot/kernel/kernel"
+
+
+@pytest.mark.parametrize("kernelname,kernel,mismatch", [
+    (_KERNEL, _KERNEL, None),
+    ("/boot/kernel/kernel", "/boot/kernel/kernel",
+     f"the loader loaded kernel /boot/kernel/kernel, not generation 1's ({_KERNEL})"),
+    ("", None, None),                       # no kernelname (an older loader): unknown
+    ("/boot/kernel/kernel\x1b[2J", None, None),   # junk: unknown, shown escaped
+])
+def test_the_loaded_kernel_is_compared_with_the_booted_generations(kernelname, kernel, mismatch):
+    """kenv kernelname against the kernel file the booted generation loads:
+    a mismatch is one line; no kernelname, or junk in it, is unknown, never
+    a mismatch and never a malformed reply."""
+    from fruixops import hoststate
+    state = hoststate.parse(f"booted-generation 1\nbooted {_SYS}\nbooted-kernel {kernelname}\n"
+                            f"generation 1 closure={_SYS} kernel={_KERNEL} size=1\n", "web1")
+    assert (state.booted_kernel, state.kernel_mismatch()) == (kernel, mismatch)
+    ref = state.booted_ref()
+    assert (ref["kernel"], ref["kernel_expected"], ref["kernel_mismatch"]) == (
+        kernel, _KERNEL, mismatch)
+    if "\x1b" in kernelname:
+        assert ref["unknown"] == "kenv kernelname is '/boot/kernel/kernel\\x1b[2J'"
+
+
+def test_loader_override_and_boot_fs_lines_parse_strictly():
+    from fruixops import hoststate
+    from fruixops.hostreply import MalformedReply
+    state = hoststate.parse("loader-override /boot/loader.conf:1: sets loader_conf_dirs=\"x\"\n"
+                            "boot-fs differs 64768 38\ntrial 3\n", "web1")
+    assert state.loader_overrides == ['/boot/loader.conf:1: sets loader_conf_dirs="x"']
+    assert state.boot_fs_warning() and state.trial == 3
+    assert any("not on /boot's file system" in w for w in state.warnings())
+    with pytest.raises(MalformedReply):
+        hoststate.parse("boot-fs maybe\n", "web1")
+    with pytest.raises(MalformedReply):
+        hoststate.parse(f"generation 1 closure={_SYS} kernel=/boot/kernel/kernel\n", "web1")

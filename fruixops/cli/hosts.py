@@ -93,6 +93,8 @@ def reboot(c, host=None, inventory=None):
     else:
         what = "bare (no generation)"
     print(f"{host}: booted {what}")
+    if state.kernel_mismatch():
+        print(f"{host}: warning: {state.kernel_mismatch()}")
 
 
 @user_task(help={"host": "host to ask", "limit": LIMIT_HELP, "forks": FORKS_HELP,
@@ -126,8 +128,15 @@ def status(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, 
             else:
                 what = "-"
             lines.append(f"{key + ':':10} {what}")
-        lines += [f"warning:   {f} sets loader variables that win over fruix.conf"
-                  for f in doc["loader_overrides"]]
+        booted = doc["booted"] or {}
+        if booted.get("kernel"):
+            lines.append(f"{'kernel:':10} {booted['kernel']}")
+        lines += [f"warning:   loader file {f}" for f in doc["loader_overrides"]]
+        if booted.get("kernel_mismatch"):
+            lines.append(f"warning:   {booted['kernel_mismatch']}")
+        if doc.get("boot_fs") not in (None, "same"):
+            lines.append("warning:   /frx/store is not on /boot's file system: FreeBSD's "
+                         "loader cannot load a generation's kernel from it")
     _finish(outcomes, False, lines)
 
 
@@ -221,7 +230,7 @@ def diff_generations(c, host=None, from_=None, to=None, inventory=None, json=Fal
 
 @user_task(help={"host": "host to collect", "limit": LIMIT_HELP, "forks": FORKS_HELP,
                  "keep": "generations to keep, newest first (the booted, default, next-boot, "
-                         "current, rollback and pinned ones are always kept)",
+                         "trial, current, rollback and pinned ones are always kept)",
                  "dry_run": "list what would go; delete nothing",
                  "inventory": INVENTORY_HELP, "json": "print JSON"})
 def gc(c, host=None, limit=None, keep=None, dry_run=False, inventory=None,

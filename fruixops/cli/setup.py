@@ -56,11 +56,15 @@ def bootstrap(c, host=None, inventory=None):
     _need_host(host, "bootstrap")
     ctl = Controller(inventory)
     hc = connect(ctl, ctl.inventory.host(host))
+    from .. import boot
     try:
         out = bootstrap_mod.bootstrap(hc, ctl.trusted_keys())
+        # What would keep the loader from booting a generation, said before
+        # any deploy: a store it cannot reach, files that win over fruix.conf.
+        warnings = boot.state(hc).warnings()
     finally:
         hc.close()
-    for line in out.splitlines():
+    for line in out.splitlines() + warnings:
         print(f"{host}: {line}")
     print(f"{host}: receiver {receiver_version()[:16]} installed")
     if not hc.access.restricted:

@@ -41,6 +41,7 @@ cmd_gc() {
     booted=$(kenv -q fruix.generation 2>/dev/null) || booted=
     default=$(loader_default)
     pending=$(pending_generation)
+    trial=$(cat "$TRIAL" 2>/dev/null) || trial=
     # Newest first; the first KEEP stay, as do the protected ones.
     for g in "$GENS"/*; do
         n=$(basename "$g"); case $n in ''|*[!0-9]*) continue ;; esac; echo "$n"
@@ -64,6 +65,7 @@ cmd_gc() {
         if [ "$n" = "$booted" ]; then why=booted
         elif [ "$n" = "$default" ]; then why=default
         elif [ "$n" = "$pending" ]; then why=next-boot
+        elif [ "$n" = "$trial" ]; then why=trial
         elif [ "$n" = "$(gen_of "$SYSTEM/current")" ]; then why=current
         elif [ "$n" = "$(gen_of "$SYSTEM/rollback")" ]; then why=rollback
         elif [ "$n" = "$previous" ]; then why=previous

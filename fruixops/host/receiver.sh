@@ -22,6 +22,9 @@
 #   land.sh      manifests, items: verify and land
 #   reuse.sh     files the store already holds: what to ask for, linking them
 #   cache.sh     items from an HTTP cache (pull) or a bundle file (import)
+#   loader.sh    the loader's files read as FreeBSD's loader reads them:
+#                what overrides fruix.conf, a pending one-shot, the kernel
+#                it loaded, whether it can reach the store
 #   switch.sh    generations, loader files, boot state, the bootloader
 #   gc.sh        garbage collection
 #   trust.sh     trusted keys, host name
@@ -82,10 +85,13 @@
 #   confirm N          make generation N the default (after it booted: a trial
 #                      that passed its checks).
 #   rollback [N]       make generation N (default: the rollback one) the default.
-#   status [--esp DIR] print the state: booted (from kenv), boot time, the
-#                      loader's default, a pending one-shot, current, rollback,
-#                      and one line per generation (--esp: and the installed
-#                      bootloader).
+#   status [--esp DIR] print the state: booted (from kenv: generation,
+#                      system, kernel file loaded), boot time, the loader's
+#                      default, a pending one-shot, current, rollback, the
+#                      loader files that override fruix.conf ("FILE:LINE:
+#                      what"), whether the store is on /boot's file system,
+#                      an unconfirmed trial, and one line per generation
+#                      (--esp: and the installed bootloader).
 #   install-bootloader N [--esp DIR]
 #                      install generation N's bootloader (loader.efi on the
 #                      ESP and in /boot, /boot/lua), keeping the previous copy
@@ -96,8 +102,8 @@
 #                      listing recorded when it landed; exit 2 on any drift.
 #   gc KEEP [--dry-run] [--pin N]...
 #                      delete generations beyond the newest KEEP (never the
-#                      current, rollback, default, pending, booted or pinned
-#                      ones), then the store items no remaining generation
+#                      current, rollback, default, pending, trial, booted or
+#                      pinned ones), then the store items no remaining generation
 #                      refers to.
 #   trust-init         bundle: NAME.pem files. Trust them, only if this host
 #                      trusts no key yet (first contact).
@@ -196,21 +202,23 @@ flush_tree() {
     find "$@" \( -type f -o -type d \) -exec fsync {} +
 }
 
-# temp_beside FILE: a new empty temporary file beside FILE, made by mktemp
-# (O_EXCL: never a name someone could have planted a link at), 0644.
+# temp_beside FILE [MODE]: a new empty temporary file beside FILE, made by
+# mktemp (O_EXCL: never a name someone could have planted a link at), MODE
+# (default 0644).
 temp_beside() {
     t=$(mktemp "$(dirname "$1")/.$(basename "$1").new.XXXXXX") ||
         die "cannot make a temporary file beside $1"
-    chmod 644 "$t"
+    chmod "${2:-644}" "$t"
     echo "$t"
 }
 
-# publish FILE: stdin becomes FILE, all or nothing: a temporary file beside
-# it, flushed, renamed over FILE, the directory flushed.
+# publish FILE [MODE]: stdin becomes FILE (MODE, default 0644), all or
+# nothing: a temporary file beside it, flushed, renamed over FILE, the
+# directory flushed.
 publish() {
     d=$(dirname "$1")
     mkdir -p "$d"
-    new=$(temp_beside "$1")
+    new=$(temp_beside "$1" "${2:-644}")
     cat >"$new"
     flush "$new"
     mv -f "$new" "$1"

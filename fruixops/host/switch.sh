@@ -99,33 +99,6 @@ loader_vars() {
         "$G_KERNEL" "$G_SYSTEM" "$1" "$G_INIT"
 }
 
-# conf_generation FILE: the fruix.generation a loader file sets (the last one).
-conf_generation() {
-    [ -f "$1" ] || return 0
-    sed -n 's/^[[:space:]]*fruix\.generation[[:space:]]*=[[:space:]]*"\{0,1\}\([0-9][0-9]*\)"\{0,1\}[[:space:]]*\(#.*\)\{0,1\}$/\1/p' \
-        "$1" | tail -n 1
-}
-
-loader_default() { conf_generation "$LOADER_CONF"; }
-
-# pending_generation: the generation of a one-shot the loader has not yet
-# consumed (UFS form: first line nextboot_enable="YES").
-pending_generation() {
-    [ -f "$NEXTBOOT_CONF" ] || return 0
-    head -n 1 "$NEXTBOOT_CONF" | grep -q '^nextboot_enable="YES"' || return 0
-    conf_generation "$NEXTBOOT_CONF"
-}
-
-# loader_overrides: files the loader reads after fruix.conf that set what it
-# sets (they win over it).
-loader_overrides() {
-    for f in "$BOOT"/loader.conf.d/*.conf "$BOOT/loader.conf.local"; do
-        if [ ! -f "$f" ] || [ "$f" = "$LOADER_CONF" ]; then continue; fi
-        if grep -Eq '^[[:space:]]*(kernel|bootfile|init_exec|fruix\.[a-z]+)[[:space:]]*=' "$f"; then
-            echo "$f"
-        fi
-    done
-}
 
 # FreeBSD's rc reads the booted system's rc.conf last: the host's
 # /etc/rc.conf adds it to rc_conf_files (defaults/rc.conf's source_rc_confs
@@ -143,15 +116,22 @@ rc_conf_hook() {
     { cat "$RC_CONF" 2>/dev/null || :; echo "$RC_HOOK"; } | publish "$RC_CONF"
 }
 
+# TRIAL records a one-shot trial until it is confirmed or another default is
+# made: on ZFS nextboot(8) keeps the one-shot in the pool's label, where the
+# receiver cannot see it, and gc must still keep the trial's generation.
+TRIAL=$STATE/trial
+
 set_nextboot() { # N: boot generation N once, at the next boot
     generation_boot "$1"
     rc_conf_hook
+    echo "$1" | publish "$TRIAL"
     if command -v nextboot >/dev/null 2>&1; then
         nextboot -f -k "$G_KERNEL" -e "fruix.system=$G_SYSTEM" -e "fruix.generation=$1" \
             -e "init_exec=$G_INIT" >&2 || die "nextboot failed"
         echo "one-shot nextboot(8)"
     else
-        { echo 'nextboot_enable="YES"'; loader_vars "$1"; } | publish "$NEXTBOOT_CONF"
+        # 0600, as nextboot(8) writes it
+        { echo 'nextboot_enable="YES"'; loader_vars "$1"; } | publish "$NEXTBOOT_CONF" 600
         echo "one-shot nextboot.conf"
     fi
 }
@@ -171,7 +151,11 @@ make_default() {
     rc_conf_hook
     previous=$(loader_default)
     [ -n "$previous" ] || previous=$(gen_of "$SYSTEM/current")
+    unparsed=$(fruix_conf_unparsed)
+    [ -z "$unparsed" ] || [ ! -f "$LOADER_CONF" ] ||
+        die "$LOADER_CONF:${unparsed%% *}: ${unparsed#* }; fruixops does not overwrite a file it cannot read as the loader does (remove or fix it)"
     clear_nextboot
+    rm -f "$TRIAL"
     {
         echo "# Written by fruixops: the generation this host boots by default."
         echo "# Read by FreeBSD's loader (loader.conf.d); see inv status."
@@ -200,10 +184,15 @@ links_follow() {
 # default (a receiver killed after the commit, or fruix.conf edited by hand);
 # on a host deployed before fruixops wrote loader files, make its current
 # generation the loader's default.
+# A fruix.conf the loader reads otherwise than fruixops would ($ expansion,
+# escapes, lines it skips) is the administrator's: reported, never rewritten.
 reconcile() {
     d=$(loader_default)
     c=$(gen_of "$SYSTEM/current")
-    if [ -z "$d" ]; then
+    unparsed=$(fruix_conf_unparsed)
+    if [ -n "$unparsed" ] && [ -f "$LOADER_CONF" ]; then
+        echo "note: $LOADER_CONF:${unparsed%% *}: ${unparsed#* }; left as it is" >&2
+    elif [ -z "$d" ]; then
         if [ -n "$c" ] && [ -f "$(readlink "$GENS/$c/closure")/boot/init" ] &&
                 generation_complete "$c"; then
             echo "note: generation $c becomes the loader's default ($LOADER_CONF)" >&2
@@ -226,6 +215,14 @@ cmd_confirm() {
     [ -d "$GENS/$n" ] || die "no generation $n"
     booted=$(kenv -q fruix.generation 2>/dev/null) || booted=
     [ "$booted" = "$n" ] || die "generation $n has not booted (booted: ${booted:-unknown}); only a booted trial can be confirmed"
+    # A generation booted on another kernel (a kernel= the loader read after
+    # fruix.conf) did not boot as it would from now on. No kernelname (an
+    # older loader, or the lab's before it had one): unknown, not a mismatch.
+    kernel=$(booted_kernel)
+    want=$(generation_kernel_file "$n")
+    if [ -n "$kernel" ] && [ "$kernel" != "$want" ]; then
+        die "generation $n booted kernel $kernel, not its own ($want); not confirmed"
+    fi
     make_default "$n"
     echo "current $n"
 }
@@ -247,16 +244,20 @@ cmd_rollback() {
 }
 
 print_state() {
+    LOADER_WALK=$(loader_walk; echo .)
     echo "host-name $(cat "$STATE/host-name" 2>/dev/null || echo -)"
     echo "last-serial $(cat "$STATE/last-serial" 2>/dev/null || echo 0)"
     echo "booted-generation $(kenv -q fruix.generation 2>/dev/null || :)"
     echo "booted $(kenv -q fruix.system 2>/dev/null || :)"
+    echo "booted-kernel $(booted_kernel)"
     echo "boottime $(boottime)"
     echo "default $(loader_default)"
     echo "next-boot $(pending_generation)"
     echo "current $(gen_of "$SYSTEM/current")"
     echo "rollback $(gen_of "$SYSTEM/rollback")"
     loader_overrides | while IFS= read -r f; do echo "loader-override $f"; done
+    echo "boot-fs $(boot_fs)"
+    if [ -f "$TRIAL" ]; then echo "trial $(cat "$TRIAL")"; fi
     if [ -L "$LOCK" ]; then echo "lock $(readlink "$LOCK")"; fi
 }
 
@@ -275,8 +276,8 @@ print_generations() {
         case $n in ''|*[!0-9]*) continue ;; esac
         p=$g/provenance
         generation_sound "$n" || echo "corrupt-generation $n"
-        printf 'generation %s closure=%s size=%s received=%s deployer=%s signer=%s base=%s version-label=%s\n' \
-            "$n" "$(readlink "$g/closure")" \
+        printf 'generation %s closure=%s kernel=%s size=%s received=%s deployer=%s signer=%s base=%s version-label=%s\n' \
+            "$n" "$(readlink "$g/closure")" "$(generation_kernel_file "$n")" \
             "$(awk '$1 == "item" { s += $4 } END { print s + 0 }' "$g/manifest")" \
             "$(sed -n 's/^received=//p' "$p")" "$(sed -n 's/^deployer=//p' "$p")" \
             "$(sed -n 's/^signer=//p' "$p")" "$(sed -n 's/^base=//p' "$p")" \
