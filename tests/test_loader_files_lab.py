@@ -7,6 +7,7 @@ one-shots are pending as config.lua applies them, written 0600, and a trial
 is kept by gc even where its one-shot cannot be seen (ZFS); a store the
 loader cannot reach is said before a deploy."""
 
+import re
 import json
 import stat
 
@@ -62,6 +63,13 @@ def stock_kernel_wins(ctl, host):
     (disk(ctl, host) / "boot/loader.conf.local").write_text('kernel="kernel"\n')
 
 
+def stock_kernel_in_the_one_shot(ctl, host):
+    """A pending nextboot.conf's kernel= rewritten to the stock kernel."""
+    nb = disk(ctl, host) / "boot/nextboot.conf"
+    if nb.exists():
+        nb.write_text(re.sub(r'(?m)^kernel=.*$', 'kernel="kernel"', nb.read_text()))
+
+
 def test_status_reports_a_loaded_kernel_that_is_not_the_generations(installed):
     """Needs the lab's kenv to answer kernelname (the lab loader's part)."""
     ctl = installed("web1")
@@ -84,7 +92,9 @@ def test_confirm_refuses_a_trial_booted_on_another_kernel(installed):
     ctl = installed("web2")
     gen = push_trial(ctl, "web2", "stable-canary")
     want = generation_loader_vars(disk(ctl, "web2"), gen)["kernel"] + "/kernel"
-    stock_kernel_wins(ctl, "web2")
+    # nextboot.conf is read last (config.lua's checkNextboot): only an edit
+    # of the one-shot itself makes it boot another kernel.
+    stock_kernel_in_the_one_shot(ctl, "web2")
     hc = HostConnection(ctl.inventory.host("web2"), ctl.inventory.settings.known_hosts).open()
     boot.reboot(hc).close()
     assert state_of(ctl, "web2").booted_generation == gen       # the one-shot, on /boot/kernel
@@ -96,11 +106,17 @@ def test_confirm_refuses_a_trial_booted_on_another_kernel(installed):
     assert state_of(ctl, "web2").default == 1
 
 
-def test_a_trial_on_the_stock_kernel_fails_and_is_not_confirmed(installed):
-    """Needs the lab's kenv to answer kernelname (the lab loader's part of
-    issue 23): loader.conf.local's kernel= wins over the one-shot's."""
+def test_a_trial_on_the_stock_kernel_fails_and_is_not_confirmed(installed, monkeypatch):
+    """The one-shot's kernel= edited to the stock kernel between the switch
+    and the reboot (by another tool, an administrator): the trial boots
+    generation 2 on /boot/kernel/kernel, which is not its own."""
     ctl = installed("web1")
-    (disk(ctl, "web1") / "boot/loader.conf.local").write_text('kernel="kernel"\n')
+    real_reboot = boot.reboot
+
+    def reboot_after_an_edit(hc, *args, **kwargs):
+        stock_kernel_in_the_one_shot(ctl, "web1")
+        return real_reboot(hc, *args, **kwargs)
+    monkeypatch.setattr(boot, "reboot", reboot_after_an_edit)
     with pytest.raises(deploy.DeployFailed, match="kernel .*the loader loaded kernel "
                                                   "/boot/kernel/kernel"):
         deploy.deploy(ctl, "web1", "stable-canary", trial=True)
