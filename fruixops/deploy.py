@@ -102,6 +102,12 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
         if loader_note and not install_bootloader:
             result.notes.append(loader_note)
         result.notes += [w for w in state.warnings() if "loaded kernel" not in w]
+        if state.boot_fs_warning() and host.var("boot_fs_check", True):
+            # Its next boot would stop at the loader prompt: refused before
+            # anything is sent (a host whose loader does read the store, a
+            # ZFS child dataset say, sets boot_fs_check: false).
+            raise DeployFailed(host.name, f"{state.boot_fs_warning()}; refused (boot_fs_check: "
+                               "false if this host's loader reads it)", result)
         if (result.previous_closure == str(m.system) and state.current == previous
                 and previous not in state.corrupt and not state.missing and not trial):
             result.generation = state.current

@@ -55,6 +55,7 @@ HOST_VARS = {
     "lab_nextboot": bool,   # lab only: the host has FreeBSD's nextboot(8)
     "lab_disk_mb": int,     # lab only: the disk is an ext4 image this big (power cuts lose unflushed writes)
     "esp_path": str,        # where the EFI system partition is mounted (default /boot/efi)
+    "boot_fs_check": bool,  # refuse deploys when /frx/store is not on /boot's file system (default true)
     # Limits on every exchange with the host (connection.py has the defaults).
     "connect_timeout": int,   # s: TCP, SSH banner, authentication
     "command_timeout": int,   # s: a command's answer once it has its input

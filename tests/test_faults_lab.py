@@ -241,7 +241,7 @@ def test_two_deploys_at_once_one_waits_for_nobody(faults):
 
 def test_disk_full_leaves_nothing_partial(lab, project, faults):
     ctl0, _, _ = faults
-    text = project.read_text().replace("db2: {ssh_port:", "db2: {lab_frx_tmpfs_mb: 16, ssh_port:")
+    text = project.read_text().replace("db2: {ssh_port:", "db2: {lab_frx_tmpfs_mb: 16, boot_fs_check: false, ssh_port:")
     tiny = project.with_name("tiny.yaml")
     tiny.write_text(text)
     ctl = Controller(tiny)

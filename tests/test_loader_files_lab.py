@@ -216,5 +216,13 @@ def test_plan_warns_when_the_store_is_not_on_the_boot_file_system(lab, project, 
         assert ("warning: /frx/store is not on /boot's file system: FreeBSD's loader reads "
                 "kernels only from the boot file system") in out
         assert state_of(ctl, "db2").boot_fs.startswith("differs ")
+        # A deploy is refused before anything is sent; the operator who knows
+        # better says so.
+        with pytest.raises(deploy.DeployFailed, match="not on /boot's file system.*refused"):
+            deploy.deploy(ctl, "db2", "stable-default")
+        assert not [p for p in (lab.disk("db2") / "boot/loader.conf.d").glob("fruix.conf")]
+        ok = Controller(split)
+        ok.inventory.host("db2").vars["boot_fs_check"] = False
+        assert deploy.deploy(ok, "db2", "stable-default").generation == 1
     finally:
         fresh("db2")                # back to the test inventory's db2
