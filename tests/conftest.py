@@ -163,3 +163,18 @@ def shellcheck():
     if not path:
         pytest.fail("shellcheck is missing: run `make test` (it installs it)")
     return path
+
+
+def wait_until(condition, timeout, what):
+    """condition()'s first true value, polled until *timeout* seconds have
+    passed (then an AssertionError naming *what*): waiting for an event,
+    never a fixed sleep standing in for one."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)

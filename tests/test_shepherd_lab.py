@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from conftest import openssh
+from conftest import wait_until, openssh
 from fruixops import deploy
 
 HOST = "web2"
@@ -26,15 +26,6 @@ def ok(ctl, command):
     return out
 
 
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
 
 
 def sshd_pid(ctl):
