@@ -14,13 +14,15 @@ it must then give the answer the oracle gives reading the very directory the
 lab read in that same on-disk order (`--dir-order fs` on the lab's copy).
 """
 
+import os
 import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORACLE = ROOT.parent / "shared" / "freebsd-oracle"
+# Beside the checkout, as CI has it; FRUIXOPS_FREEBSD_ORACLE names another place.
+ORACLE = Path(os.environ.get("FRUIXOPS_FREEBSD_ORACLE") or ROOT.parent / "shared" / "freebsd-oracle")
 LUA = "lua5.4"
 # What both sides are asked: does a kernel load, which file (kenv kernelname),
 # and what the booted system will find in its kernel environment.
@@ -33,7 +35,8 @@ def require_oracle():
     if not (ORACLE / "harness.lua").is_file() or not (ORACLE / "lab-loader.sh").is_file():
         raise AssertionError(
             f"FreeBSD's loader oracle is missing: expected {ORACLE}/harness.lua and lab-loader.sh "
-            "(the project's tests run it from ../shared/freebsd-oracle beside the checkout)")
+            "(the tests run it from ../shared/freebsd-oracle beside the checkout, or from "
+            "$FRUIXOPS_FREEBSD_ORACLE)")
     return ORACLE
 
 
