@@ -178,3 +178,15 @@ def wait_until(condition, timeout, what):
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}")
         time.sleep(0.05)
+
+
+def host_variant(project, name, host, extra):
+    """A copy of the test inventory as *name* where *host* also has the
+    inline variables *extra* (YAML flow text, e.g. "lab_frx_tmpfs_mb: 16");
+    returns its path."""
+    text = project.read_text()
+    marker = f"{host}: {{"
+    assert marker in text, f"the lab inventory's {host} line moved"
+    path = project.with_name(name)
+    path.write_text(text.replace(marker, f"{marker}{extra}, ", 1))
+    return path

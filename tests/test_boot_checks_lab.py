@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import openssh
+from conftest import host_variant, openssh
 from fruixops import checks, deploy, inventory
 from fruixops.controller import Controller
 
@@ -135,13 +135,9 @@ def test_sshd_killed_comes_back_under_shepherd(booted):
 def test_a_service_whose_command_does_not_exist_fails_the_trial(fresh, project):
     ctl = fresh("web2")
     first = deploy.deploy(ctl, "web2", "stable-default", reboot=True)
-    broken = project.with_name("lab-broken.yaml")
-    text = project.read_text()
     # web2 declares a service whose daemon is not installed.
-    marker = "        web2: {"
-    assert marker in text
-    broken.write_text(text.replace(marker, marker + "services: [sshd, {name: ghost, command: "
-                                   "/usr/local/sbin/ghostd}], ", 1))
+    broken = host_variant(project, "lab-broken.yaml", "web2",
+                          "services: [sshd, {name: ghost, command: /usr/local/sbin/ghostd}]")
     try:
         ctl = Controller(broken)
         with pytest.raises(deploy.DeployFailed) as failed:

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import host_variant, ROOT
 from faultlab import check_host, fault_inventory, leftovers, wait_lock_free_or_stale
 from fruixops import deploy, inventory, push, receiver
 from fruixops.connection import HostConnection
@@ -241,9 +241,7 @@ def test_two_deploys_at_once_one_waits_for_nobody(faults):
 
 def test_disk_full_leaves_nothing_partial(lab, project, faults):
     ctl0, _, _ = faults
-    text = project.read_text().replace("db2: {ssh_port:", "db2: {lab_frx_tmpfs_mb: 16, boot_fs_check: false, ssh_port:")
-    tiny = project.with_name("tiny.yaml")
-    tiny.write_text(text)
+    tiny = host_variant(project, "tiny.yaml", "db2", "lab_frx_tmpfs_mb: 16, boot_fs_check: false")
     ctl = Controller(tiny)
     host = ctl.inventory.host("db2")
     lab.reset([host])

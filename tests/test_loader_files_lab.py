@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from conftest import inv_cmd, openssh
+from conftest import host_variant, inv_cmd, openssh
 from faultlab import generation_loader_vars
 from fruixops import boot, deploy, lifecycle, push
 from fruixops.connection import HostConnection
@@ -201,9 +201,7 @@ def test_plan_warns_when_the_store_is_not_on_the_boot_file_system(lab, project, 
     """A host whose /frx is a file system of its own (here a tmpfs): FreeBSD's
     loader could not read a generation's kernel from it."""
     fresh("db2")
-    text = project.read_text().replace("db2: {ssh_port:", "db2: {lab_frx_tmpfs_mb: 64, ssh_port:")
-    split = project.with_name("split-frx.yaml")
-    split.write_text(text)
+    split = host_variant(project, "split-frx.yaml", "db2", "lab_frx_tmpfs_mb: 64")
     ctl = Controller(split)
     host = ctl.inventory.host("db2")
     lab.reset([host])
