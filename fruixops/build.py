@@ -17,9 +17,11 @@ from .errors import UserError
 from .store import Item, LocalStore, StorePath
 
 # 2: boot/init hand-over, loader-bootable kernels; 3: modes in listings; 4: the early
-# boot through FreeBSD's rc, services in the foreground (fruixops.services).
-BUILDER_VERSION = "fruixops-builder-4"
+# boot through FreeBSD's rc, services in the foreground (fruixops.services); 5: the
+# host's configuration (fruixops.config), applied by the receiver's activation.
+BUILDER_VERSION = "fruixops-builder-5"
 BASE_PARTS = ("kernel", "bootloader", "runtime")
+RECEIVER = "/var/lib/fruix/fruixops/receiver"     # receiver.PATH, where activation lives
 
 
 def _digest(obj):
@@ -47,8 +49,10 @@ class BaseBuild:
 
 
 class Builder:
-    def __init__(self, store_root, zstd_level=None):
+    def __init__(self, store_root, zstd_level=None, inventory=None):
         self.store = LocalStore(store_root, zstd_level)
+        self.inventory = inventory      # for host configuration: templates, the id ledger
+        self._configs = {}
         self.hash_cache = sources.HashCache(self.store.root / "hash-cache.json")
         self.cache_dir = self.store.root / "sources"
         self.built = 0          # items actually built (not cache hits) by this Builder
@@ -87,12 +91,22 @@ class Builder:
         self._bases[base.name] = result
         return result
 
+    def config(self, host):
+        """*host*'s configuration, rendered once per build (templates, ids)."""
+        if host.name not in self._configs:
+            from .config import render
+            from .services import declare
+            self._configs[host.name] = render.render(host, self.inventory,
+                                                     declare.services_of(host))
+        return self._configs[host.name]
+
     def system_path(self, host, base, base_paths=None):
         """The store path *host*'s system on *base* builds to (nothing is built)."""
         paths = base_paths or self.base_paths(base)
         refs = tuple(paths[p] for p in BASE_PARTS)
         return StorePath.make(
-            _digest({"builder": BUILDER_VERSION, "system": system_declaration(host, base),
+            _digest({"builder": BUILDER_VERSION,
+                     "system": system_declaration(host, base, self.config(host)),
                      "references": [str(r) for r in refs]}),
             f"fruix-system-{host.name}"), refs
 
@@ -100,11 +114,12 @@ class Builder:
         """Build *host*'s system on *base*; return its Item (the closure's top)."""
         bb = self.build_base(base)
         path, refs = self.system_path(host, base, {p: bb.items[p].path for p in BASE_PARTS})
-        decl = system_declaration(host, base)
+        config = self.config(host)
+        decl = system_declaration(host, base, config)
         existing = self.store.get(path)
         if existing:
             return existing
-        entries = system_entries(decl, dict(zip(BASE_PARTS, refs)), path)
+        entries = system_entries(decl, dict(zip(BASE_PARTS, refs)), path, config)
         return self._write(path, refs, lambda out: archive.write_tree(out, None, extra=entries))
 
     def _write(self, path, refs, writer):
@@ -129,10 +144,10 @@ def _unbootable_kernel():
              (b"not an ELF kernel: this base is declared boots: false\n", True))]
 
 
-def system_declaration(host, base):
+def system_declaration(host, base, config):
     from .services import declare, shepherd
     where = host.where.split(":")[0]
-    return {"host": host.name, "base": base.canonical(),
+    return {"host": host.name, "base": base.canonical(), "config": config.canonical(),
             "init": host.var("init", "shepherd-pid1"),
             # Where it was declared (the inventory's directory and file, not
             # where the checkout lives): named by the files generated from it.
@@ -141,7 +156,7 @@ def system_declaration(host, base):
             "boots": base.boots}
 
 
-def system_entries(decl, refs, path):
+def system_entries(decl, refs, path, config):
     """The generated contents of a system item (at store path *path*): boot
     links, configuration, metadata, the activation hook and the boot-time
     hand-over that FreeBSD's init runs as init_exec."""
@@ -162,6 +177,10 @@ def system_entries(decl, refs, path):
                "# system's rc.conf. FreeBSD's rc reads it last (the host's /etc/rc.conf",
                "# adds it to rc_conf_files), while it brings the host up before shepherd.",
                f'hostname="{decl["host"]}"'] + shepherd.rc_conf_lines(services)
+    if config.rc_conf:
+        from .config.render import rc_quote
+        rc_conf += ["# rc_conf: (the inventory's)"] + [f'{n}="{rc_quote(v)}"'
+                                                     for n, v in config.rc_conf.items()]
     scm = shepherd.config_scm(services, decl["host"], decl["source"])
     meta = {"host": decl["host"], "base": base["name"], "version_label": base["version_label"],
             "release": base["release"], "branch": base["branch"], "init": decl["init"],
@@ -172,12 +191,12 @@ def system_entries(decl, refs, path):
         "#!/bin/sh",
         "# Activation hook: run at boot with the closure as $1, once FreeBSD's rc",
         "# has brought the host up (file systems read-write, network), before",
-        "# shepherd starts the services.",
+        "# shepherd starts the services. The receiver applies the system's",
+        "# configuration (config/: files, accounts) as one change: see",
+        "# fruixops/host/config.sh and docs/configuration.md.",
         "set -eu",
         'system=${1:?usage: activate CLOSURE}',
-        'mkdir -p /run/fruix',
-        'ln -sfn "$system/etc" /run/fruix/etc',
-        'echo "activated $system" >/run/fruix/activated',
+        f'exec sh {RECEIVER} activate --boot "$system"',
         ""])
     return [
         ("boot/init", "file", (hand_over(path).encode(), True)),
@@ -192,7 +211,7 @@ def system_entries(decl, refs, path):
         ("metadata", "file", ("".join(f"{k}={v}\n" for k, v in sorted(meta.items())).encode(),
                               False)),
         ("activate", "file", (activate.encode(), True)),
-    ]
+    ] + config.entries()
 
 
 def hand_over(system):
@@ -207,7 +226,9 @@ def hand_over(system):
     2. FreeBSD's own early boot: ``/bin/sh /etc/rc autoboot``, as init(8)
        runs it (fsck, root read-write, fstab, swap, hostname, network,
        syslogd, ...), with this system's rc.conf read last;
-    3. activation; 4. ``exec shepherd`` with the system's configuration.
+    3. activation (a failure is recorded, the previous configuration stays
+       and the boot goes on: the activation_ran check fails); 4. ``exec
+       shepherd`` with the system's configuration.
 
     A step that fails is named on the console and PID 1 exits: the kernel
     panics and the machine resets, so a trial comes back to the loader's
@@ -232,7 +253,14 @@ def hand_over(system):
         'say "2/4 /etc/rc autoboot (FreeBSD\'s early boot)"',
         '/bin/sh /etc/rc autoboot || fail "2/4: /etc/rc failed (exit $?)"',
         'say "3/4 activation"',
-        'sh "$system/activate" "$system" || fail "3/4: activation of $system failed"',
+        # A configuration that does not apply (a validate command refusing a
+        # file, an account conflict) leaves the previous one in force and is
+        # recorded in /run/fruix/activated, which the activation_ran check
+        # reads: the boot goes on (a trial then fails its checks and goes
+        # back), rather than halting a host whose default it is for good.
+        'sh "$system/activate" "$system" ||',
+        '    echo "fruix boot: step 3/4: activation of $system failed; the previous '
+        'configuration stays in force" >&2',
         'say "4/4 shepherd"',
         "exec shepherd --config \"$system/etc/shepherd/config.scm\"",
         'fail "4/4: cannot run shepherd"',

@@ -18,7 +18,7 @@ class Controller:
         self.inventory = inventory_mod.load(inventory_path)
         settings = self.inventory.settings
         self.store_root = settings.store or Path(".frx")
-        self.builder = Builder(self.store_root, settings.zstd_level)
+        self.builder = Builder(self.store_root, settings.zstd_level, self.inventory)
         self._key_path = Path(key) if key else settings.signing_key
         self._key = None
         self._uploader = None

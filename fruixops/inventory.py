@@ -272,11 +272,37 @@ def _host(node, tree, layers, warnings):
     for key, var in own.items():
         values[key] = _typed(key, var, spelled[key]) if key in HOST_VARS else var.value
         where[key] = var.where
+    for key in MERGED_DICTS:
+        if key in values:
+            values[key] = _merged_dict(key, layers)
     if "ssh_key" in values:
         values["ssh_key"] = _relative_path(values["ssh_key"], where["ssh_key"])
     names = sorted(g.name for g in tree.groups_of(node) if g.name != "all")
     return Host(name=node.name, vars=values, groups=names, where=node.where, var_where=where,
                 ansible_vars={k: v.value for k, v in raw.items()})
+
+
+# Host configuration dictionaries (fruixops.config) merge key by key across the
+# layers, lowest precedence first: group_vars/all's rc_conf and a group's
+# rc_conf both apply, a host's value for one key replaces that key only, and
+# a key set to null (~) removes it. A layer that sets the variable to
+# something other than a mapping replaces it whole, as Ansible would.
+MERGED_DICTS = ("rc_conf", "rc_conf_d", "files", "sysctl", "loader_tunables", "cron")
+
+
+def _merged_dict(key, layers):
+    merged = None
+    for layer in layers:
+        if key not in layer:
+            continue
+        value = layer[key].value
+        if isinstance(value, dict) and isinstance(merged, dict):
+            merged = {**merged, **value}
+        else:
+            merged = dict(value) if isinstance(value, dict) else value
+    if isinstance(merged, dict):
+        merged = {k: v for k, v in merged.items() if v is not None}
+    return merged
 
 
 def _alias_rank(key):

@@ -321,7 +321,7 @@ def store_gc(ctl, keep=0, dry_run=False):
             continue
         if (inv.settings.store or Path(".frx")).resolve() != root:
             continue
-        builder = Builder(root)
+        builder = Builder(root, inventory=inv)
         for base in inv.bases.values():
             try:
                 paths = builder.base_paths(base)
@@ -330,7 +330,10 @@ def store_gc(ctl, keep=0, dry_run=False):
                 continue
             live.update(paths.values())
             for host in inv.hosts.values():
-                live.add(builder.system_path(host, base, paths)[0])
+                try:
+                    live.add(builder.system_path(host, base, paths)[0])
+                except UserError as exc:
+                    notes.append(f"skipped host {host.name} of {inv_path.name}: {exc}")
     others = sorted((p for p in store.paths() if p not in live),
                     key=store.last_used, reverse=True)
     deleted, freed = [], 0

@@ -18,6 +18,7 @@ class Settings:
     lab: bool = False
     zstd_level: int = 19     # items' compressed archives (made once, at build time)
     cache: object = None     # cache.CacheSettings: hosts pull items over HTTP
+    ids: Path | None = None  # the uid/gid ledger (fruixops.config.ids); default: in the store
 
 
 
@@ -31,7 +32,7 @@ def read(blocks):
     path, doc = blocks[0]
     here = path.parent
     f = Fields(value_node(doc, "fruixops", path), {"signing_key", "trusted_keys", "known_hosts",
-                                                   "store", "lab", "zstd_level", "cache"},
+                                                   "store", "lab", "zstd_level", "cache", "ids"},
                "fruixops settings")
     trusted = []
     for i, _ in enumerate(f.get("trusted_keys", list, [])):
@@ -44,7 +45,7 @@ def read(blocks):
         raise f.node_of("zstd_level").error("zstd_level must be 1 to 22")
     return Settings(signing_key=opt("signing_key"), trusted_keys=trusted,
                     known_hosts=opt("known_hosts"), store=opt("store"),
-                    lab=f.get("lab", bool, False), zstd_level=level,
+                    lab=f.get("lab", bool, False), zstd_level=level, ids=opt("ids"),
                     cache=_cache(f, here) if "cache" in f else None)
 
 

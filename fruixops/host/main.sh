@@ -42,5 +42,8 @@ case $CMD in
     reboot) cmd_reboot "$@" ;;
     check) cmd_check "$@" ;;
     manifest) cmd_manifest "$@" ;;
+    activate) cmd_activate "$@" ;;
+    config) cmd_config "$@" ;;
+    config-check) cmd_config_check "$@" ;;
     *) refuse_access "unknown command '$CMD'" ;;
 esac

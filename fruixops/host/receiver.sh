@@ -28,6 +28,8 @@
 #   switch.sh    generations, loader files, boot state, the bootloader
 #   gc.sh        garbage collection
 #   trust.sh     trusted keys, host name
+#   config.sh    activation: a system's configuration (files, accounts)
+#                applied as one change; what changed since, by hand
 #   access.sh    restricted keys and doas/sudo: argument checks, and the
 #                commands that stand in for a shell (version, reboot, check...)
 #   main.sh      the command dispatch
@@ -123,6 +125,17 @@
 #   check N NAME       run health check NAME of generation N: "booted", or one
 #                      its signed manifest carries; exit with the check's status.
 #   manifest N|current print generation N's (or the current) manifest.
+#   activate N         apply generation N's configuration now (files, accounts,
+#                      then the services whose restart key changed), when it
+#                      runs the kernel and base the host runs; else print
+#                      "reboot-needed WHY" and change nothing.
+#   activate --boot SYSTEM
+#                      the same at boot, for the booted SYSTEM, before
+#                      shepherd starts (its activate script runs this).
+#   config N|running   a tar of generation N's (or the running system's)
+#                      config/ and etc/rc.conf, for plan and diff.
+#   config-check       "edited PATH"/"missing PATH": managed files changed
+#                      by hand since the last activation.
 #
 # Invoked as "receiver --ssh" (the forced command of a restricted deploy key),
 # the command is $SSH_ORIGINAL_COMMAND, split into words. In every mode the

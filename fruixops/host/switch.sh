@@ -97,6 +97,12 @@ generation_boot() {
 loader_vars() {
     printf 'kernel="%s"\nfruix.system="%s"\nfruix.generation="%s"\ninit_exec="%s"\n' \
         "$G_KERNEL" "$G_SYSTEM" "$1" "$G_INIT"
+    # The system's loader tunables (loader_tunables:), with the boot entry
+    # they belong to: name="value" lines only, never one fruixops sets.
+    if [ -f "$G_SYSTEM/config/loader-tunables" ]; then
+        grep -E '^[A-Za-z_][A-Za-z0-9_.-]*="[^"\\$]*"$' "$G_SYSTEM/config/loader-tunables" |
+            grep -Ev '^(kernel|init_exec|init_path|bootfile|module_path|loader_conf_files|loader_conf_dirs|nextboot_conf|nextboot_enable|currdev|rootdev|kernels|kernel_options|fruix\.[^=]*|vfs\.root\.mountfrom)=' || :
+    fi
 }
 
 
