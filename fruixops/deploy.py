@@ -47,6 +47,7 @@ class DeployResult:
     compressed: bool = False
     checks: dict = field(default_factory=dict)     # name -> "ok" or why it failed
     notes: list = field(default_factory=list)
+    activation: dict | None = None        # the live switch (config.live.Activation)
 
     def to_json(self):
         return dict(self.__dict__)
@@ -153,6 +154,8 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             if reboot:
                 events.phase(host.name, "reboot")
                 hc = boot.reboot(hc)
+            else:
+                _activate(hc, result, events)
             _run_checks(hc, result, checks, rebooted=reboot, events=events)
         events.phase(host.name, "done")
         return result
@@ -167,6 +170,29 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
         raise DeployFailed(host.name, str(exc).split(": ", 1)[1], result) from None
     finally:
         hc.close()
+
+
+def _activate(hc, result, events):
+    """The live switch (fruixops.config.live). A configuration the host
+    refuses (a validate command, an account conflict) changes nothing there;
+    the previous generation is made the default again, so that the next boot
+    does not bring it in either."""
+    from .config import live
+    events.phase(result.host, "activate")
+    try:
+        a = live.activate(hc, result.generation)
+    except HostError as exc:
+        why = str(exc).split(": ", 1)[1]
+        if result.changed and result.previous_generation is not None:
+            switch.rollback(hc, result.previous_generation)
+            why += (f"; generation {result.previous_generation} is the default again "
+                    f"(generation {result.generation} is kept, not booted)")
+        raise DeployFailed(result.host, why, result) from None
+    result.activation = a.to_json()
+    result.notes += a.notes()
+    if a.failed:
+        raise DeployFailed(result.host, "after the live switch, shepherd could not "
+                           + ", ".join(a.failed), result)
 
 
 def _pull(ctl, host, state, result):
@@ -324,6 +350,11 @@ def rollback(ctl, host_name, to=None, reboot=False, checks=False, events=None):
     try:
         generation = switch.rollback(hc, to)
         state = boot.state(hc)
+        if not reboot:
+            # Back live, as a deploy goes forward (fruixops.config.live).
+            from .config import live
+            for line in live.activate(hc, generation).notes():
+                events.phase(host.name, line)
         if reboot:
             events.phase(host.name, "reboot")
             hc = boot.reboot(hc)

@@ -40,6 +40,8 @@ class Change:
     new_generation: int | None = None
     notes: list = field(default_factory=list)   # bootloader differs, loader overrides
     old_corrupt: bool = False    # the current generation's record is cut or empty
+    config: object = None        # config.diff.ConfigChange: files, rc.conf, accounts, services
+    reboot_why: str | None = None    # why the switch cannot be live (kernel, base, tunables)
 
     @property
     def unchanged(self):
@@ -50,6 +52,7 @@ class Change:
         d["added"] = [{"path": p, "size": s} for p, s in self.added]
         d["removed"] = [{"path": p, "size": s} for p, s in self.removed]
         d["unchanged"] = self.unchanged
+        d["config"] = self.config.to_json() if self.config is not None else None
         return d
 
 
@@ -95,9 +98,10 @@ def plan(ctl, host_name, base_name=None, compress=None, use_cache=True):
         # them instead of receiving them).
         sends = (push.ask_need(hc, data, sig, push.missing_items(host.name, m, state.missing),
                                ctl.builder.store) if state.missing else None)
+        old, old_items = _items_of(current or b"")
+        config = _config_change(ctl, hc, state, old, m)
     finally:
         hc.close()
-    old, old_items = _items_of(current or b"")
     new_items = {str(it.path): it.size for it in m.items}
     change = Change(host.name, str(old.system) if old else None, str(m.system),
                     old.base if old else None, old.version_label if old else None,
@@ -120,7 +124,9 @@ def plan(ctl, host_name, base_name=None, compress=None, use_cache=True):
         change.deltas = [str(d.item.path) for d in deltas]
         change.reused_files = sum(d.reused_files for d in deltas)
         change.reused_bytes = sum(d.reused_bytes for d in deltas)
-    change.reboot_needed = state.booted != str(m.system)
+    change.config = config
+    change.reboot_why = reboot_reason(ctl.builder.store, state.booted, m.system)
+    change.reboot_needed = change.reboot_why is not None
     if state.current in state.corrupt:
         change.old_corrupt = True
         change.notes.append(f"generation {state.current}'s record is corrupt (cut or empty): "
@@ -130,6 +136,47 @@ def plan(ctl, host_name, base_name=None, compress=None, use_cache=True):
         change.notes.append(note)
     change.notes += state.warnings()
     return change
+
+
+def _config_change(ctl, hc, state, old, m):
+    """The configuration change from the host's current generation to the
+    new system, and the managed files edited by hand on the host."""
+    from .config import diff as cdiff
+    store = ctl.builder.store
+    new = cdiff.from_store(store, m.system)
+    before = None
+    if old is not None:
+        before = cdiff.from_store(store, old.system)
+        if before is None and state.current is not None:
+            before = cdiff.from_host(hc, state.current)
+    ch = cdiff.compare(before, new)
+    ch.edited = cdiff.drift(hc) or []
+    return ch
+
+
+def reboot_reason(store, booted, system):
+    """Why *system* cannot replace the *booted* one without a reboot (None:
+    a live switch can): nothing booted from fruixops, another kernel,
+    bootloader or base, other loader tunables. Read from the controller's
+    store; a booted system it does not have is a reboot."""
+    from .config import diff as cdiff
+    if booted == str(system):
+        return None
+    if not booted:
+        return "the host runs no Fruix system"
+    try:
+        a, b = store.get(StorePath(booted)), store.get(StorePath(str(system)))
+    except ValueError:
+        a = b = None
+    if a is None or b is None:
+        return "the running system is not in this controller's store"
+    for ref_a, ref_b in zip(a.references, b.references):
+        if ref_a != ref_b:
+            return f"its {StorePath(str(ref_b)).name.split('-')[2]} differs"
+    ca, cb = cdiff.from_store(store, a.path), cdiff.from_store(store, b.path)
+    if ca.loader_tunables != cb.loader_tunables:
+        return "its loader tunables differ"
+    return None
 
 
 def _plan_pulls(change, pull, m, state, sends, store):
@@ -209,7 +256,16 @@ def diff(ctl, host_name, from_gen=None, to_gen=None):
                     old_generation=a, new_generation=b)
     change.added = [(p, s) for p, s in ib.items() if p not in ia]
     change.removed = [(p, s) for p, s in ia.items() if p not in ib]
-    change.reboot_needed = state.booted != change.new_closure
+    change.reboot_why = reboot_reason(ctl.builder.store, state.booted, change.new_closure)
+    change.reboot_needed = change.reboot_why is not None
+    from .config import diff as cdiff
+    hc = connect(ctl, host)
+    try:
+        with hc.reading():
+            before, after = cdiff.from_host(hc, a), cdiff.from_host(hc, b)
+        change.config = cdiff.compare(before, after) if after is not None else None
+    finally:
+        hc.close()
     return change
 
 
@@ -231,6 +287,9 @@ def format_change(c, title=None):
         lines.append(f"  - {StorePath(p).name:48} {mib(s)}")
     if c.unchanged:
         lines.append("  no change: the closure is already current")
+    if c.config is not None:
+        from .config import diff as cdiff
+        lines += cdiff.format_change(c.config)
     lines += [f"  {note}" for note in c.notes]
     lines.append(f"  items added {len(c.added)} ({sum(s for _, s in c.added)} bytes), removed "
                  f"{len(c.removed)} ({sum(s for _, s in c.removed)} bytes); to send "
@@ -240,7 +299,8 @@ def format_change(c, title=None):
                     if c.pull else "")
                  + (f", {c.reused_files} files ({c.reused_bytes} bytes) reused from the "
                     "host's store" if c.deltas else "") + "; reboot needed: "
-                 f"{'yes' if c.reboot_needed else 'no'}")
+                 + (f"yes ({c.reboot_why})" if c.reboot_needed and c.reboot_why else
+                    "yes" if c.reboot_needed else "no"))
     return "\n".join(lines)
 
 

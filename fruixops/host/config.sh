@@ -40,10 +40,19 @@ NL='
 
 conf_sha() { openssl dgst -sha256 -r "$1" | cut -c1-64; }
 
-# file_meta FILE: "MODE OWNER GROUP" (mode in octal, no leading 0).
+# file_meta FILE: "MODE UID GID" (mode in octal, no leading 0).
 file_meta() {
-    stat -f '%Lp %Su %Sg' "$1" 2>/dev/null | grep -x '[0-7]* [^ ]* [^ ]*' ||
-        stat -c '%a %U %G' "$1" 2>/dev/null
+    stat -f '%Lp %u %g' "$1" 2>/dev/null | grep -x '[0-7]* [0-9]* [0-9]*' ||
+        stat -c '%a %u %g' "$1" 2>/dev/null
+}
+
+# want_meta MODE OWNER GROUP: what file_meta must say (empty when an account
+# does not exist yet: the file is staged, and given to it once it does).
+want_meta() {
+    u=$(id -u "$2" 2>/dev/null) || return 0
+    g=$(awk -F: -v g="$3" '$1 == g { print $3; exit }' /etc/group)
+    [ -n "$g" ] || return 0
+    echo "$(printf %o "0$1") $u $g"
 }
 
 # managed_path PATH: a path activation may write (checked on the controller
@@ -304,8 +313,8 @@ activate_config() {
                     cp -p "$path" "$CONF/originals$path"
                 fi
                 meta=$(file_meta "$path" 2>/dev/null) || meta=
-                want="$(printf %o "0$mode") $owner $group"
-                if [ "$now" = "$sha" ] && [ "$meta" = "$want" ]; then continue; fi
+                want=$(want_meta "$mode" "$owner" "$group")
+                if [ "$now" = "$sha" ] && [ -n "$want" ] && [ "$meta" = "$want" ]; then continue; fi
                 t=$(stage_file "$path" "$sha" "$sys/config/root$path" "$validate") || exit 2
                 printf 'put\t%s\t%s\t%s\t%s\t%s\n' "$path" "$t" "$mode" "$owner" "$group" >>"$TXN/plan" ;;
             dir)
@@ -479,9 +488,11 @@ cmd_activate() {
         if printf '%s\n' "$applied" | grep -qx 'changed /etc/sysctl.conf'; then
             sysctl -f /etc/sysctl.conf >/dev/null 2>&1 || echo "note: sysctl -f /etc/sysctl.conf reported errors" >&2
         fi
-        if [ -n "$changes" ]; then
-            herd_run load root "$sys/etc/shepherd/config.scm" ||
-                die "shepherd did not load $sys/etc/shepherd/config.scm"
+        # The configuration is in force from here: a service that shepherd
+        # cannot load or restart is reported ("failed ..."), not undone.
+        if [ -n "$changes" ] && ! herd_run load root "$sys/etc/shepherd/config.scm"; then
+            echo "failed load $sys/etc/shepherd/config.scm"
+        elif [ -n "$changes" ]; then
             printf '%s\n' "$changes" | while read -r act svc; do
                 case $act in
                     restart) herd_run restart "$svc" || echo "failed restart $svc" ;;

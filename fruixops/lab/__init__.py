@@ -24,7 +24,7 @@ from . import hostetc, privilege, sshd
 from ..errors import UserError
 
 BOOT = Path(__file__).with_name("boot.sh")
-MOUNTPOINTS = ("/frx", "/var/lib/fruix", "/boot")
+MOUNTPOINTS = ("/frx", "/var/lib/fruix", "/boot", "/home", "/usr/local/etc")
 
 # What a FreeBSD 15 installation leaves in /boot/defaults/loader.conf, as far
 # as the lab's loader reads it: the lab writes it once on a new host's disk,
@@ -126,6 +126,7 @@ class Lab:
                 port, "/run/lab/ssh/ssh_host_ed25519_key", "/run/lab/ssh/authorized_keys",
                 host.var("lab_force_command"), permit_root))
             privilege.accounts(self, host, mode)
+            hostetc.master_passwd(self, host)
             bastion = privilege.bastion_of(host)
             if bastion:
                 known.append(privilege.prepare_bastion(self, bastion, client_pub))

@@ -3,7 +3,8 @@
 # own mount namespace. Each step stands for the FreeBSD mechanism it names:
 #
 #   disk      the host's disk (.lab/<host>/root) over the real absolute paths
-#             (/boot, /frx, /root, /var/lib/fruix), a fresh /run and /tmp,
+#             (/boot, /frx, /root, /home, /usr/local/etc, /var/lib/fruix,
+#             /var/log), a fresh /run and /tmp,
 #             and its own accounts over /etc where it has some -- wherever
 #             the checkout lives, even under a path the host covers;
 #   loader    loader.sh reads /boot's loader files in FreeBSD's order,
@@ -67,6 +68,11 @@ mount --bind "$disk/var/lib/fruix" /var/lib/fruix
 mount --bind "$disk/boot" /boot
 # The host's own home for root, not the controller's (and its shell start-up).
 mount --bind "$disk/root" /root
+# Its own /home and /usr/local/etc (the accounts and the packages'
+# configuration fruixops manages there)), never the machine's.
+mkdir -p "$disk/home" "$disk/usr/local/etc"
+mount --bind "$disk/home" /home
+mount --bind "$disk/usr/local/etc" /usr/local/etc
 # Its own logs (shepherd's services write theirs under /var/log), never the
 # machine's.
 mkdir -p "$disk/var/log"
@@ -122,7 +128,7 @@ export PATH
 # rc.conf's tmpmfs. The lab's own bookkeeping (/run/lab, /run/lab-kernel,
 # /run/lab-boot.log) is under /run.
 : >/run/lab-boot.log
-printf '%s\n' / /frx /var/lib/fruix /boot /root /var/log /etc >/run/lab-root-mounts
+printf '%s\n' / /frx /var/lib/fruix /boot /root /home /usr/local/etc /var/log /etc >/run/lab-root-mounts
 while read -r mp; do
     mount -o remount,bind,ro "$mp"
 done </run/lab-root-mounts

@@ -62,6 +62,35 @@ def install(lab, host, sshd_config):
     (etc / "ssh/sshd_config").write_text(sshd_config)
 
 
+def master_passwd(lab, host):
+    """FreeBSD's /etc/master.passwd, which pw(8) and fruixops's activation
+    edit and pwd_mkdb(8) turns into what programs read: written once, from
+    the accounts the host has (the machine's, and a deploy account the lab
+    added), every password locked ("*": lab hosts log in with keys). The
+    lab's pwd_mkdb (lab/sbin) then writes the host's /etc/passwd and
+    /etc/shadow from it, as glibc's sshd reads them."""
+    etc = upper(lab, host.name)
+    target = etc / "master.passwd"
+    if target.exists():
+        return
+    passwd = etc / "passwd" if (etc / "passwd").exists() else Path("/etc/passwd")
+    lines = []
+    for line in passwd.read_text().splitlines():
+        f = line.split(":")
+        if len(f) != 7 or line.startswith("#"):
+            continue
+        lines.append(":".join([f[0], "*", f[2], f[3], "", "0", "0", f[4], f[5], f[6]]))
+    target.write_text("\n".join(lines) + "\n")
+    target.chmod(0o600)
+    # FreeBSD's root group is wheel (gid 0): files fruixops manages are
+    # root:wheel there, as on every FreeBSD host.
+    group = etc / "group" if (etc / "group").exists() else Path("/etc/group")
+    text = group.read_text()
+    if not any(line.startswith("wheel:") for line in text.splitlines()):
+        (etc / "group").write_text(text + ("" if text.endswith("\n") else "\n")
+                                   + "wheel:*:0:root\n")
+
+
 def wipe(lab, name):
     """A wiped disk takes its /etc with it."""
     for d in ("etc.upper", "etc.work"):

@@ -59,7 +59,8 @@ def sshd_config(port, hostkey, authorized, force_command=None, permit_root="proh
         f"Port {port}",
         "ListenAddress 127.0.0.1",
         f"HostKey {hostkey}",
-        f"AuthorizedKeysFile {authorized}",
+        # The lab's key, and each account's own (users: authorized_keys).
+        f"AuthorizedKeysFile {authorized} .ssh/authorized_keys",
         f"PermitRootLogin {permit_root}",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
