@@ -433,7 +433,8 @@ def verify(ctl, host_name):
 def _verify_report(host, out):
     """The receiver's verify lines, checked: "corrupt generation N" for a cut
     or empty generation record, one line per item (ok, missing, unrecorded,
-    drift), then "checked N"."""
+    drift), "config-edited PATH"/"config-missing PATH" for a managed file
+    changed by hand since its activation, then "checked N"."""
     from . import hostreply
     lines = out.splitlines()
     for line in lines[:-1]:
@@ -442,6 +443,9 @@ def _verify_report(host, out):
             hostreply.number(host, "verify", rest[len("generation "):], line)
             continue
         path = rest.split(" ", 1)[0]
+        if kind in ("config-edited", "config-missing") and path.startswith("/") and \
+                "\t" not in path:
+            continue        # a managed file changed by hand since its activation
         if kind not in ("ok", "missing", "unrecorded", "drift"):
             raise hostreply.MalformedReply(host, "verify", line)
         hostreply.store_path(host, "verify", path, line)

@@ -38,6 +38,7 @@ def make_project(dest, port_shift=PORT_SHIFT):
     (dest / "inventories" / "lab.yaml").write_text(lab_inventory_text(port_shift))
     (dest / "inventories" / "lab-cache.yaml").write_text(lab_inventory_text(port_shift, True))
     shutil.copytree(ROOT / "playbooks", dest / "playbooks")
+    shutil.copytree(ROOT / "inventories" / "templates", dest / "inventories" / "templates")
     return dest / "inventories" / "lab.yaml"
 
 

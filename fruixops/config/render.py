@@ -273,7 +273,22 @@ def template_context(host, inventory, secret_paths):
                          for g, m in inventory.groups.items()}
         ctx["hostvars"] = {n: dict(h.ansible_vars, inventory_hostname=n)
                            for n, h in inventory.hosts.items()}
-    return ctx
+    return _rendered_values(ctx, host)
+
+
+def _rendered_values(ctx, host):
+    """Variables whose values are templates ("{{ ssh_port + 100 }}"), as a
+    template sees them: rendered with the host's variables, as Ansible does."""
+    env = templates.environment([])
+    out = dict(ctx)
+    for name, value in ctx.items():
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            try:
+                out[name] = env.from_string(value).render(ctx)
+            except Exception as exc:  # noqa: BLE001 -- any template error, one line
+                raise UserError(f"variable {name!r}: {exc}",
+                                where=host.var_where.get(name, host.where)) from None
+    return out
 
 
 def restart_keys(services, r):

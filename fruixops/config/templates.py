@@ -27,6 +27,8 @@ def environment(search):
         env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(p) for p in search]),
                                  undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                                  autoescape=False)
+    # Ansible's template module: a block tag's own newline is dropped.
+    env.trim_blocks = True
     return env
 
 

@@ -656,6 +656,9 @@ cmd_verify() {
             echo "ok $p"
         fi
     done <"$TMP/items"
+    # Managed configuration files changed by hand since the last activation.
+    config_drift >"$TMP/config"
+    if [ -s "$TMP/config" ]; then sed 's/^/config-/' "$TMP/config"; drift=1; fi
     echo "checked $n"
     [ "$drift" = 0 ] || exit 2
 }
