@@ -353,8 +353,7 @@ def rollback(ctl, host_name, to=None, reboot=False, checks=False, events=None):
         if not reboot:
             # Back live, as a deploy goes forward (fruixops.config.live).
             from .config import live
-            for line in live.activate(hc, generation).notes():
-                events.phase(host.name, line)
+            state.activation_notes = live.activate(hc, generation).notes()
         if reboot:
             events.phase(host.name, "reboot")
             hc = boot.reboot(hc)

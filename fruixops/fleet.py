@@ -176,7 +176,8 @@ def rollback_many(ctl, hosts, to=None, reboot=False, forks=DEFAULT_FORKS, events
         g = state.gen(gen)
         lines.append(f"{h.name}: current is generation {gen}: {g.base} ({g.version_label}) "
                      f"{g.closure}" + (f"; booted generation {state.booted_generation} "
-                                       f"({state.booted})" if reboot else ""))
+                                       f"({state.booted})" if reboot else "")
+                     + "".join(f"; {n}" for n in getattr(state, "activation_notes", ())))
         return True, state.to_json(h.name)
 
     run(hosts, job, outcomes, forks)
