@@ -35,8 +35,6 @@
 CONF=$STATE/config
 TXN=$CONF/txn
 TAB=$(printf '\t')
-NL='
-'
 
 conf_sha() { openssl dgst -sha256 -r "$1" | cut -c1-64; }
 
