@@ -75,9 +75,15 @@ class Shepherd:
         return int(m.group(1)) if m else None
 
     def stop(self):
+        # SIGTERM: shepherd stops its services, each in a session of its own
+        # that killing shepherd's process group would leave running.
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 def children(pid):
