@@ -3,7 +3,10 @@ lab, on fixture configurations: it evaluates them with Guile, starts
 services in requirement order, respawns what dies until the respawn limit
 disables it, survives a configuration that does not load, and answers herd
 in Shepherd 0.10's words. As PID 1 (a PID namespace of its own) it reaps
-orphans and, on SIGTERM, stops every service and exits 0."""
+orphans and, on SIGTERM, stops every service and exits 0. A live switch
+(`herd load root FILE`, then `herd restart` of what changed, `herd stop` and
+`herd unload root` of what is gone) does what Shepherd 0.10.2 does: the load
+restarts nothing that runs, and herd says what real herd says."""
 
 import os
 import re
@@ -72,15 +75,25 @@ class Shepherd:
         return int(m.group(1)) if m else None
 
     def stop(self):
+        # SIGTERM: shepherd stops its services, each in a session of its own
+        # that killing shepherd's process group would leave running.
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 def children(pid):
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def argv(pid):
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
 
 
 def state(pid):
@@ -229,3 +242,112 @@ def test_as_pid1_it_reaps_orphans_and_stops_everything_on_sigterm(shepherd):
     os.kill(pid1, signal.SIGTERM)
     assert s.proc.wait(10) == 0
     assert "Service steady stopped." in s.log()
+
+
+# A live switch: switch-from.scm runs, switch-to.scm is the next generation.
+
+def switched_from(shepherd):
+    """switch-from.scm with its five services started, then `paused' stopped
+    by hand."""
+    s = shepherd("switch-from.scm")
+    wait_until(lambda: "Successfully started 5 services" in s.log(), 10, "all five start")
+    assert s.herd("stop", "paused").returncode == 0
+    return s
+
+
+def herd_load(s, fixture):
+    """`herd load root` of *fixture*, as the receiver loads the next
+    generation's config.scm: (its file, herd's result)."""
+    config = s.dir / "next" / "config.scm"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text((FIXTURES / fixture).read_text())
+    return config, s.herd("load", "root", str(config))
+
+
+def test_herd_load_leaves_every_running_service_as_it_is(shepherd):
+    s = switched_from(shepherd)
+    before = {n: s.running_pid(n) for n in ("kept", "changed", "dependent", "removed")}
+    config, load = herd_load(s, "switch-to.scm")
+    # herd prints what shepherd said while answering; what the file starts
+    # is started in the background, in shepherd's log.
+    assert (load.returncode, load.stdout, load.stderr) == (0, f"Loading {config}.\n", "")
+    # A running service's new definition waits, as its replacement, for it
+    # to stop: the same processes run, `changed' still with its old command.
+    assert {n: s.running_pid(n) for n in before} == before
+    assert argv(before["changed"]) == ["/bin/sleep", "1001"]
+    for name in ("kept", "changed", "dependent"):
+        assert f"Recording replacement for {name}." in s.log()
+    # Restarting what changed leaves the unchanged alone.
+    assert s.herd("restart", "changed").returncode == 0
+    assert s.running_pid("kept") == before["kept"]
+
+
+def test_herd_restart_runs_the_replacement_and_restarts_what_requires_it(shepherd):
+    s = switched_from(shepherd)
+    old = {n: s.running_pid(n) for n in ("changed", "dependent")}
+    herd_load(s, "switch-to.scm")
+    restart = s.herd("restart", "changed")
+    # Stopped (what requires it first), the replacement installed, both
+    # started; herd shows the starts, the stops are in shepherd's log.
+    assert (restart.returncode, restart.stdout, restart.stderr) == (
+        0, "Service changed has been started.\nService dependent has been started.\n", "")
+    new = s.running_pid("changed")
+    assert new not in (None, old["changed"])
+    assert argv(new) == ["/bin/sleep", "2001"]
+    assert state(old["changed"]) is None             # killed and reaped
+    assert s.running_pid("dependent") not in (None, old["dependent"])
+
+
+def test_herd_load_starts_a_new_service_and_a_stopped_one_it_replaced(shepherd):
+    s = switched_from(shepherd)
+    assert s.running_pid("paused") is None
+    herd_load(s, "switch-to.scm")
+    added = wait_until(lambda: s.running_pid("added"), 10, "added starts")
+    assert argv(added) == ["/bin/sleep", "2005"]
+    # A stopped service is replaced at once, and the file's
+    # start-in-the-background starts it, stopped by hand or not.
+    assert argv(wait_until(lambda: s.running_pid("paused"), 10, "paused starts")) == \
+        ["/bin/sleep", "1003"]
+    assert s.log().count("Successfully started 5 services in the background.") == 2
+
+
+def test_a_service_left_out_is_stopped_then_unloaded(shepherd):
+    s = switched_from(shepherd)
+    pid = s.running_pid("removed")
+    herd_load(s, "switch-to.scm")
+    assert s.running_pid("removed") == pid           # the load leaves it running
+    stop = s.herd("stop", "removed")
+    assert (stop.returncode, stop.stdout, stop.stderr) == (0, "", "")
+    assert state(pid) is None
+    unload = s.herd("unload", "root", "removed")
+    assert (unload.returncode, unload.stdout, unload.stderr) == (
+        0, "Removing service 'removed'...\nDone.\n", "")
+    for request in (("status", "removed"), ("unload", "root", "removed")):
+        gone = s.herd(*request)
+        assert (gone.returncode, gone.stdout, gone.stderr) == (
+            1, "", "herd: error: service 'removed' could not be found\n")
+    assert " - removed" not in s.herd("status").stdout
+
+
+def test_a_file_herd_load_cannot_evaluate_is_herds_error(shepherd):
+    s = shepherd("supervised.scm")
+    wait_until(lambda: s.running_pid("app"), 10, "app runs")
+    missing = s.dir / "no-such" / "config.scm"
+    load = s.herd("load", "root", str(missing))
+    assert (load.returncode, load.stdout) == (1, f"Loading {missing}.\n")
+    assert load.stderr == (
+        "herd: error: exception caught while executing 'load' on service 'root':\n"
+        f"In procedure open-file: No such file or directory: \"{missing}\"\n")
+    assert s.proc.poll() is None and s.running_pid("app")
+
+
+def test_herd_restart_exits_0_even_when_the_service_does_not_start_again(shepherd):
+    s = shepherd("supervised.scm")
+    first = wait_until(lambda: s.running_pid("app"), 10, "app runs")
+    assert s.herd("disable", "app").stdout == "Disabled service app.\n"
+    restart = s.herd("restart", "app")
+    # Shepherd 0.10's restart action returns true whatever the start did: a
+    # receiver must ask `herd status', not trust restart's exit status.
+    assert (restart.returncode, restart.stdout, restart.stderr) == (0, "", "")
+    assert s.running_pid("app") is None and state(first) is None
+    assert "Service app is currently disabled." in s.log()

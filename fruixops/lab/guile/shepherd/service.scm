@@ -16,7 +16,15 @@
 ;;;     unless it was respawned more than N times in T seconds (#:respawn-limit,
 ;;;     default (5 . 7) as in 0.10): then it is disabled, never looped on;
 ;;;   - `register-services' takes a list (0.10) or, as before 0.10, services
-;;;     as rest arguments.
+;;;     as rest arguments; a service whose name is already registered
+;;;     replaces the registered one: at once if that one is stopped, when
+;;;     it next stops if it is running (its "replacement"), as in 0.10.2;
+;;;   - `unregister-services' stops, then forgets, services (0.10.2);
+;;;   - the messages Shepherd's per-service fibers print (stopping,
+;;;     replacements, a disabled service refusing to start, everything
+;;;     `start-in-the-background' does) go to shepherd's log only: in
+;;;     Shepherd they come from fibers that do not answer the herd client
+;;;     asking, so herd never shows them.
 ;;;
 ;;; What it leaves out: fibers (everything runs in PID 1's one loop: a
 ;;; forkexec start returns at once, a kill destructor waits for its process),
@@ -44,11 +52,13 @@
             service-status-changes
             service-last-respawns
             service-startup-failures
+            service-replacement
             default-respawn-limit
             default-process-termination-grace-period
             make-forkexec-constructor
             make-kill-destructor
             register-services
+            unregister-services
             lookup-service
             start-service
             stop-service
@@ -57,6 +67,7 @@
             start-in-the-background
             ;; For the lab's PID 1.
             registered-services
+            forget-every-service
             handle-process-termination
             stop-every-service
             current-client-port
@@ -74,6 +85,14 @@
     (when (current-client-port)
       (format (current-client-port) "~a~%" line))))
 
+(define (log-output fmt . args)
+  "A message for shepherd's log only, never for the herd client being
+answered: what Shepherd 0.10 prints from a service's own fiber (its
+\"controller\") or from a fiber of its own, whose output never reaches
+that client."
+  (parameterize ((current-client-port #f))
+    (apply local-output fmt args)))
+
 ;;; Services.
 
 (define default-respawn-limit
@@ -86,7 +105,8 @@
 
 (define-record-type <service>
   (%make-service provision requirement start stop respawn? respawn-limit
-                 documentation status running enabled? changes respawns failures)
+                 documentation status running enabled? changes respawns failures
+                 replacement)
   service?
   (provision service-provision)
   (requirement service-requirement)
@@ -102,7 +122,10 @@
   ;; ((STATUS . SECONDS) ...), newest first, as herd shows "running since".
   (changes service-status-changes set-service-status-changes!)
   (respawns service-last-respawns set-service-last-respawns!)
-  (failures service-startup-failures set-service-startup-failures!))
+  (failures service-startup-failures set-service-startup-failures!)
+  ;; The service registered under its name while it ran: installed when it
+  ;; stops.
+  (replacement service-replacement set-service-replacement!))
 
 (define* (service provision
                   #:key
@@ -124,7 +147,7 @@
     (((? integer?) . (? real?)) #t)
     (_ (error "service: #:respawn-limit must be #f or (TIMES . SECONDS):" respawn-limit)))
   (%make-service provision requirement start stop respawn? respawn-limit
-                 documentation 'stopped #f #t '() '() '()))
+                 documentation 'stopped #f #t '() '() '() #f))
 
 (define (service-canonical-name service)
   (car (service-provision service)))
@@ -147,23 +170,52 @@
   "Return the registered service that provides NAME, or #f."
   (find (lambda (s) (memq name (service-provision s))) %services))
 
+(define (register-service new)
+  "Register NEW as Shepherd 0.10.2's registry does: if a registered service
+provides one of its names, a running one gets NEW as its replacement (see
+`stop-service'), any other is replaced at once, NEW disabled if it was."
+  (match (any lookup-service (service-provision new))
+    (#f
+     (set! %services (append %services (list new))))
+    ((? (lambda (old) (eq? (service-status old) 'running)) old)
+     (set-service-replacement! old new)
+     (log-output "Recording replacement for ~a." (service-canonical-name old)))
+    (old
+     (unless (service-enabled? old)
+       (disable-service new))
+     (set! %services (map (lambda (s) (if (eq? s old) new s)) %services)))))
+
 (define (register-services . args)
   "Register SERVICES, a list (Shepherd 0.10); services given as rest
-arguments, the form before 0.10, are accepted too."
+arguments, the form before 0.10, are accepted too.  A service whose name is
+already registered replaces the registered one, at once or, if that one is
+running, when it next stops: so loading a system's next configuration
+restarts nothing."
   (let ((new (match args
                (((? list? services)) services)
                (services services))))
     (for-each (lambda (s)
                 (unless (service? s)
-                  (error "register-services: not a service:" s))
-                (for-each (lambda (name)
-                            (when (lookup-service name)
-                              (error "register-services: provision already registered:"
-                                     name)))
-                          (service-provision s)))
+                  (error "register-services: not a service:" s)))
               new)
-    (set! %services (append %services new))
+    (for-each register-service new)
     *unspecified*))
+
+(define (unregister-services services)
+  "Stop those of SERVICES that are not stopped, then remove them from the
+registry (Shepherd 0.10.2).  A service stopped here with a replacement
+leaves its replacement registered, as in Shepherd."
+  (for-each (lambda (s)
+              (unless (eq? (service-status s) 'stopped)
+                (stop-service s)))
+            services)
+  (set! %services (remove (lambda (s) (memq s services)) %services))
+  #t)
+
+(define (forget-every-service)
+  "Forget every registered service without stopping any, as `herd unload
+root all' does in Shepherd 0.10: what runs is no longer supervised."
+  (set! %services '()))
 
 ;;; Starting and stopping.
 
@@ -182,7 +234,7 @@ it or a requirement could not be started."
    ((eq? (service-status service) 'running)
     (service-running-value service))
    ((not (service-enabled? service))
-    (local-output "Service ~a is currently disabled." name)
+    (log-output "Service ~a is currently disabled." name)
     #f)
    (else
     (set-service-status! service 'starting)
@@ -218,7 +270,10 @@ it or a requirement could not be started."
 
 (define (stop-service service . args)
   "Stop SERVICE and, first, the running services that require it.  Return
-the list of services stopped."
+the list of services stopped, SERVICE's replacement in its place if it had
+one: Shepherd 0.10.2 installs the replacement once the service has stopped,
+and `herd restart' starts what this returns (0.10.1 fixed it to start the
+replacement, not the original)."
   (define name (service-canonical-name service))
   (if (not (eq? (service-status service) 'running))
       (begin
@@ -242,17 +297,29 @@ the list of services stopped."
                         #t))))
           (set-service-running-value! service #f)
           (set-status! service 'stopped)
-          (local-output (if left
-                            "Service ~a might have failed to stop."
-                            "Service ~a stopped.")
-                        name))
-        (cons service dependents))))
+          (log-output (if left
+                          "Service ~a might have failed to stop."
+                          "Service ~a stopped.")
+                      name))
+        (let ((replacement (service-replacement service)))
+          (when replacement
+            (set-service-replacement! service #f)
+            (register-service replacement))
+          (cons (or replacement service) dependents)))))
 
 (define (enable-service service) (set-service-enabled! service #t))
 (define (disable-service service) (set-service-enabled! service #f))
 
 (define (start-in-the-background names)
-  "Start the services NAMES (symbols), reporting those that could not be."
+  "Start the services NAMES (symbols), reporting those that could not be.
+A running service is left as it is, a stopped one started.  Shepherd does
+this in a fiber of its own and returns at once; the lab, having none,
+starts them before returning, but like Shepherd's its messages are for the
+log only (a `herd load' does not show them)."
+  (parameterize ((current-client-port #f))
+    (start-named names)))
+
+(define (start-named names)
   (let ((failures (remove (lambda (name)
                             (let ((s (lookup-service name)))
                               (if s
@@ -365,8 +432,14 @@ strings: the program and its arguments) in the foreground, and returns its PID."
 it is given, SIGKILL after GRACE-PERIOD seconds, and returns once the process
 has terminated."
   (lambda (pid . args)
-    ;; The forkexec child leads its own process group (setsid); signal the
-    ;; group, or the process alone if that is gone already.
+    ;; As Shepherd 0.10: the signal, then SIGKILL after the grace period, go
+    ;; to the service's process group (the forkexec child leads its own,
+    ;; setsid), so its children in that group get them too; only the PID is
+    ;; waited for, and a child that outlives it (or left the group) is left
+    ;; running, PID 1's orphan, while a restart starts the new process in a
+    ;; new session.  Shepherd signals the PID alone when its group is
+    ;; shepherd's own (between fork and setsid); here, when the group is
+    ;; gone.
     (catch 'system-error
       (lambda () (kill (- pid) signal))
       (lambda _ (false-if-exception (kill pid signal))))
