@@ -152,6 +152,19 @@ def test_a_configuration_that_fails_validation_changes_nothing(fresh, project, a
     status = deploy.status(ctl, HOST)
     assert status.default == r1.generation, "the refused generation must not stay the default"
 
+    # A failure part way through the switch (tick.conf already renamed into
+    # place, then a file for an account the host does not have): the journal
+    # puts tick.conf back.
+    half = variant(project, alice_key, "bonjour",
+                   extra=", /usr/local/etc/zz.conf: {content: 'x\n', owner: nosuchuser}")
+    with pytest.raises(deploy.DeployFailed) as failed:
+        deploy.deploy(Controller(half), HOST)
+    assert "cannot give /usr/local/etc/zz.conf to nosuchuser" in str(failed.value)
+    assert ssh(ctl, f"cat {TICK}").endswith("greeting hello\n")
+    assert "zz.conf" not in ssh(ctl, "ls -a /usr/local/etc/")
+    assert "fruix" not in ssh(ctl, "ls -a /usr/local/etc/")          # no staged file left
+    assert "txn" not in ssh(ctl, "ls /var/lib/fruix/fruixops/config/")
+
 
 def test_undefined_template_variable_fails_at_plan_time_with_file_and_line(project, alice_key):
     v = variant(project, alice_key, "hello")

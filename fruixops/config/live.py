@@ -63,8 +63,8 @@ def parse(generation, out):
     a = Activation(generation)
     for line in out.splitlines():
         word, _, rest = line.partition(" ")
-        if line.startswith("kept\t"):
-            _, path, copy, why = (line.split("\t") + ["", "", ""])[:4]
+        if word == "kept":
+            _, path, copy, why = (line.split(" ", 3) + ["", "", ""])[:4]
             a.kept.append((path, copy, why))
         elif word == "reboot-needed":
             a.reboot_needed = rest

@@ -360,7 +360,7 @@ activate_config() {
     fi
     while IFS="$TAB" read -r what path a b c d; do
         case $what in
-            kept) printf 'kept\t%s\t%s\t%s\n' "$path" "$a" "$b" ;;
+            kept) echo "kept $path $a $b" ;;
             mkdir)
                 if [ ! -d "$path" ]; then
                     make_parents "$(dirname "$path")"
@@ -491,10 +491,14 @@ cmd_activate() {
         if [ -n "$changes" ] && ! herd_run load root "$sys/etc/shepherd/config.scm"; then
             echo "failed load $sys/etc/shepherd/config.scm"
         elif [ -n "$changes" ]; then
+            # herd restart exits 0 even when the new definition fails to
+            # start (Shepherd 0.10): its status says.
             printf '%s\n' "$changes" | while read -r act svc; do
                 case $act in
-                    restart) herd_run restart "$svc" || echo "failed restart $svc" ;;
-                    start) herd_run start "$svc" || echo "failed start $svc" ;;
+                    restart|start)
+                        herd_run "$act" "$svc"
+                        herd status "$svc" 2>/dev/null | grep -q '^  It is running' ||
+                            echo "failed $act $svc" ;;
                     stop) herd_run stop "$svc"; herd_run unload root "$svc" || : ;;
                 esac
                 echo "$act $svc"
