@@ -1,6 +1,8 @@
 """A host's variables: the layers Ansible merges, in its order, and
-fruixops's view of the merge — Ansible's connection variables read as
-fruixops's (``ALIASES``), fruixops's own variables typed (``HOST_VARS``).
+fruixops's view of the merge (``HostVars``): Ansible's connection variables
+read as fruixops's (``CONNECTION``), each value rendered as Ansible renders
+it when it is first read (templating.py), fruixops's own variables typed
+(``HOST_VARS``).
 
 Nothing here knows about bases or checks; inventory.py builds hosts from it.
 """
@@ -8,9 +10,10 @@ Nothing here knows about bases or checks; inventory.py builds hosts from it.
 import difflib
 import os
 import re
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from . import inventory_files
+from . import inventory_files, templating
 from .errors import UserError
 
 # Host variables fruixops understands, with their types. Any other variable
@@ -50,23 +53,26 @@ HOST_VARS = {
     # The item cache (cache.py): a site's own mirror, or "" to push to this host.
     "cache_url": str,
 }
-# Ansible's become switch and method: read by access.become_method, where
-# ansible_become must be true for the method to apply.
-ANSIBLE_BECOME = ("ansible_become", "ansible_become_method")
+# Ansible's become switch and method, and sudo's own spelling of the user:
+# read by access.become, where ansible_become must be true for them.
+ANSIBLE_BECOME = ("ansible_become", "ansible_become_method", "ansible_sudo_user")
 
-# Ansible's connection variables, read as fruixops's. Where one layer of the
-# merge sets both spellings, fruixops's own name wins, then the first listed.
-ALIASES = {
-    "ansible_host": "ssh_host",
-    "ansible_ssh_host": "ssh_host",
-    "ansible_port": "ssh_port",
-    "ansible_ssh_port": "ssh_port",
-    "ansible_user": "ssh_user",
-    "ansible_ssh_user": "ssh_user",
-    "ansible_ssh_private_key_file": "ssh_key",
-    "ansible_private_key_file": "ssh_key",
-    "ansible_become_user": "become_user",
+# Ansible's connection variables, read as fruixops's. Ansible resolves each
+# spelling through the layers, then uses the first listed here that is set
+# and not null, whatever layers they came from (the ssh connection plugin's
+# options list them the other way round: the last one set wins). fruixops's
+# own name beats that spelling when it is set in the same layer or a later one.
+CONNECTION = {
+    "ssh_host": ("ansible_ssh_host", "ansible_host"),
+    "ssh_port": ("ansible_ssh_port", "ansible_port"),
+    "ssh_user": ("ansible_ssh_user", "ansible_user"),
+    "ssh_key": ("ansible_ssh_private_key_file", "ansible_private_key_file"),
+    "become_user": ("ansible_become_user",),
 }
+ALIASES = {spelling: own for own, spellings in CONNECTION.items() for spelling in spellings}
+# Not Jinja2 templates: str.format's placeholders ({host}), run on the controller.
+NOT_RENDERED = ("power_cycle_command",)
+
 
 def merged_layers(read, node):
     """The variable layers of a host, lowest precedence first, as ansible-core
@@ -98,47 +104,145 @@ def _file_vars(directory, kind, name):
     return merged
 
 
-def view(layers, warnings):
-    """fruixops's variables of a host, where each was set, and Ansible's
-    merge (what ansible-inventory prints), from its *layers*."""
-    raw, own, spelled = {}, {}, {}
-    for layer in layers:
-        raw.update(layer)
-        # Within a layer, fruixops's own name wins over an Ansible alias.
-        ranked = sorted(layer.items(), key=lambda kv: _alias_rank(kv[0]))
-        for key, var in ranked:
-            own[ALIASES.get(key, key)] = var
-            spelled[ALIASES.get(key, key)] = key
+def view(layers, magic, warnings):
+    """fruixops's variables of a host (HostVars) and Ansible's merge (what
+    ansible-inventory prints: values as written, never rendered) from its
+    *layers*. *magic*: the variables Ansible gives every host."""
+    merged, layer_of = {}, {}
+    for i, layer in enumerate(layers):
+        for key, var in layer.items():
+            merged[key] = var
+            layer_of[key] = i
             _near_miss(key, var.where, warnings)
-    values, where = {}, {}
-    for key, var in own.items():
-        values[key] = _typed(key, var, spelled[key]) if key in HOST_VARS else var.value
-        where[key] = var.where
-    if "ssh_key" in values:
-        values["ssh_key"] = _relative_path(values["ssh_key"], where["ssh_key"])
-    return values, where, {k: v.value for k, v in raw.items()}
+    variables = templating.Variables(merged, magic, lambda where: [str(inventory_dir(where))])
+    return HostVars(variables, layer_of), {k: v.value for k, v in merged.items()}
 
 
-def _alias_rank(key):
-    if key in HOST_VARS:
-        return len(ALIASES) + 1
-    if key in ALIASES:
-        return len(ALIASES) - list(ALIASES).index(key)
-    return 0
+_UNSET = object()
 
 
-def _typed(key, var, spelled):
-    kind, value = HOST_VARS[key], var.value
+class HostVars(MutableMapping):
+    """fruixops's view of a host's variables: Ansible's connection spellings
+    read as ssh_* (CONNECTION), each value rendered when first read, and
+    typed if it is one of fruixops's (HOST_VARS). Values given by the program
+    (``vars[k] = v``) are taken as they are. ``where`` maps a name to the
+    file:line:column its value came from."""
+
+    def __init__(self, variables, layer_of):
+        self._vars = variables            # templating.Variables, by Ansible's names
+        self._layer_of = layer_of
+        self._names = list(dict.fromkeys(ALIASES.get(k, k) for k in layer_of))
+        self._read = {}                   # name -> (value or _UNSET, where)
+        self._given = {}
+        self._gone = set()
+        self.where = _Where(self)
+
+    def copy(self):
+        """A copy that changes apart, sharing what was rendered."""
+        other = HostVars.__new__(HostVars)
+        other.__dict__.update(self.__dict__, _given=dict(self._given), _gone=set(self._gone))
+        other.where = _Where(other)
+        return other
+
+    def check_plain(self):
+        """Type now every variable of fruixops's whose value is no template
+        (a template is rendered when it is read, as Ansible does)."""
+        for name in self._names:
+            if name in HOST_VARS and not any(templating.holds_template(self._vars.raw(k))
+                                             for k in self._spellings(name)):
+                self.get(name)
+
+    def __getitem__(self, name):
+        if name in self._given:
+            return self._given[name]
+        if name in self._gone or name not in self._names:
+            raise KeyError(name)
+        if name not in self._read:
+            self._read[name] = self._resolve(name)
+        value = self._read[name][0]
+        if value is _UNSET:
+            raise KeyError(name)           # every spelling of it is null
+        return value
+
+    def where_of(self, name):
+        if name in self._given or name in self._gone or name not in self._names:
+            return None
+        self.get(name)
+        return self._read[name][1]
+
+    def _spellings(self, name):
+        return [k for k in (name,) + CONNECTION.get(name, ()) if k in self._layer_of]
+
+    def _resolve(self, name):
+        # As Ansible: every spelling that is set is rendered; the first that
+        # is not null is used. fruixops's own name is invisible to Ansible.
+        found = [(k, self._vars[k]) for k in CONNECTION.get(name, ()) if k in self._layer_of]
+        spelled, value = next(((k, v) for k, v in found if v is not None), (None, _UNSET))
+        if name in self._layer_of and (spelled is None
+                                       or self._layer_of[name] >= self._layer_of[spelled]):
+            spelled = name
+            value = self._vars.raw(name) if name in NOT_RENDERED else self._vars[name]
+        where = self._vars.where(spelled or self._spellings(name)[0])
+        if value is not _UNSET and name in HOST_VARS:
+            value = _typed(name, value, where, spelled)
+            if name == "ssh_key":
+                value = _relative_path(value, where)
+        return value, where
+
+    def __setitem__(self, name, value):
+        self._given[name] = value
+        self._gone.discard(name)
+
+    def __delitem__(self, name):
+        if name not in self:
+            raise KeyError(name)
+        self._given.pop(name, None)
+        self._gone.add(name)
+
+    def __contains__(self, name):
+        # Without rendering: a name whose spellings all render null is here
+        # but has no value.
+        return name in self._given or (name in self._names and name not in self._gone)
+
+    def __iter__(self):
+        yield from (n for n in self._names if n not in self._gone and n not in self._given)
+        yield from self._given
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+
+class _Where(Mapping):
+    """name -> the file:line:column of the value HostVars reads for it."""
+
+    def __init__(self, hostvars):
+        self._hostvars = hostvars
+
+    def __getitem__(self, name):
+        where = self._hostvars.where_of(name)
+        if where is None:
+            raise KeyError(name)
+        return where
+
+    def __iter__(self):
+        return iter(self._hostvars)
+
+    def __len__(self):
+        return len(self._hostvars)
+
+
+def _typed(key, value, where, spelled):
+    kind = HOST_VARS[key]
     name = repr(spelled) if spelled == key else f"{spelled!r} (fruixops's {key})"
     if kind is int and isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
         value = int(value)       # Ansible takes "2222" for a port
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
         raise UserError(f"variable {name} must be {_KIND_NAMES[kind]}, "
-                        f"not {type(value).__name__} {value!r}", where=var.where)
+                        f"not {type(value).__name__} {value!r}", where=where)
     if key == "ssh_port" and not 1 <= value <= 65535:
         raise UserError(f"variable {name} must be a port number (1-65535), not {value}",
-                        where=var.where)
+                        where=where)
     return value
 
 
@@ -156,16 +260,18 @@ def _near_miss(key, where, warnings):
         warnings.append(line)
 
 
-def _relative_path(value, where):
-    """A path set in an inventory is relative to that inventory's directory
-    (for group_vars/ and host_vars/ files: the directory that holds them)."""
-    if value.startswith("~") or os.path.isabs(value):
-        return value
-    declared = Path(where.rsplit(":", 2)[0]).parent
+def inventory_dir(where):
+    """The directory of the inventory that set a value at *where*: its
+    file's, or for group_vars/ and host_vars/ files the one that holds them."""
+    declared = Path(str(where).rsplit(":", 2)[0]).parent
     for parent in [declared] + list(declared.parents):
         if parent.name in ("group_vars", "host_vars"):
-            declared = parent.parent
-            break
-    return str(declared / value)
+            return parent.parent
+    return declared
 
 
+def _relative_path(value, where):
+    """A path set in an inventory is relative to that inventory's directory."""
+    if value.startswith("~") or os.path.isabs(value):
+        return value
+    return str(inventory_dir(where) / value)

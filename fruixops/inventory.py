@@ -85,10 +85,10 @@ class BaseDecl:
 @dataclass
 class Host:
     name: str
-    vars: dict             # fruixops's view: aliases read as ssh_*, types checked
+    vars: dict             # fruixops's view (hostvars.HostVars): ssh_* read, rendered, typed
     groups: list           # the groups it is in, sorted (Ansible's group_names)
     where: str
-    var_where: dict = field(default_factory=dict)
+    var_where: dict = field(default_factory=dict)     # name -> file:line:column of its value
     ansible_vars: dict = field(default_factory=dict)   # the merge as ansible-core makes it
 
     def var(self, key, default=None):
@@ -151,8 +151,9 @@ def load(path=None, warn=None):
     bases = _bases(read.blocks["bases"])
     warnings = []
     hosts = {}
+    members = {name: read.tree.members(name) for name in read.tree.groups}
     for node in read.tree.hosts.values():
-        host = _host(node, read, warnings)
+        host = _host(node, read, members, warnings)
         _check_host(host, bases)
         hosts[host.name] = host
     overlap = set(hosts) & set(read.tree.groups)
@@ -170,11 +171,19 @@ def _stderr(line):
     print(f"fruixops: warning: {line}", file=sys.stderr)
 
 
-def _host(node, read, warnings):
-    values, where, ansible_vars = hostvars.view(hostvars.merged_layers(read, node), warnings)
+def _host(node, read, members, warnings):
     names = sorted(g.name for g in read.tree.groups_of(node) if g.name != "all")
-    return Host(name=node.name, vars=values, groups=names, where=node.where, var_where=where,
-                ansible_vars=ansible_vars)
+    # What Ansible gives every host's templates (inventory_file: where the
+    # host was first declared).
+    first = os.path.abspath(str(node.where).rsplit(":", 2)[0])
+    magic = {"inventory_hostname": node.name,
+             "inventory_hostname_short": node.name.split(".")[0],
+             "group_names": names, "groups": members,
+             "inventory_file": first, "inventory_dir": os.path.dirname(first)}
+    values, ansible_vars = hostvars.view(hostvars.merged_layers(read, node), magic, warnings)
+    values.check_plain()
+    return Host(name=node.name, vars=values, groups=names, where=node.where,
+                var_where=values.where, ansible_vars=ansible_vars)
 
 
 def _bases(blocks):
@@ -296,15 +305,24 @@ def _check_limits(host):
                             where=host.var_where.get(key, host.where))
 
 
+# "{{ name }}" or "{{ name | filter }}": a Jinja2 expression, never awk's "{{ exit 0 }}".
+_JINJA_EXPRESSION = re.compile(r"\{\{\s*[A-Za-z_][\w.]*\s*(\|[^{}]*)?\}\}")
+
+
 def _check_placeholders(host):
     """power_cycle_command runs when a host is down: its placeholders are
     checked now, not when the recovery needs it. A literal brace is written
-    {{ or }}, as in Python's str.format."""
+    {{ or }}, as in Python's str.format; so it is not a Jinja2 template, and
+    a Jinja2 expression in it, which would run as its own text, is refused."""
     command = host.var("power_cycle_command")
     if command is None:
         return
     where = host.var_where.get("power_cycle_command", host.where)
     known = ", ".join("{" + p + "}" for p in POWER_CYCLE_PLACEHOLDERS)
+    jinja = _JINJA_EXPRESSION.search(command)
+    if jinja:
+        raise UserError(f"power_cycle_command is not a Jinja2 template (its placeholders are "
+                        f"{known}): {jinja.group()} would run as written", where=where)
     try:
         fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(command)
                   if f is not None]

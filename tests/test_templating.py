@@ -2,16 +2,19 @@
 rendered only when read, and every failure one line naming file:line and
 the variable; the environment host configuration templates are rendered in."""
 
+import json
 import os
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 import ansible_oracle as ao
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from fruixops import templating
+from fruixops import inventory, templating
 from fruixops.errors import UserError
 from fruixops.groups import Var
 
@@ -140,6 +143,66 @@ def test_a_loop_names_the_variables_in_it():
         variables["a"]
 
 
+def test_only_the_variables_read_are_rendered(tmp_path):
+    """As Ansible: a value is rendered when it is read (a lookup it runs is
+    run then), and a broken template nobody reads does not stop the load."""
+    (tmp_path / "hosts.yaml").write_text("""\
+all:
+  hosts:
+    h1:
+      ansible_user: "{{ lookup('pipe', 'touch user-was-read; whoami') }}"
+      other_tools_var: "{{ lookup('pipe', 'touch other-was-read') }}"
+      broken: "{{ no_such_variable }}"
+      ansible_port: "{{ 2200 + 22 }}"
+""")
+    inv = inventory.load(tmp_path / "hosts.yaml")
+    host = inv.host("h1")
+    assert not (tmp_path / "user-was-read").exists()
+    assert host.var("ssh_port") == 2222
+    assert host.var("ssh_user") and (tmp_path / "user-was-read").exists()
+    assert not (tmp_path / "other-was-read").exists()
+    with pytest.raises(UserError, match=r"hosts\.yaml:6:15: variable 'broken': "
+                                        r"'no_such_variable' is undefined"):
+        host.var("broken")
+    # ansible-inventory --host prints values as written, and so does --vars.
+    assert host.ansible_vars["ansible_port"] == "{{ 2200 + 22 }}"
+
+
+def test_a_value_sees_the_host_and_its_groups(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "web.yml").write_text(
+        'ansible_host: "{{ inventory_hostname_short }}.{{ domain }}"\n'
+        'ansible_ssh_private_key_file: "keys/{{ group_names | join(\'-\') }}"\n')
+    (tmp_path / "hosts.yaml").write_text("""\
+all:
+  vars: {domain: example.org}
+  children:
+    web: {hosts: {w1.lan: {}}}
+    canary: {hosts: {w1.lan: {}}}
+""")
+    host = inventory.load(tmp_path / "hosts.yaml").host("w1.lan")
+    assert host.ssh_host == "w1.example.org"
+    assert host.var("ssh_key") == str(tmp_path / "keys" / "canary-web")   # beside the inventory
+
+
+def test_power_cycle_command_is_not_a_jinja_template(tmp_path):
+    """Its braces are str.format's ({host}, {{ for a brace): never rendered,
+    and a Jinja2 expression in it, which would run as its own text, refused."""
+    (tmp_path / "hosts.yaml").write_text("""\
+all:
+  hosts:
+    h1: {power_cycle_command: "awk 'BEGIN {{ exit 0 }}' && ipmitool -H {host} power cycle"}
+    h2: {power_cycle_command: "ipmitool -H {{ bmc_host }} power cycle", bmc_host: b2}
+""")
+    with pytest.raises(UserError, match=r"hosts\.yaml:4:\d+: power_cycle_command is not a "
+                                        r"Jinja2 template .*\{\{ bmc_host \}\}"):
+        inventory.load(tmp_path / "hosts.yaml")
+    text = (tmp_path / "hosts.yaml").read_text()
+    (tmp_path / "hosts.yaml").write_text(text.replace("{{ bmc_host }}", "{host}-bmc"))
+    h1 = inventory.load(tmp_path / "hosts.yaml").host("h1")
+    assert h1.var("power_cycle_command").startswith("awk 'BEGIN {{ exit 0 }}'")
+
+
 def test_the_environment_of_configuration_templates(tmp_path):
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "motd").write_text("welcome\n")
@@ -151,3 +214,19 @@ def test_the_environment_of_configuration_templates(tmp_path):
     assert text == "Port 22\nX\nBanner welcome\n# \n"     # trailing newline kept, None empty
     with pytest.raises(Exception, match="'port' is undefined"):
         env.get_template("sshd_config.j2").render(extra="")
+
+
+def _doc_examples():
+    text = (Path(__file__).parent.parent / "docs" / "inventory.md").read_text()
+    table = text.split("<!-- values: rendered by fruixops and by ansible-core in "
+                       "test_templating.py -->")[1].split("<!-- /values -->")[0]
+    for row in table.strip().splitlines()[2:]:
+        value, rendered = [cell.strip().strip("`").replace("\\|", "|")
+                           for cell in row.strip().strip("|").split(" | ")]
+        yield yaml.safe_load(value), json.loads(rendered)    # as a YAML inventory reads it
+
+
+@pytest.mark.parametrize("value, rendered", list(_doc_examples()))
+def test_the_examples_of_docs_inventory_md(value, rendered, basedir):
+    assert ao.canon(fruixops_renders(value, basedir)) == ao.canon(rendered)
+    assert ao.canon(ansible_renders(value, basedir)) == ao.canon(rendered)
