@@ -25,10 +25,10 @@ import shlex
 
 from . import receiver
 from .errors import UserError
+from .templating import boolean
 
 BECOME_METHODS = ("doas", "sudo")
 _WORD = re.compile(r"^[A-Za-z0-9._:@=+/-]+$")
-_TRUE = ("true", "yes", "on", "1")
 
 
 class Access:
@@ -68,22 +68,42 @@ class Access:
 
 
 def become_method(host):
-    """"doas", "sudo" or None, from ``become`` or Ansible's variables (where
-    ``ansible_become`` must be true for a method to apply, sudo by default)."""
+    """"doas", "sudo" or None (see ``become``)."""
+    found = become(host)
+    return found and found[0]
+
+
+def become(host):
+    """(method, user) — ("doas" or "sudo", "root") — or None, from ``become``
+    or Ansible's variables, read as ansible-core reads them:
+    ``ansible_become`` (rendered) must be one of Ansible's booleans, and true
+    for a method to apply (sudo by default); with sudo,
+    ``ansible_sudo_user`` beats ``ansible_become_user``."""
     method = host.var("become")
-    if method is None and str(host.var("ansible_become", "")).lower() in _TRUE:
-        method = host.var("ansible_become_method") or "sudo"
+    where = host.var_where.get("become", host.where)
+    if method is None and host.var("ansible_become") is not None:
+        switch = host.var("ansible_become")
+        where = host.var_where.get("ansible_become", host.where)
+        try:
+            on = boolean(switch)
+        except ValueError:
+            raise UserError(f"host {host.name}: ansible_become must be true or false, "
+                            f"not {switch!r}", where=where) from None
+        if on:
+            method = host.var("ansible_become_method") or "sudo"
+            where = host.var_where.get("ansible_become_method", where)
     if method is None:
         return None
-    where = host.var_where.get("become") or host.var_where.get("ansible_become_method") or host.where
     if method not in BECOME_METHODS:
         raise UserError(f"host {host.name}: become must be one of {', '.join(BECOME_METHODS)}, "
                         f"not {method!r}", where=where)
-    user = host.var("become_user", "root")
+    user, spelled = host.var("become_user", "root"), "become_user"
+    if method == "sudo" and host.var("ansible_sudo_user") is not None:
+        user, spelled = host.var("ansible_sudo_user"), "ansible_sudo_user"
     if user != "root":
         raise UserError(f"host {host.name}: become_user must be root (the receiver runs as "
-                        f"root), not {user!r}", where=host.var_where.get("become_user", where))
-    return method
+                        f"root), not {user!r}", where=host.var_where.get(spelled, where))
+    return method, user
 
 
 # -- the restricted deploy key on a host ---------------------------------------

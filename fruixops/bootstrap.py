@@ -104,9 +104,12 @@ def admin_connection(ctl, host, admin_user="root", admin_key=None):
     if admin_user != "root":
         raise UserError("the administrator's account for keys.authorize must be root "
                         "(it writes root's authorized_keys and installs the receiver)")
-    admin_vars = {k: v for k, v in host.vars.items()
-                  if k not in ("restricted_key", "become", "become_user", "ansible_become",
-                               "ansible_become_method", "ssh_key")}
+    # A copy, not a comprehension: that would render every templated value.
+    admin_vars = host.vars.copy()
+    for key in ("restricted_key", "become", "become_user", "ansible_become",
+                "ansible_become_method", "ssh_key"):
+        if key in admin_vars:
+            del admin_vars[key]
     admin_vars["ssh_user"] = admin_user
     if admin_key:
         admin_vars["ssh_key"] = admin_key

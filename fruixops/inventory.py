@@ -9,12 +9,10 @@
 
 Hosts, groups and variables are what ansible-core makes of the same files
 (see groups.py and inventory_files.py); a host's variables merge in Ansible's
-order (``merged_layers``). fruixops reads its own variables from that merge,
-taking Ansible's connection variables as aliases (``ALIASES``). Relative paths
-are relative to the inventory file that declares them.
+order and fruixops reads its own from that merge (hostvars.py). Relative
+paths are relative to the inventory file that declares them.
 """
 
-import difflib
 import os
 import re
 import string
@@ -22,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import inventory_files
+from . import hostvars, inventory_files
 from . import settings as settings_mod
 from .settings import Settings
 from .errors import UserError
@@ -33,65 +31,12 @@ DEFAULT_INVENTORY = Path("inventories/lab.yaml")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
-# Host variables fruixops understands, with their types. Any other variable
-# is the user's (Ansible inventories carry variables for other tools).
-HOST_VARS = {
-    "base": str,
-    "init": str,
-    "services": list,
-    "ssh_host": str,
-    "ssh_port": int,
-    "ssh_user": str,
-    "ssh_key": str,
-    "ssh_host_key": str,
-    "reboot_command": str,
-    "power_cycle_command": str,
-    "reboot_timeout": int,
-    "manifest_lifetime": int,
-    "compress": str,        # item transfers: auto (zstd when the host has it), zstd, none
-    "pinned_generations": list,  # generations `inv gc` never deletes
-    "lab_tar": str,         # lab only: "gnu" or "bsdtar", the host's tar
-    "lab_frx_tmpfs_mb": int,  # lab only: a small tmpfs as /frx (disk-full tests)
-    "lab_nextboot": bool,   # lab only: the host has FreeBSD's nextboot(8)
-    "lab_disk_mb": int,     # lab only: the disk is an ext4 image this big (power cuts lose unflushed writes)
-    "esp_path": str,        # where the EFI system partition is mounted (default /boot/efi)
-    "boot_fs_check": bool,  # refuse deploys when /frx/store is not on /boot's file system (default true)
-    # Limits on every exchange with the host (connection.py has the defaults).
-    "connect_timeout": int,   # s: TCP, SSH banner, authentication
-    "command_timeout": int,   # s: a command's answer once it has its input
-    "query_timeout": int,     # s: the same for an exchange that only reads (status, plan)
-    "reply_limit_mib": int,   # MiB kept of one reply (stdout or stderr)
-    "lab_force_command": str,  # lab only: sshd's ForceCommand (hostile-host tests)
-    # Least privilege (access.py, docs/access.md).
-    "restricted_key": bool,   # the host forces the receiver on fruixops's key
-    "become": str,            # doas or sudo: ssh_user runs the receiver through it
-    "become_user": str,       # must be root
-    "ssh_proxy_jump": str,    # [user@]host[:port] of a bastion, as ssh -J
-    # The item cache (cache.py): a site's own mirror, or "" to push to this host.
-    "cache_url": str,
-}
-# Ansible's become switch and method: read by access.become_method, where
-# ansible_become must be true for the method to apply.
-ANSIBLE_BECOME = ("ansible_become", "ansible_become_method")
 # Placeholders of power_cycle_command (run on the controller).
 POWER_CYCLE_PLACEHOLDERS = ("host", "inventory", "python")
 # A host's name is part of its system item's file name,
 # /frx/store/<64 hex>-fruix-system-<host>, which a file system caps at 255
 # bytes (with room for the receiver's hidden ".gc-" names).
 MAX_HOST_NAME = 128
-# Ansible's connection variables, read as fruixops's. Where one layer of the
-# merge sets both spellings, fruixops's own name wins, then the first listed.
-ALIASES = {
-    "ansible_host": "ssh_host",
-    "ansible_ssh_host": "ssh_host",
-    "ansible_port": "ssh_port",
-    "ansible_ssh_port": "ssh_port",
-    "ansible_user": "ssh_user",
-    "ansible_ssh_user": "ssh_user",
-    "ansible_ssh_private_key_file": "ssh_key",
-    "ansible_private_key_file": "ssh_key",
-    "ansible_become_user": "become_user",
-}
 INITS = ("shepherd-pid1",)
 DEFAULT_REBOOT_COMMAND = "shutdown -r now"
 
@@ -140,10 +85,10 @@ class BaseDecl:
 @dataclass
 class Host:
     name: str
-    vars: dict             # fruixops's view: aliases read as ssh_*, types checked
+    vars: dict             # fruixops's view (hostvars.HostVars): ssh_* read, rendered, typed
     groups: list           # the groups it is in, sorted (Ansible's group_names)
     where: str
-    var_where: dict = field(default_factory=dict)
+    var_where: dict = field(default_factory=dict)     # name -> file:line:column of its value
     ansible_vars: dict = field(default_factory=dict)   # the merge as ansible-core makes it
 
     def var(self, key, default=None):
@@ -206,9 +151,9 @@ def load(path=None, warn=None):
     bases = _bases(read.blocks["bases"])
     warnings = []
     hosts = {}
+    members = {name: read.tree.members(name) for name in read.tree.groups}
     for node in read.tree.hosts.values():
-        layers = merged_layers(read, node)
-        host = _host(node, read.tree, layers, warnings)
+        host = _host(node, read, members, warnings)
         _check_host(host, bases)
         hosts[host.name] = host
     overlap = set(hosts) & set(read.tree.groups)
@@ -226,133 +171,19 @@ def _stderr(line):
     print(f"fruixops: warning: {line}", file=sys.stderr)
 
 
-# -- variables ----------------------------------------------------------------
-
-def merged_layers(read, node):
-    """The variable layers of a host, lowest precedence first, as ansible-core
-    merges them: inline vars of ``all``, inline vars of the host's groups (by
-    depth, ansible_group_priority, name), ``group_vars/all``, ``group_vars/``
-    of its groups, the host's inline vars, ``host_vars/``. Each layer maps a
-    name to a Var; a later layer replaces a variable whole."""
-    tree = read.tree
-    groups = tree.merge_order([g for g in tree.groups_of(node) if g.name != "all"])
-    layers = [tree.groups["all"].vars]
-    layers += [g.vars for g in groups]
-    layers += [_file_vars(d, "group_vars", "all") for d in read.var_dirs]
-    layers += [_file_vars(d, "group_vars", g.name) for d in read.var_dirs for g in groups]
-    layers.append(node.vars)
-    layers += [_file_vars(d, "host_vars", node.name) for d in read.var_dirs]
-    return layers
-
-
-_FILE_VARS_CACHE = {}
-
-
-def _file_vars(directory, kind, name):
-    merged = {}
-    for path in inventory_files.vars_files(directory, kind, name):
-        key = (str(path), path.stat().st_mtime_ns)
-        if key not in _FILE_VARS_CACHE:
-            _FILE_VARS_CACHE[key] = inventory_files.load_vars(path)
-        merged.update(_FILE_VARS_CACHE[key])
-    return merged
-
-
-def _host(node, tree, layers, warnings):
-    raw, own, spelled = {}, {}, {}
-    for layer in layers:
-        raw.update(layer)
-        # Within a layer, fruixops's own name wins over an Ansible alias.
-        ranked = sorted(layer.items(), key=lambda kv: _alias_rank(kv[0]))
-        for key, var in ranked:
-            own[ALIASES.get(key, key)] = var
-            spelled[ALIASES.get(key, key)] = key
-            _near_miss(key, var.where, warnings)
-    values, where = {}, {}
-    for key, var in own.items():
-        values[key] = _typed(key, var, spelled[key]) if key in HOST_VARS else var.value
-        where[key] = var.where
-    for key in MERGED_DICTS:
-        if key in values:
-            values[key] = _merged_dict(key, layers)
-    if "ssh_key" in values:
-        values["ssh_key"] = _relative_path(values["ssh_key"], where["ssh_key"])
-    names = sorted(g.name for g in tree.groups_of(node) if g.name != "all")
-    return Host(name=node.name, vars=values, groups=names, where=node.where, var_where=where,
-                ansible_vars={k: v.value for k, v in raw.items()})
-
-
-# Host configuration dictionaries (fruixops.config) merge key by key across the
-# layers, lowest precedence first: group_vars/all's rc_conf and a group's
-# rc_conf both apply, a host's value for one key replaces that key only, and
-# a key set to null (~) removes it. A layer that sets the variable to
-# something other than a mapping replaces it whole, as Ansible would.
-MERGED_DICTS = ("rc_conf", "rc_conf_d", "files", "sysctl", "loader_tunables", "cron")
-
-
-def _merged_dict(key, layers):
-    merged = None
-    for layer in layers:
-        if key not in layer:
-            continue
-        value = layer[key].value
-        if isinstance(value, dict) and isinstance(merged, dict):
-            merged = {**merged, **value}
-        else:
-            merged = dict(value) if isinstance(value, dict) else value
-    if isinstance(merged, dict):
-        merged = {k: v for k, v in merged.items() if v is not None}
-    return merged
-
-
-def _alias_rank(key):
-    if key in HOST_VARS:
-        return len(ALIASES) + 1
-    if key in ALIASES:
-        return len(ALIASES) - list(ALIASES).index(key)
-    return 0
-
-
-def _typed(key, var, spelled):
-    kind, value = HOST_VARS[key], var.value
-    name = repr(spelled) if spelled == key else f"{spelled!r} (fruixops's {key})"
-    if kind is int and isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
-        value = int(value)       # Ansible takes "2222" for a port
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if not ok:
-        raise UserError(f"variable {name} must be {_KIND_NAMES[kind]}, "
-                        f"not {type(value).__name__} {value!r}", where=var.where)
-    if key == "ssh_port" and not 1 <= value <= 65535:
-        raise UserError(f"variable {name} must be a port number (1-65535), not {value}",
-                        where=var.where)
-    return value
-
-
-_KIND_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false"}
-_KNOWN = sorted(set(HOST_VARS) | set(ALIASES) | set(ANSIBLE_BECOME))
-
-
-def _near_miss(key, where, warnings):
-    if key in HOST_VARS or key in ALIASES or key in ANSIBLE_BECOME:
-        return
-    close = difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.8)
-    line = (f"{where}: variable {key!r} is not one fruixops reads; did you mean {close[0]!r}?"
-            if close else None)
-    if line and line not in warnings:
-        warnings.append(line)
-
-
-def _relative_path(value, where):
-    """A path set in an inventory is relative to that inventory's directory
-    (for group_vars/ and host_vars/ files: the directory that holds them)."""
-    if value.startswith("~") or os.path.isabs(value):
-        return value
-    declared = Path(where.rsplit(":", 2)[0]).parent
-    for parent in [declared] + list(declared.parents):
-        if parent.name in ("group_vars", "host_vars"):
-            declared = parent.parent
-            break
-    return str(declared / value)
+def _host(node, read, members, warnings):
+    names = sorted(g.name for g in read.tree.groups_of(node) if g.name != "all")
+    # What Ansible gives every host's templates (inventory_file: where the
+    # host was first declared).
+    first = os.path.abspath(str(node.where).rsplit(":", 2)[0])
+    magic = {"inventory_hostname": node.name,
+             "inventory_hostname_short": node.name.split(".")[0],
+             "group_names": names, "groups": members,
+             "inventory_file": first, "inventory_dir": os.path.dirname(first)}
+    values, ansible_vars = hostvars.view(hostvars.merged_layers(read, node), magic, warnings)
+    values.check_plain()
+    return Host(name=node.name, vars=values, groups=names, where=node.where,
+                var_where=values.where, ansible_vars=ansible_vars)
 
 
 def _bases(blocks):
@@ -474,15 +305,24 @@ def _check_limits(host):
                             where=host.var_where.get(key, host.where))
 
 
+# "{{ name }}" or "{{ name | filter }}": a Jinja2 expression, never awk's "{{ exit 0 }}".
+_JINJA_EXPRESSION = re.compile(r"\{\{\s*[A-Za-z_][\w.]*\s*(\|[^{}]*)?\}\}")
+
+
 def _check_placeholders(host):
     """power_cycle_command runs when a host is down: its placeholders are
     checked now, not when the recovery needs it. A literal brace is written
-    {{ or }}, as in Python's str.format."""
+    {{ or }}, as in Python's str.format; so it is not a Jinja2 template, and
+    a Jinja2 expression in it, which would run as its own text, is refused."""
     command = host.var("power_cycle_command")
     if command is None:
         return
     where = host.var_where.get("power_cycle_command", host.where)
     known = ", ".join("{" + p + "}" for p in POWER_CYCLE_PLACEHOLDERS)
+    jinja = _JINJA_EXPRESSION.search(command)
+    if jinja:
+        raise UserError(f"power_cycle_command is not a Jinja2 template (its placeholders are "
+                        f"{known}): {jinja.group()} would run as written", where=where)
     try:
         fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(command)
                   if f is not None]

@@ -1,15 +1,20 @@
 """ansible-core as the oracle: what it selects for a pattern and what it
 merges for a host, asked in-process (InventoryManager, VariableManager), the
-way `ansible-inventory --host` and `ansible PATTERN --list-hosts` ask.
+way `ansible-inventory --host` and `ansible PATTERN --list-hosts` ask; and how
+it would reach a host (address, port, user, key, privilege escalation), asked
+the way its task executor asks the ssh connection and become plugins, with
+the host's variables templated by its Templar.
 
-Also `fruixops_answer`, the same questions put to fruixops, and `canon`, which
-makes both answers comparable type for type (True is not 1 here)."""
+Also the same questions put to fruixops (`fruixops_select`, `fruixops_reach`),
+and `canon`, which makes both answers comparable type for type (True is not 1
+here)."""
 
 import datetime
 import fnmatch
 import os
 import re
 import tempfile
+import warnings
 
 _HOME = tempfile.mkdtemp(prefix="fruixops-oracle-")
 os.environ.update({
@@ -21,18 +26,27 @@ os.environ.update({
 })
 open(os.environ["ANSIBLE_CONFIG"], "w").close()
 
+from ansible import constants as C  # noqa: E402
 from ansible.errors import AnsibleError  # noqa: E402
 from ansible.inventory.manager import InventoryManager  # noqa: E402
+from ansible.module_utils.parsing.convert_bool import boolean  # noqa: E402
 from ansible.parsing.dataloader import DataLoader  # noqa: E402
+from ansible.playbook.play_context import PlayContext  # noqa: E402
+from ansible.plugins.loader import become_loader, connection_loader  # noqa: E402
 from ansible.plugins.vars import host_group_vars  # noqa: E402
+from ansible.template import Templar  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
 from ansible.vars.manager import VariableManager  # noqa: E402
 
+from fruixops import access  # noqa: E402
 from fruixops import inventory as inventory_mod  # noqa: E402
 from fruixops import limit  # noqa: E402
 from fruixops.errors import UserError  # noqa: E402
 
 Display().verbosity = -1
+with warnings.catch_warnings():     # ssh's agent support imports DSA, deprecated by cryptography
+    warnings.simplefilter("ignore")
+    connection_loader.get("ssh", PlayContext(), None)
 
 REFUSED = "refused"     # an answer: the pattern is an error (fruixops) / AnsibleError or no match
 
@@ -75,6 +89,20 @@ class Oracle:
         found = self.vm.get_vars(host=self.im.get_host(name), include_hostvars=False, stage="all")
         return {k: v for k, v in found.items() if k not in magic_names()}
 
+    def reach(self, name, basedir):
+        """How a task would reach host *name*: {host, port, user, key, become,
+        become_method, become_user}, or REFUSED where templating a variable
+        or typing an option fails. *basedir* is the playbook's directory
+        (where `pipe` runs and `file` looks)."""
+        found = self.vm.get_vars(host=self.im.get_host(name), include_hostvars=True, stage="all")
+        self.loader.set_basedir(str(basedir))
+        try:
+            return _reach(found, Templar(loader=self.loader, variables=found))
+        except (AnsibleError, TypeError, ValueError):
+            return REFUSED
+        finally:
+            self.loader.set_basedir(_HOME)
+
     def undetermined_groups(self):
         """Groups whose host order ansible-core takes from a set of groups
         (object addresses): two groups of one level both bring new children."""
@@ -91,6 +119,28 @@ class Oracle:
                 seen |= following
                 level = following
         return out
+
+
+def _reach(found, templar):
+    # As TaskExecutor._set_connection_options: every variable of the
+    # plugin's options that is set is templated, then each option resolved.
+    ssh = connection_loader.get("ssh", PlayContext(), None)
+    ssh.set_options(var_options=ssh._resolve_option_variables(found, templar))
+    out = {"host": ssh.get_option("host"), "port": ssh.get_option("port"),
+           "user": ssh.get_option("remote_user"), "key": ssh.get_option("private_key_file")}
+    # As TaskExecutor._set_become_plugin and _set_plugin_options("become").
+    on = found.get("ansible_become") is not None and boolean(templar.template(found["ansible_become"]))
+    out["become"] = on
+    if on:
+        method = (templar.template(found["ansible_become_method"])
+                  if found.get("ansible_become_method") else C.DEFAULT_BECOME_METHOD)
+        plugin = become_loader.get(method)
+        if plugin is None:
+            raise AnsibleError(f"no become plugin {method!r}")
+        names = C.config.get_plugin_vars("become", plugin._load_name)
+        plugin.set_options(var_options={k: templar.template(found[k]) for k in names if k in found})
+        out.update(become_method=method, become_user=plugin.get_option("become_user"))
+    return out
 
 
 _MAGIC = []
@@ -118,6 +168,46 @@ def fruixops_select(inv, pattern):
         return [h.name for h in limit.select(inv, pattern)]
     except UserError:
         return REFUSED
+
+
+def fruixops_reach(inv, name):
+    """The same answer from fruixops, or REFUSED."""
+    try:
+        host = inv.hosts[name]
+        out = {"host": host.ssh_host, "port": host.var("ssh_port"), "user": host.var("ssh_user"),
+               "key": host.var("ssh_key")}
+        found = access.become(host)
+        out["become"] = found is not None
+        if found is not None:
+            out.update(become_method=found[0], become_user=found[1])
+        return out
+    except UserError:
+        return REFUSED
+
+
+def refused_by_fruixops(ansible):
+    """Where fruixops refuses what Ansible would do (docs/inventory.md,
+    docs/access.md): a port outside 1-65535, privilege escalation other than
+    doas or sudo to root."""
+    if ansible == REFUSED:
+        return False
+    port = ansible["port"]
+    return ((port is not None and not 1 <= port <= 65535)
+            or (ansible["become"] and (ansible["become_method"] not in access.BECOME_METHODS
+                                       or ansible["become_user"] != "root")))
+
+
+def compare_reach(inv, oracle, basedir):
+    """[(host, ansible's answer, fruixops's)] that differ."""
+    differ = []
+    for name in oracle.hosts:
+        want = oracle.reach(name, basedir)
+        if refused_by_fruixops(want):
+            want = REFUSED
+        got = fruixops_reach(inv, name)
+        if canon(want) != canon(got):
+            differ.append((name, want, got))
+    return differ
 
 
 def load_fruixops(sources):

@@ -4,10 +4,15 @@
 groups declared in several places, top-level groups beside `all`), variables
 at every level (inline, `group_vars/` and `host_vars/` as files of each kind or
 directories, `ansible_group_priority`), writes it as YAML or INI (one file, or
-several in a directory), and draws patterns over its names. With *legacy*,
-only what the old loader read: one YAML file under `all`, fruixops's own
-string variables, `.yaml` vars files."""
+several in a directory), and draws patterns over its names. Ansible's
+connection variables come in both spellings (`ansible_host` and
+`ansible_ssh_host`...) and as templates: Jinja2 expressions, filters, the
+`env`, `pipe` and `file` lookups (`LOOKUP_ENV`, `LOOKUP_FILE` are what they
+read), references to other variables (defined or not, or in a loop). With
+*legacy*, only what the old loader read: one YAML file under `all`,
+fruixops's own string variables, `.yaml` vars files."""
 
+import ast
 import json
 from pathlib import Path
 
@@ -16,6 +21,37 @@ HOSTS = ["web1", "web2", "db1", "db01", "app1", "mon1", "x1", "node7"]
 RANGED = {"rack[1:2]": ["rack1", "rack2"], "n[a:c]": ["na", "nb", "nc"],
           "s[08:10:2]": ["s08", "s10"]}
 USER_VARS = ["v1", "v2", "colour", "ansible_user", "ansible_host"]
+# How a host is reached, in both of Ansible's spellings, and its privilege
+# escalation: each with plain and templated values (TEMPLATES).
+REACH_VARS = ["ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_ssh_user",
+              "ansible_private_key_file", "ansible_ssh_private_key_file", "ansible_become",
+              "ansible_become_method", "ansible_become_user", "ansible_sudo_user"]
+LOOKUP_ENV = ("FRUIXOPS_DIFF_ENV", "from-env")
+LOOKUP_FILE = ("user.txt", "from-file\n")     # beside the inventory: Ansible skips *.txt
+_NAMES = ["{{ inventory_hostname }}.example", "{{ v1 }}-ref", "{{ v2 | default('dflt') }}-d",
+          "{{ lookup('env', 'FRUIXOPS_DIFF_ENV') }}", "{{ lookup('pipe', 'cat user.txt') }}",
+          "{{ lookup('file', 'user.txt') | upper }}", "g-{{ group_names | join('+') }}",
+          "{{ ansible_host }}-via", "{{ ansible_ssh_host }}-via", "{{ ansible_user }}-u",
+          "{{ none }}", "{{ 'a b' | replace(' ', '_') | trim }}", "{{ v1"]
+TEMPLATES = {
+    "name": _NAMES,
+    "port": ["{{ 22 | int }}", "{{ 2200 + 1 }}", "{{ '2201' }}", "{{ v1 | default(2202) | int }}",
+             "{{ 70000 }}", "{{ ansible_port }}", "{{ none }}", "{{ [22] | first }}"],
+    "key": ["{{ inventory_dir }}/keys/id", "/keys/{{ inventory_hostname }}", "~/.ssh/{{ 'id' }}"],
+    "become": ["{{ 'true' | trim }}", "{{ 'no' }}", "{{ v1 is defined }}", "{{ 1 == 1 }}",
+               "{{ 'maybe' }}"],
+    "method": ["{{ 'sudo' }}", "{{ 'sudo' | lower }}"],
+    "user": ["{{ 'root' }}", "{{ 'postgres' }}"],
+}
+PLAIN_REACH = {"name": None, "port": ['"2222"', "22", "2200"], "key": ['"/keys/plain"'],
+               "become": ["true", '"yes"', "false", '"on"', '"0"'], "method": ['"sudo"', '"su"'],
+               "user": ['"root"', '"postgres"']}
+
+
+def _kind(var):
+    return ("port" if var.endswith("port") else "key" if var.endswith("key_file") else
+            "become" if var == "ansible_become" else "method" if var.endswith("method") else
+            "user" if var in ("ansible_become_user", "ansible_sudo_user") else "name")
 LEGACY_VARS = ["ssh_user", "reboot_command", "power_cycle_command", "ssh_host_key"]
 # Plain YAML scalars Ansible's YAML 1.1 loader types: bool, octal, sexagesimal...
 PLAIN = ["yes", "on", "No", "010", "0x1F", "1_000", "12:30", "1e3", "1.5", "2001-12-14", "~"]
@@ -45,9 +81,14 @@ def make_case(rnd, legacy=False):
     parents = {g: rnd.sample(groups[:i], rnd.randint(0, min(2, i))) if g != "ungrouped" else []
                for i, g in enumerate(groups)}
     members = {e: rnd.sample(groups, rnd.randint(0, min(3, len(groups)))) for e in entries}
-    names = USER_VARS if not legacy else LEGACY_VARS
+    names = USER_VARS + REACH_VARS if not legacy else LEGACY_VARS
 
     def value(owner, var, inline=True):
+        if var in REACH_VARS or (var.startswith("ansible_") and rnd.random() < 0.4):
+            kind = _kind(var)
+            if rnd.random() < 0.5:
+                return json.dumps(rnd.choice(TEMPLATES[kind]))
+            return rnd.choice(PLAIN_REACH[kind] or [json.dumps(f"{owner}.{var}")])
         if legacy or var.startswith("ansible_") or rnd.random() < 0.6:
             return json.dumps(f"{owner}.{var}")
         if inline and rnd.random() < 0.5:
@@ -167,8 +208,18 @@ def _yaml_text(roots):
 
 
 def _ini_value(text):
-    if text.startswith('"'):
+    if text.startswith('"') and not any(c in text for c in " '{"):
         return json.loads(text)
+    if text.startswith('"'):
+        try:
+            ast.literal_eval(json.loads(text))
+        except TypeError:
+            # ansible-core's INI reader fails on "{{ 'a' }}" (literal_eval
+            # reads an unhashable set of a set): the same value, not a literal.
+            text = json.dumps(json.loads(text).replace(" }}", " | string }}"))
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            pass
+        return text              # quoted, as Ansible's INI reader unquotes it
     if text[0] in "[{":
         return json.dumps(json.loads(text), separators=(",", ":"))
     return text
@@ -238,6 +289,8 @@ def _pattern(rnd, groups, hosts, legacy):
 
 def write(case, root):
     root = Path(root)
+    (root / "inv").mkdir(parents=True, exist_ok=True)
+    (root / "inv" / LOOKUP_FILE[0]).write_text(LOOKUP_FILE[1])
     for rel, text in case.files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@
 Run with PYTHONPATH pointing at another checkout to measure that code; with
 --legacy, only inventories the old loader could read are drawn."""
 
+import os
 import random
 import sys
 import tempfile
@@ -24,11 +25,14 @@ def load(sources):
 
 def main(n, legacy):
     counts = dict(inventories=0, refused_inventories=0, patterns=0, patterns_differ=0,
-                  hosts=0, hosts_vars_differ=0, order_as_sets=0, order_skipped=0)
+                  hosts=0, hosts_vars_differ=0, hosts_reach_differ=0, order_as_sets=0,
+                  order_skipped=0)
+    os.environ[inventory_gen.LOOKUP_ENV[0]] = inventory_gen.LOOKUP_ENV[1]
     start = time.time()
     for seed in range(n):
         case = inventory_gen.make_case(random.Random(seed), legacy=legacy)
-        sources = inventory_gen.write(case, tempfile.mkdtemp(prefix="fruixops-measure-"))
+        root = tempfile.mkdtemp(prefix="fruixops-measure-")
+        sources = inventory_gen.write(case, root)
         oracle = ao.Oracle(sources)
         counts["inventories"] += 1
         counts["patterns"] += len(case.patterns)
@@ -39,6 +43,7 @@ def main(n, legacy):
             counts["refused_inventories"] += 1
             counts["patterns_differ"] += len(case.patterns)
             counts["hosts_vars_differ"] += len(oracle.hosts)
+            counts["hosts_reach_differ"] += len(oracle.hosts)
             continue
         if not hasattr(inv, "tree"):
             for h in inv.hosts.values():
@@ -54,6 +59,10 @@ def main(n, legacy):
         counts["order_as_sets"] += as_sets
         counts["order_skipped"] += skipped
         counts["hosts_vars_differ"] += len(ao.compare_vars(inv, oracle))
+        try:
+            counts["hosts_reach_differ"] += len(ao.compare_reach(inv, oracle, f"{root}/inv"))
+        except Exception:                   # code without access.become
+            counts["hosts_reach_differ"] += len(oracle.hosts)
     counts["seconds"] = round(time.time() - start, 1)
     print(fruixops.__file__, "legacy" if legacy else "full", counts)
 

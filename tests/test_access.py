@@ -27,6 +27,11 @@ def _host(tmp_path, vars_yaml):
     ("{ansible_become: 'yes'}", "become", f"sudo -n {receiver.PATH} status --esp /boot/efi"),
     # Ansible applies a method only when become is on.
     ("{ansible_become_method: doas}", "root", f"sh {receiver.PATH} status --esp /boot/efi"),
+    # Rendered, and read as Ansible's booleans.
+    ("{ansible_become: \"{{ 'true' | trim }}\"}", "become",
+     f"sudo -n {receiver.PATH} status --esp /boot/efi"),
+    ("{ansible_become: ' Y '}", "become", f"sudo -n {receiver.PATH} status --esp /boot/efi"),
+    ("{ansible_become: \"{{ 'off' }}\"}", "root", f"sh {receiver.PATH} status --esp /boot/efi"),
 ])
 def test_access_modes_and_their_command_lines(tmp_path, vars_yaml, mode, line):
     a = access.Access(_host(tmp_path, vars_yaml))
@@ -39,6 +44,10 @@ def test_access_modes_and_their_command_lines(tmp_path, vars_yaml, mode, line):
     ("{become: doas, become_user: postgres}", "become_user must be root"),
     ("{ansible_become: true, ansible_become_user: postgres}", "become_user must be root"),
     ("{restricted_key: 'maybe'}", "must be true or false"),
+    ("{ansible_become: maybe}", r"ansible_become must be true or false, not 'maybe'"),
+    # Ansible's sudo reads ansible_sudo_user before ansible_become_user.
+    ("{ansible_become: true, ansible_sudo_user: postgres, ansible_become_user: root}",
+     "become_user must be root"),
 ])
 def test_bad_access_variables_are_one_line_errors(tmp_path, vars_yaml, error):
     with pytest.raises(UserError, match=error):

@@ -223,3 +223,21 @@ def test_inv_hosts_lists_graphs_and_shows_variables():
     listed = hostlist.listing(inv, chosen)
     assert listed["web"] == {"hosts": ["web2", "web3"], "children": ["canary"]}
     assert "db" not in listed and listed["_meta"]["hostvars"]["web1"]["ssh_port"] == 22101
+
+
+def test_a_copy_of_a_hosts_variables_changes_apart_and_renders_nothing(tmp_path):
+    """What keys.authorize does to reach a host as root: a copy without the
+    access variables, never rendering the others."""
+    inv = load_text(tmp_path, """\
+all:
+  hosts:
+    h1: {ansible_user: "{{ lookup('pipe', 'touch rendered') }}", ansible_become: true, colour: blue}
+""")
+    host = inv.host("h1")
+    admin = host.vars.copy()
+    del admin["ansible_become"]
+    admin["ssh_user"] = "root"
+    assert admin["ssh_user"] == "root" and "ansible_become" not in admin
+    assert host.var("ansible_become") is True and "ssh_user" in host.vars
+    assert sorted(admin) == ["colour", "ssh_user"]
+    assert not (tmp_path / "rendered").exists()

@@ -21,6 +21,7 @@ last), beside the lines fruixops writes for the services.
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import UserError
@@ -257,38 +258,42 @@ def ids_path(inventory):
 
 
 def template_context(host, inventory, secret_paths):
-    """What a template sees: the host's variables as Ansible merges them, and
-    Ansible's magic variables (inventory_hostname, group_names, groups,
-    hostvars), ansible_host; ``secrets.NAME.path`` for each declared secret
-    (its path only: a value never enters the store)."""
-    ctx = dict(host.ansible_vars)
-    ctx.update(host.vars)
-    ctx.update({"inventory_hostname": host.name,
-                "inventory_hostname_short": host.name.split(".")[0],
-                "group_names": list(host.groups),
-                "ansible_host": host.var("ssh_host", host.name),
-                "secrets": {n: {"path": p} for n, p in sorted(secret_paths.items())}})
+    """What a template sees: the host's variables as Ansible merges them, each
+    rendered when first read (templated values included), Ansible's magic
+    variables (inventory_hostname, group_names, groups...), ansible_host,
+    ``hostvars`` (the other hosts' variables as written), and
+    ``secrets.NAME.path`` for each declared secret (its path only: a value
+    never enters the store)."""
+    extra = {"ansible_host": host.var("ssh_host", host.name),
+             "secrets": {n: {"path": p} for n, p in sorted(secret_paths.items())}}
     if inventory is not None:
-        ctx["groups"] = {g: sorted(m, key=list(inventory.hosts).index)
-                         for g, m in inventory.groups.items()}
-        ctx["hostvars"] = {n: dict(h.ansible_vars, inventory_hostname=n)
-                           for n, h in inventory.hosts.items()}
-    return _rendered_values(ctx, host)
+        extra["hostvars"] = {n: dict(h.ansible_vars, inventory_hostname=n)
+                             for n, h in inventory.hosts.items()}
+    scope = getattr(host.vars, "scope", None)
+    if scope is None:          # a Host made by hand (tests): plain values
+        scope = dict(host.ansible_vars, **dict(host.vars), inventory_hostname=host.name,
+                     group_names=list(host.groups))
+    return _Context(extra, scope)
 
 
-def _rendered_values(ctx, host):
-    """Variables whose values are templates ("{{ ssh_port + 100 }}"), as a
-    template sees them: rendered with the host's variables, as Ansible does."""
-    env = templates.environment([])
-    out = dict(ctx)
-    for name, value in ctx.items():
-        if isinstance(value, str) and ("{{" in value or "{%" in value):
-            try:
-                out[name] = env.from_string(value).render(ctx)
-            except Exception as exc:  # noqa: BLE001 -- any template error, one line
-                raise UserError(f"variable {name!r}: {exc}",
-                                where=host.var_where.get(name, host.where)) from None
-    return out
+class _Context(Mapping):
+    """*extra* over the host's lazily rendered variables."""
+
+    def __init__(self, extra, scope):
+        self.extra, self.scope = extra, scope
+
+    def __getitem__(self, key):
+        return self.extra[key] if key in self.extra else self.scope[key]
+
+    def __contains__(self, key):
+        return key in self.extra or key in self.scope
+
+    def __iter__(self):
+        yield from self.extra
+        yield from (k for k in self.scope if k not in self.extra)
+
+    def __len__(self):
+        return len(set(self.extra) | set(self.scope))
 
 
 def restart_keys(services, r):

@@ -20,16 +20,8 @@ from .declare import refuse_private_key
 def environment(search):
     """A Jinja2 environment as Ansible's: StrictUndefined, the template's
     trailing newline kept, Ansible's filters where fruixops has them."""
-    try:
-        from .. import templating
-        env = templating.environment(search_path=[str(p) for p in search])
-    except (ImportError, AttributeError):
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(p) for p in search]),
-                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                                 autoescape=False)
-    # Ansible's template module: a block tag's own newline is dropped.
-    env.trim_blocks = True
-    return env
+    from .. import templating
+    return templating.environment(search_path=[str(p) for p in search])
 
 
 def find(name, base_dir, sub):
@@ -57,9 +49,15 @@ def render(decl, context):
         refuse_private_key(data.decode("utf-8", "replace"), f"files[{decl.path!r}]",
                            str(found))
         return data
-    env = environment([found.parent, Path(decl.base_dir) / "templates", Path(decl.base_dir)])
+    search = [found.parent, Path(decl.base_dir) / "templates", Path(decl.base_dir)]
+    env = environment(search)
     try:
-        text = env.get_template(found.name).render(context)
+        template = env.get_template(found.name)
+        # The context's variables are read (and rendered) only as the
+        # template uses them: a shared context, never a copy of them all.
+        from ..templating import _Scope
+        scope = _Scope(context, env.globals, [str(p) for p in search])
+        text = env.concat(template.root_render_func(template.new_context(scope, shared=True)))
     except jinja2.TemplateSyntaxError as exc:
         raise UserError(f"template syntax: {exc.message}",
                         where=f"{exc.filename or found}:{exc.lineno}") from None
@@ -76,13 +74,15 @@ def render(decl, context):
 
 
 def _template_line(exc, found):
-    """The template line an exception was raised at (Jinja2 compiles a
-    template to Python whose frames name the template file and line)."""
+    """The template line an exception was raised at: Jinja2 compiles a
+    template to Python code named after the template's file, whose lines map
+    back to the template's (get_corresponding_lineno)."""
     tb = exc.__traceback__
     line = "?"
     while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_filename == str(found) or code.co_filename.endswith("/" + found.name):
-            line = tb.tb_lineno
+        frame = tb.tb_frame
+        if frame.f_code.co_filename == str(found):
+            debug = frame.f_globals.get("__jinja_template__")
+            line = debug.get_corresponding_lineno(tb.tb_lineno) if debug else tb.tb_lineno
         tb = tb.tb_next
     return line
