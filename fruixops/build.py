@@ -132,13 +132,15 @@ def _unbootable_kernel():
 def system_declaration(host, base):
     from .services import declare, shepherd
     where = host.where.split(":")[0]
-    return {"host": host.name, "base": base.canonical(),
+    decl = {"host": host.name, "base": base.canonical(),
             "init": host.var("init", "shepherd-pid1"),
             # Where it was declared (the inventory's directory and file, not
             # where the checkout lives): named by the files generated from it.
             "source": "/".join(where.replace("\\", "/").split("/")[-2:]),
             "services": [shepherd.canonical(s) for s in declare.services_of(host)],
             "boots": base.boots}
+    decl.update(_secrets_declaration(host))
+    return decl
 
 
 def system_entries(decl, refs, path):
@@ -177,6 +179,7 @@ def system_entries(decl, refs, path):
         'system=${1:?usage: activate CLOSURE}',
         'mkdir -p /run/fruix',
         'ln -sfn "$system/etc" /run/fruix/etc',
+        *_secrets_activation(decl),
         'echo "activated $system" >/run/fruix/activated',
         ""])
     return [
@@ -192,7 +195,39 @@ def system_entries(decl, refs, path):
         ("metadata", "file", ("".join(f"{k}={v}\n" for k, v in sorted(meta.items())).encode(),
                               False)),
         ("activate", "file", (activate.encode(), True)),
-    ]
+    ] + _secrets_entries(decl)
+
+
+# --- secrets (fruixops.secrets): one declaration key, one file, one activation line.
+# Names, version tags, paths, owners and modes only: never a value, nor a hash of one.
+# A host that declares none builds exactly as before.
+
+def _secrets_declaration(host):
+    from . import secrets
+    entries = secrets.system_entry(host)
+    return {"secrets": entries} if entries else {}
+
+
+def _secrets_entries(decl):
+    """config/secrets: what the receiver's secrets_activate reads."""
+    from .secrets.declare import config_text
+    if not decl.get("secrets"):
+        return []
+    text = config_text(decl["secrets"], decl["host"], decl["source"])
+    return [("config/secrets", "file", (text.encode(), False))]
+
+
+def _secrets_activation(decl):
+    """The activate lines that decrypt the system's secrets into place (at
+    boot, before shepherd starts the services). A secret that cannot be
+    placed is named on the console and the boot goes on: the host stays
+    reachable (inv secrets.rotate), the services that need it fail their
+    checks, and a trial comes back."""
+    from .receiver import PATH
+    if not decl.get("secrets"):
+        return []
+    return [f'sh {PATH} secrets-activate "$system" ||',
+            '    echo "fruix activate: secrets of $system not all placed (above)" >&2']
 
 
 def hand_over(system):
