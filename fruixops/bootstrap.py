@@ -59,7 +59,29 @@ def bootstrap(hc, trusted_keys):
             install_receiver(hc)
         lines = [hc.check(hc.receiver("set-host-name", hc.name)).out]
         lines.append(hc.check(hc.receiver("trust-init"), stdin=key_bundle(trusted_keys)).out)
+        lines.append(secret_key(hc))
     return "".join(lines)
+
+
+def secret_key(hc):
+    """The host's secret key pair, made by the host on first contact (its
+    private key never leaves it); its public key recorded on the controller
+    when none is (fruixops.secrets.hostkeys). A line saying which."""
+    from .secrets import deliver, hostkeys, seal
+    der = deliver.parse_key(hc.name, hc.check(hc.receiver("secrets-key")).out)
+    shown = seal.key_id(der)[:16]
+    ctl = getattr(hc, "controller", None)
+    if ctl is None:
+        return f"secret key {shown}\n"
+    known = hostkeys.recorded(ctl.inventory, hc.name)
+    if known is None:
+        hostkeys.record(ctl.inventory, hc.name, der)
+        return f"secret key {shown} recorded in {hostkeys.path(ctl.inventory)}\n"
+    if known != der:
+        return (f"warning: its secret key {shown} is not the one recorded "
+                f"({seal.key_id(known)[:16]}): `inv secrets.rotate-key --host {hc.name}` "
+                "records a new one\n")
+    return f"secret key {shown}\n"
 
 
 def key_bundle(trusted_keys):

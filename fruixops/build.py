@@ -94,10 +94,13 @@ class Builder:
     def config(self, host):
         """*host*'s configuration, rendered once per build (templates, ids)."""
         if host.name not in self._configs:
+            from . import secrets
             from .config import render
             from .services import declare
+            # Templates may name a secret's path (secrets.NAME.path), never its value.
             self._configs[host.name] = render.render(host, self.inventory,
-                                                     declare.services_of(host))
+                                                     declare.services_of(host),
+                                                     secret_paths=secrets.paths(host))
         return self._configs[host.name]
 
     def system_path(self, host, base, base_paths=None):
@@ -147,13 +150,15 @@ def _unbootable_kernel():
 def system_declaration(host, base, config):
     from .services import declare, shepherd
     where = host.where.split(":")[0]
-    return {"host": host.name, "base": base.canonical(), "config": config.canonical(),
+    decl = {"host": host.name, "base": base.canonical(), "config": config.canonical(),
             "init": host.var("init", "shepherd-pid1"),
             # Where it was declared (the inventory's directory and file, not
             # where the checkout lives): named by the files generated from it.
             "source": "/".join(where.replace("\\", "/").split("/")[-2:]),
             "services": [shepherd.canonical(s) for s in declare.services_of(host)],
             "boots": base.boots}
+    decl.update(_secrets_declaration(host))
+    return decl
 
 
 def system_entries(decl, refs, path, config):
@@ -211,7 +216,26 @@ def system_entries(decl, refs, path, config):
         ("metadata", "file", ("".join(f"{k}={v}\n" for k, v in sorted(meta.items())).encode(),
                               False)),
         ("activate", "file", (activate.encode(), True)),
-    ] + config.entries()
+    ] + config.entries() + _secrets_entries(decl)
+
+
+# --- secrets (fruixops.secrets): one declaration key, one file, one activation line.
+# Names, version tags, paths, owners and modes only: never a value, nor a hash of one.
+# A host that declares none builds exactly as before.
+
+def _secrets_declaration(host):
+    from . import secrets
+    entries = secrets.system_entry(host)
+    return {"secrets": entries} if entries else {}
+
+
+def _secrets_entries(decl):
+    """config/secrets: what the receiver's secrets_activate reads."""
+    from .secrets.declare import config_text
+    if not decl.get("secrets"):
+        return []
+    text = config_text(decl["secrets"], decl["host"], decl["source"])
+    return [("config/secrets", "file", (text.encode(), False))]
 
 
 def hand_over(system):

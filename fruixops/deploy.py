@@ -15,9 +15,11 @@ import sys
 from dataclasses import dataclass, field
 
 from . import boot, bootloader, checks as checks_mod, push, switch
+from .secrets import deliver as secret_delivery
+from .secrets import sources as secret_sources
 from .connection import HostConnection
 from .controller import deployer_identity
-from .errors import HostError, HostUnreachable
+from .errors import HostError, HostUnreachable, UserError
 from .events import ConsoleEvents
 
 
@@ -48,6 +50,7 @@ class DeployResult:
     checks: dict = field(default_factory=dict)     # name -> "ok" or why it failed
     notes: list = field(default_factory=list)
     activation: dict | None = None        # the live switch (config.live.Activation)
+    secrets: list = field(default_factory=list)    # "NAME VERSION" delivered (never values)
 
     def to_json(self):
         return dict(self.__dict__)
@@ -89,8 +92,19 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
     events.phase(host.name, "build")
     m, data, sig = prepared or prepare(ctl, host_name, base_name, checks)
     result = DeployResult(host.name, str(m.system), m.base, m.version_label)
+    # Secrets are read before the host is touched: a source that fails
+    # fails this host's deploy with one line, nothing sent.
+    try:
+        resolved = secret_delivery.resolve(host)
+    except UserError as exc:
+        events.phase(host.name, "failed")
+        raise DeployFailed(host.name, str(exc), result) from None
     events.phase(host.name, "plan")
-    hc = connect(ctl, host)
+    try:
+        hc = connect(ctl, host)
+    except BaseException:
+        secret_sources.wipe(resolved)
+        raise
     try:
         with hc.reading():          # plan's state read (a receiver install keeps its own limit)
             state = push.plan(hc, data, sig, ctl.trusted_keys())
@@ -143,6 +157,12 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
             result.sent = list(state.missing)
             result.bytes_sent = hc.bytes_sent - before
             result.changed = True
+        if resolved:
+            # Sealed to the host's own key, over SSH, never through the cache.
+            events.phase(host.name, "secrets")
+            result.secrets = [ln.split(" ", 1)[1] for ln in
+                              secret_delivery.deliver(ctl, hc, resolved)
+                              if ln.startswith("kept ")]
         if trial:
             hc = _trial(ctl, hc, host, result, checks, events)
         if install_bootloader and loader_note:
@@ -169,6 +189,7 @@ def deploy(ctl, host_name, base_name=None, reboot=False, trial=False, checks=(),
         events.phase(host.name, "failed")
         raise DeployFailed(host.name, str(exc).split(": ", 1)[1], result) from None
     finally:
+        secret_sources.wipe(resolved)
         hc.close()
 
 
@@ -191,8 +212,8 @@ def _activate(hc, result, events):
     result.activation = a.to_json()
     result.notes += a.notes()
     if a.failed:
-        raise DeployFailed(result.host, "after the live switch, shepherd could not "
-                           + ", ".join(a.failed), result)
+        raise DeployFailed(result.host, "after the live switch: failed "
+                           + "; ".join(a.failed), result)
 
 
 def _pull(ctl, host, state, result):

@@ -108,13 +108,16 @@ def view(layers, magic, warnings):
     """fruixops's variables of a host (HostVars) and Ansible's merge (what
     ansible-inventory prints: values as written, never rendered) from its
     *layers*. *magic*: the variables Ansible gives every host."""
-    merged, layer_of = {}, {}
+    merged, ours, layer_of = {}, {}, {}
     for i, layer in enumerate(layers):
         for key, var in layer.items():
-            merged[key] = _merged_dict(merged.get(key), var) if key in MERGED_DICTS else var
+            merged[key] = var
+            # fruixops's configuration dictionaries merge key by key (what
+            # Ansible prints for them stays its own: the last layer's).
+            ours[key] = _merged_dict(ours.get(key), var) if key in MERGED_DICTS else var
             layer_of[key] = i
             _near_miss(key, var.where, warnings)
-    variables = templating.Variables(merged, magic, lambda where: [str(inventory_dir(where))])
+    variables = templating.Variables(ours, magic, lambda where: [str(inventory_dir(where))])
     return HostVars(variables, layer_of), {k: v.value for k, v in merged.items()}
 
 

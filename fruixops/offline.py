@@ -6,6 +6,7 @@ A bundle is an uncompressed tar:
     fruixops-bundle             "fruixops-bundle 1", then "host NAME" lines
     hosts/NAME/manifest         each host's signed manifest...
     hosts/NAME/manifest.sig     ...and its signature
+    hosts/NAME/secrets(.sig)    its secrets, sealed to its own key, signed
     objects/ZSHA.tar.zst        each item once, named as in a cache (or
     objects/SHA.tar             objects/SHA.tar, for hosts without zstd)
     objects/LSHA.listing        the listings of items of 1 MiB and more
@@ -66,15 +67,22 @@ def export(ctl, hosts, out, base_name=None, lifetime=None, compress=True):
     if out.is_dir():
         raise UserError(f"--out {out} is a directory: name the bundle file")
     store = ctl.builder.store
-    signed, items = [], {}
+    from . import manifest
+    from .secrets import deliver as secret_delivery
+    signed, items, sealed = [], {}, {}
     for host in hosts:
         m, data, sig = ctl.make_manifest(host.name, base_name, lifetime=lifetime)
         signed.append((host.name, data, sig))
+        # The host's secrets, sealed to its own key (never in the clear).
+        secrets = secret_delivery.for_bundle(
+            ctl, host, lifetime or host.var("manifest_lifetime", manifest.DEFAULT_LIFETIME))
+        if secrets:
+            sealed[host.name] = secrets
         for it in m.items:
             items.setdefault(it.sha256, it)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        _write(tmp, out, signed, items, store, compress)
+        _write(tmp, out, signed, items, store, compress, sealed)
     except OSError as exc:
         raise UserError(f"cannot write the bundle {out}: {exc.strerror}") from None
     finally:
@@ -82,7 +90,7 @@ def export(ctl, hosts, out, base_name=None, lifetime=None, compress=True):
     return Exported(out, [h for h, _, _ in signed], len(items), out.stat().st_size)
 
 
-def _write(tmp, out, signed, items, store, compress):
+def _write(tmp, out, signed, items, store, compress, sealed):
     """The bundle into *tmp*, flushed, then renamed to *out*."""
     with open(tmp, "wb") as f:
         with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -91,6 +99,9 @@ def _write(tmp, out, signed, items, store, compress):
             for name, data, sig in signed:
                 _add_bytes(tar, f"hosts/{name}/manifest", data)
                 _add_bytes(tar, f"hosts/{name}/manifest.sig", sig)
+                if name in sealed:
+                    _add_bytes(tar, f"hosts/{name}/secrets", sealed[name][0])
+                    _add_bytes(tar, f"hosts/{name}/secrets.sig", sealed[name][1])
             for it in items.values():
                 objs = cache.objects(store, it)
                 for kind in ("zstd" if compress else "tar", "listing"):
@@ -136,9 +147,11 @@ def import_over_ssh(ctl, host, file, reboot=False):
                    timeout=hc.command_timeout + size / push.PULL_MIN_RATE)
         if r.status != 0:
             raise HostError(host.name, r.last_error_line())
-        fields = hostreply.fields(host.name, "import", r.out, ("landed", "generation"))
+        fields = hostreply.fields(host.name, "import", r.out, ("landed", "generation"),
+                                  ("secrets",))
         lines = [f"{host.name}: imported {path.name} ({size} bytes): generation "
-                 f"{fields['generation']}, {fields['landed']} items landed"]
+                 f"{fields['generation']}, {fields['landed']} items landed"
+                 + (f", {fields['secrets']} secrets kept" if "secrets" in fields else "")]
         if reboot:
             hc = boot.reboot(hc)
             state = boot.state(hc)

@@ -14,7 +14,7 @@ PATH = f"{STATE}/receiver"
 
 
 PARTS = ("receiver.sh", "land.sh", "reuse.sh", "cache.sh", "loader.sh", "switch.sh", "gc.sh",
-         "trust.sh", "config.sh", "access.sh", "main.sh")
+         "trust.sh", "config.sh", "secrets.sh", "access.sh", "main.sh")
 
 
 def source():

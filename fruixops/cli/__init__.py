@@ -9,6 +9,7 @@ from invoke import Collection, Program
 
 from .. import __version__
 from .inventory import hosts as hosts_task
+from .secrets import secrets_rotate, secrets_rotate_key
 from .offline import bundle_export, bundle_import, cache_push, cache_verify
 from .hosts import (deploy, diff_generations, gc, generations, plan, play, reboot, rollback,
                     status, verify)
@@ -33,6 +34,7 @@ SUBCOMMANDS = [
                         "power-cycle": lab_power_cycle}),
     _collection("cache", {"push": cache_push, "verify": cache_verify}),
     _collection("bundle", {"export": bundle_export, "import": bundle_import}),
+    _collection("secrets", {"rotate": secrets_rotate, "rotate-key": secrets_rotate_key}),
 ]
 
 ns = Collection()

@@ -15,7 +15,7 @@
 RECEIVER=$STATE/receiver
 COMMANDS="plan need receive item pull import listings confirm rollback status install-bootloader verify gc \
 trust-init trust-add trust-remove set-host-name version install-receiver boottime reboot \
-check manifest activate config config-check"
+check manifest activate config config-check secrets-key secrets-deliver secrets-activate"
 
 # refuse_access WHY: an attempt at something the receiver does not offer.
 refuse_access() {

@@ -283,6 +283,9 @@ cmd_import() {
         take "$name" "$form" "$TMP/take" <"$TMP/object" || die "$(why_refused "$TMP/take")"
         rm -f "$TMP/object"
     done <"$TMP/items"
+    # The bundle's sealed secrets for this host (if any) are kept before the
+    # generation that names them lands; refused, nothing lands.
+    secrets_import "$file" "$me"
     receive_commit bundle ''
 }
 

@@ -478,7 +478,10 @@ cmd_activate() {
         exit 2
     fi
     [ -z "$applied" ] || printf '%s\n' "$applied"
-    if command -v secrets_activate >/dev/null 2>&1; then secrets_activate "$sys"; fi
+    # The system's secrets (secrets.sh), decrypted into place before any
+    # service that needs them (re)starts; one not placed is named, the
+    # previous value stays.
+    if ! secrets_activate "$sys"; then echo "failed secrets: $FIRST_FAILURE"; fi
     if [ "$mode" = live ]; then
         changes=$(services_changed "$running" "$sys")
         ln -sfn "$sys" /run/.current-system.new

@@ -36,6 +36,9 @@ case $CMD in
     trust-add) cmd_trust_add "$@" ;;
     trust-remove) cmd_trust_remove "$@" ;;
     set-host-name) cmd_set_host_name "$@" ;;
+    secrets-key) cmd_secrets_key "$@" ;;
+    secrets-deliver) cmd_secrets_deliver "$@" ;;
+    secrets-activate) cmd_secrets_activate "$@" ;;
     version) cmd_version "$@" ;;
     install-receiver) cmd_install_receiver "$@" ;;
     boottime) cmd_boottime "$@" ;;

@@ -30,6 +30,8 @@
 #   trust.sh     trusted keys, host name
 #   config.sh    activation: a system's configuration (files, accounts)
 #                applied as one change; what changed since, by hand
+#   secrets.sh   this host's secret key, signed deliveries of sealed
+#                secrets, their decryption into place at activation
 #   access.sh    restricted keys and doas/sudo: argument checks, and the
 #                commands that stand in for a shell (version, reboot, check...)
 #   main.sh      the command dispatch
@@ -120,6 +122,21 @@
 #   install-receiver   bundle: receiver, statement, statement.sig. Replace this
 #                      program, if a trusted key signed "receiver <sha256>"
 #                      for this host.
+#   secrets-key [--new]
+#                      print this host's secret public key (X25519; made on
+#                      first use; the private key never leaves the host).
+#                      --new: a new pair, the old private key kept while a
+#                      kept sealed secret needs it.
+#   secrets-deliver    bundle: secrets, secrets.sig. Keep the sealed secrets
+#                      of a delivery signed by a trusted key for this host
+#                      (unexpired, serial above the last delivery's, every
+#                      MAC verified, or nothing kept), then decrypt the
+#                      running system's secrets into place.
+#   secrets-activate [SYSTEM]
+#                      decrypt the secrets SYSTEM (a generation's closure;
+#                      default: the running one) lists in config/secrets
+#                      into /var/run/fruix/secrets (a tmpfs) or their
+#                      declared paths, with owner and mode.
 #   boottime           print kern.boottime.
 #   reboot             shutdown -r now (under the lock).
 #   check N NAME       run health check NAME of generation N: "booted", or one
@@ -191,6 +208,7 @@ cleanup() {
         echo "refused: disk full on $STORE" >&2
     fi
     if [ -n "$TMP" ]; then remove_tree "$TMP"; fi
+    if [ -n "${SECRETS_TMP:-}" ]; then rm -rf "$SECRETS_TMP"; fi
     if [ -n "$HOLDING" ]; then rm -f "$LOCK"; fi
 }
 trap cleanup EXIT
