@@ -81,8 +81,11 @@ def test_configuration_boots_switches_live_keeps_hand_edits_and_rolls_back(
     # The first boot applied it: the template, the account, the key.
     assert ssh(ctl, f"cat {TICK}") == f"# tick's configuration, for {HOST}\ngreeting hello\n"
     assert ssh(ctl, f"stat -c '%a %U' {TICK}").split() == ["644", "root"]
-    assert re.search(r"^alice:\*:1001:1001::0:0::/home/alice:/bin/sh$",
-                     ssh(ctl, "cat /etc/master.passwd"), re.M)
+    # Her uid is the ledger's (the fleet's first accounts come from 1001);
+    # her own group has the same number; her password is locked.
+    uid = re.search(r"^alice:\*:(\d+):(\d+)::0:0::/home/alice:/bin/sh$",
+                    ssh(ctl, "cat /etc/master.passwd"), re.M)
+    assert uid and uid.group(1) == uid.group(2) and int(uid.group(1)) >= 1001
     assert re.search(r"^staff:[^:]*:[0-9]+:(.*,)?alice(,.*)?$", ssh(ctl, "cat /etc/group"), re.M)
     assert ssh(ctl, "cat /etc/sysctl.conf").endswith("kern.ipc.somaxconn=1024\n")
     # The real sshd reads the real account files: alice logs in with her key.

@@ -181,6 +181,9 @@ def test_local_store_gc_keeps_declared_items(project, tmp_path):
     # the lab inventory's and store.gc, reading inventories/, never sees it.)
     scratch = project.parent.parent / "scratch-inventories" / "scratch.yaml"
     scratch.parent.mkdir(exist_ok=True)
+    # Its templates beside it, as the lab inventory's are beside it.
+    __import__("shutil").copytree(project.parent / "templates", scratch.parent / "templates",
+                                  dirs_exist_ok=True)
     scratch.write_text(project.read_text().replace(
         "  broken-canary:\n", "  gone-base:\n    version_label: 15.0-GONE\n"
         "    release: 15.0-STABLE\n    branch: stable/15\n    source: *stable15\n"
