@@ -162,3 +162,25 @@ def test_compare_gives_unified_diffs_and_the_services_to_restart():
     assert ch.restart == ["tick"] and ch.start == ["fresh"] and ch.stop == ["gone"]
     assert ch.rc_conf == [("a", '"1"', '"2"'), ("b", None, '"x"')]
     assert cdiff.compare(new, new).empty
+
+
+def test_plan_names_a_secret_whose_version_or_place_changes_never_its_value(tmp_path):
+    import io
+    import tarfile
+
+    def system(lines):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            data = ("# head\n" + "".join(f"{ln}\n" for ln in lines)).encode()
+            info = tarfile.TarInfo("./config/secrets")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return cdiff.from_tar(buf.getvalue())
+    old = system(["db 1 /var/run/fruix/secrets/db root - 0400"])
+    new = system(["db 2 /var/run/fruix/secrets/db root - 0400",
+                  "tls 1 /usr/local/etc/ssl/key.pem www www 0440"])
+    ch = cdiff.compare(old, new)
+    assert [n for n, _, _ in ch.secrets] == ["db", "tls"]
+    text = "\n".join(cdiff.format_change(ch))
+    assert "secret db: version 1 at /var/run/fruix/secrets/db (0400 root:-) -> version 2" in text
+    assert "secret tls: (none) -> version 1 at /usr/local/etc/ssl/key.pem (0440 www:www)" in text

@@ -30,6 +30,7 @@ class SystemConfig:
     services: dict = field(default_factory=dict)   # name -> restart key
     rc_conf: dict = field(default_factory=dict)    # variable -> value (the system's rc.conf)
     loader_tunables: str = ""
+    secrets: dict = field(default_factory=dict)    # name -> "version path owner group mode"
 
 
 def from_tar(data):
@@ -59,6 +60,10 @@ def from_tar(data):
         name, _, key = line.partition("\t")
         c.services[name] = key
     c.loader_tunables = raw.get("config/loader-tunables", b"").decode()
+    for line in raw.get("config/secrets", b"").decode().splitlines():
+        f = line.split()
+        if len(f) == 6 and not line.startswith("#"):
+            c.secrets[f[0]] = " ".join(f[1:])
     c.rc_conf = rc_variables(raw.get("etc/rc.conf", b"").decode())
     return c
 
@@ -121,19 +126,21 @@ class ConfigChange:
     start: list = field(default_factory=list)
     stop: list = field(default_factory=list)
     loader_tunables: bool = False
+    secrets: list = field(default_factory=list)     # (name, old, new): versions and paths only
     edited: list = field(default_factory=list)      # "edited PATH" lines from the host
 
     @property
     def empty(self):
         return not (self.files or self.rc_conf or self.accounts or self.restart or self.start
-                    or self.stop or self.loader_tunables)
+                    or self.stop or self.loader_tunables or self.secrets)
 
     def to_json(self):
         return {"files": [{"path": p, "change": k, "diff": d} for p, k, d in self.files],
                 "rc_conf": [{"variable": n, "old": o, "new": v} for n, o, v in self.rc_conf],
                 "accounts": [{"account": a, "old": o, "new": n} for a, o, n in self.accounts],
                 "restart": self.restart, "start": self.start, "stop": self.stop,
-                "loader_tunables_changed": self.loader_tunables, "edited_on_host": self.edited}
+                "loader_tunables_changed": self.loader_tunables, "edited_on_host": self.edited,
+                "secrets": [{"name": n, "old": o, "new": v} for n, o, v in self.secrets]}
 
 
 def compare(old, new):
@@ -177,7 +184,17 @@ def compare(old, new):
             ch.restart.append(name)
     ch.stop = sorted(n for n in old.services if n not in new.services)
     ch.loader_tunables = old.loader_tunables != new.loader_tunables
+    for name in sorted(set(old.secrets) | set(new.secrets)):
+        if old.secrets.get(name) != new.secrets.get(name):
+            ch.secrets.append((name, old.secrets.get(name), new.secrets.get(name)))
     return ch
+
+
+def _secret(fields):
+    if fields is None:
+        return "(none)"
+    version, path, owner, group, mode = fields.split()
+    return f"version {version} at {path} ({mode} {owner}:{group})"
 
 
 def _kind(a, b):
@@ -218,6 +235,8 @@ def format_change(ch):
         lines.append(f"  {key}: {a or '(none)'} -> {b or '(none)'}")
     if ch.loader_tunables:
         lines.append("  loader tunables changed (they apply at the next boot)")
+    for name, a, b in ch.secrets:
+        lines.append(f"  secret {name}: {_secret(a)} -> {_secret(b)} (its value is never shown)")
     for what, names in (("restart", ch.restart), ("start", ch.start), ("stop", ch.stop)):
         if names:
             lines.append(f"  services to {what}: {', '.join(names)}")
