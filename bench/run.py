@@ -22,9 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fruixops import cache, deploy, distgen, fleet, inventory, push, sources  # noqa: E402
+from fruixops.rollout import cache, deploy
+from fruixops.store import distgen
+from fruixops.rollout import fleet
+from fruixops.inventory import model as inventory
+from fruixops.rollout import push
+from fruixops.store import sources  # noqa: E402
 from fruixops.controller import Controller  # noqa: E402
-from fruixops.events import Events  # noqa: E402
+from fruixops.rollout.events import Events  # noqa: E402
 from fruixops.lab import Lab  # noqa: E402
 from fruixops.lab.webcache import WebCache  # noqa: E402
 
@@ -324,7 +329,7 @@ class Bench:
     def upgrades(self, host="web2"):
         import io
         import zstandard
-        from fruixops import lifecycle
+        from fruixops.rollout import lifecycle
         self.bare(host)
         first = deploy.deploy(Controller(self.inv_path), host, "real", events=Events())
         up = BENCH / "inventories/bench-upgrade.yaml"
@@ -368,7 +373,7 @@ class Bench:
 
     # 3. no-op redeploy ------------------------------------------------------------
     def noop(self, base, host="web2"):
-        from fruixops import connection
+        from fruixops.remote import connection
         ours, theirs, runs_per = [], [], []
         original = connection.HostConnection.run
         counter = {"n": 0, "connections": 0}
@@ -427,7 +432,7 @@ class Bench:
             self.bare(host)
             code = ("import resource, sys; sys.path.insert(0, %r)\n"
                     "from fruixops.controller import Controller\n"
-                    "from fruixops import deploy\nfrom fruixops.events import Events\n"
+                    "from fruixops.rollout import deploy\nfrom fruixops.rollout.events import Events\n"
                     "r = deploy.deploy(Controller(%r), %r, %r, events=Events())\n"
                     # VmHWM: this process's own peak (ru_maxrss would include
                     # the forking parent's, carried across exec on Linux).

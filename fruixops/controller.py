@@ -1,21 +1,23 @@
 """The controller: one inventory, its local store and its signing key, and the
 operations a user asks for. ``tasks.py`` and the tests both drive this."""
 
-import os
-import re
-import socket
 import threading
 from pathlib import Path
 
-from . import inventory as inventory_mod
-from . import keys, manifest
-from .build import Builder
-from .errors import UserError
+from fruixops.inventory import model as inventory_mod
+from fruixops.store import keys, manifest
+from fruixops.system.build import Builder
+from fruixops.errors import UserError
 
 
 class Controller:
     def __init__(self, inventory_path=None, key=None):
         self.inventory = inventory_mod.load(inventory_path)
+        # Every service a host declares is one fruixops can run: refused here,
+        # with its file and line, before anything is built or sent.
+        from fruixops.system.services import declare
+        for host in self.inventory.hosts.values():
+            declare.services_of(host)
         settings = self.inventory.settings
         self.store_root = settings.store or Path(".frx")
         self.builder = Builder(self.store_root, settings.zstd_level, self.inventory)
@@ -47,7 +49,7 @@ class Controller:
     def cache_uploader(self):
         """The uploader of deltas to the inventory's cache, shared by the
         hosts of a run; None when the cache has no upload target."""
-        from . import cache
+        from fruixops.rollout import cache
         settings = self.inventory.settings.cache
         if not settings or not settings.upload:
             return None
@@ -92,8 +94,8 @@ class Controller:
         The manifest carries the built-in health checks and *checks*: the
         only ones the host will run for this generation. It expires after
         *lifetime* seconds (default: the host's manifest_lifetime)."""
-        from .checks import BOOT_CHECKS, service_checks
-        from .services import declare
+        from fruixops.rollout.checks import BOOT_CHECKS, service_checks
+        from fruixops.system.services import declare
         host = self.inventory.host(host_name)
         base = self.inventory.base_for(host, base_name)
         closure = [self.builder.store.for_manifest(it) for it in self.closure(host, base)]
@@ -116,16 +118,3 @@ class Controller:
         (out / "manifest").write_bytes(data)
         (out / "manifest.sig").write_bytes(sig)
         return m, out / "manifest", out / "manifest.sig"
-
-
-def deployer_identity():
-    """user@host of the controller, recorded in a generation's provenance."""
-    import pwd
-    try:
-        name = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        name = str(os.getuid())
-    user = os.environ.get("SUDO_USER") or name
-    # One word of the receiver's argument alphabet (it travels through
-    # restricted keys too).
-    return re.sub(r"[^A-Za-z0-9._:@=+-]", "_", f"{user}@{socket.gethostname()}")

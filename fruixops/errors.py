@@ -4,7 +4,7 @@ The CLI prints ``str(error)`` as one line and exits with ``error.exit_status``;
 anything that is not a ``FruixopsError`` is a bug and keeps its traceback.
 """
 
-from .printable import printable_line
+from fruixops.printable import printable_line
 
 # Exit statuses (documented in the README).
 EXIT_OK = 0

@@ -38,9 +38,9 @@ from ansible.template import Templar  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
 from ansible.vars.manager import VariableManager  # noqa: E402
 
-from fruixops import access  # noqa: E402
-from fruixops import inventory as inventory_mod  # noqa: E402
-from fruixops import limit  # noqa: E402
+from fruixops.remote import access  # noqa: E402
+from fruixops.inventory import model as inventory_mod  # noqa: E402
+from fruixops.inventory import limit  # noqa: E402
 from fruixops.errors import UserError  # noqa: E402
 
 Display().verbosity = -1

@@ -84,7 +84,7 @@ def project():
 @pytest.fixture(scope="session")
 def lab(project):
     """Every lab host of the test inventory up, for the whole session."""
-    from fruixops import inventory
+    from fruixops.inventory import model as inventory
     from fruixops.lab import Lab
     if os.geteuid() != 0 or not os.access("/usr/sbin/sshd", os.X_OK):
         pytest.fail("end-to-end tests need root and sshd: run `make test` (it installs sshd)")
@@ -100,7 +100,7 @@ def lab(project):
 def fresh(lab, project):
     """fresh('web2') wipes a lab host's disk and boots it bare; returns a
     Controller on the test inventory."""
-    from fruixops import inventory
+    from fruixops.inventory import model as inventory
     from fruixops.controller import Controller
 
     def _fresh(*names):

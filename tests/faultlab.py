@@ -10,8 +10,8 @@ import re
 import threading
 from pathlib import Path
 
-from fruixops import distgen
-from fruixops.connection import HostConnection
+from fruixops.store import distgen
+from fruixops.remote.connection import HostConnection
 from fruixops.errors import HostError
 
 FAULT_SIZE_MB = 8

@@ -7,10 +7,11 @@ import os
 import tarfile
 import time
 
-from fruixops import archive, manifest, push
-from fruixops.connection import HostConnection
-from fruixops.controller import deployer_identity
-from fruixops.store import Item, LocalStore, StorePath
+from fruixops.store import archive, manifest
+from fruixops.rollout import push
+from fruixops.remote.connection import HostConnection
+from fruixops.rollout.switch import deployer_identity
+from fruixops.store.local import Item, LocalStore, StorePath
 
 
 def tar_of(members):

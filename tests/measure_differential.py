@@ -13,7 +13,7 @@ import time
 import ansible_oracle as ao
 import inventory_gen
 import fruixops
-from fruixops import inventory as inventory_mod
+from fruixops.inventory import model as inventory_mod
 
 
 def load(sources):

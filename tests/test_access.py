@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
-from fruixops import access, inventory, receiver
+from fruixops.remote import access
+from fruixops.inventory import model as inventory
+from fruixops.remote import receiver
 from fruixops.errors import UserError
 
 

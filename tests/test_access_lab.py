@@ -11,9 +11,10 @@ import paramiko
 import pytest
 
 from conftest import host_snapshot, inv_cmd, openssh
-from fruixops import checks, deploy, receiver
-from fruixops.checks import Check
-from fruixops.connection import HostConnection
+from fruixops.rollout import checks, deploy
+from fruixops.remote import receiver
+from fruixops.rollout.checks import Check
+from fruixops.remote.connection import HostConnection
 from fruixops.errors import HostKeyError
 
 
@@ -58,7 +59,7 @@ def test_every_command_works_through_the_restricted_key(fresh, extra_key):
 
 @pytest.fixture(scope="module")
 def extra_key(project):
-    from fruixops import keys
+    from fruixops.store import keys
     keys.generate(project.parent.parent / "keys", "extra", overwrite=True)
 
 

@@ -2,7 +2,7 @@
 what a pattern selects and how a host is reached (address, port, user, key,
 privilege escalation, with templated values rendered). Random inventories
 (tests/inventory_gen.py) and patterns are put to both; every answer must
-match, except the documented refusals (see fruixops/limit.py), which
+match, except the documented refusals (see fruixops/inventory/limit.py), which
 ansible-core itself flags: with HOST_PATTERN_MISMATCH=error it refuses
 exactly the terms that name nothing, and `ao.refused_by_fruixops`."""
 

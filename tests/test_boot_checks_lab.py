@@ -9,7 +9,8 @@ import time
 import pytest
 
 from conftest import host_variant, openssh
-from fruixops import checks, deploy, inventory
+from fruixops.rollout import checks, deploy
+from fruixops.inventory import model as inventory
 from fruixops.controller import Controller
 
 

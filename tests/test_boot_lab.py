@@ -14,9 +14,10 @@ import pytest
 
 from conftest import inv_cmd
 from faultlab import check_host, generation_loader_vars, loader_default, loader_vars
-from fruixops import boot, deploy, lifecycle, push, receiver
-from fruixops.connection import HostConnection
-from fruixops.controller import deployer_identity
+from fruixops.rollout import boot, deploy, lifecycle, push
+from fruixops.remote import receiver
+from fruixops.remote.connection import HostConnection
+from fruixops.rollout.switch import deployer_identity
 
 
 def disk(ctl, host):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import inv_cmd
-from fruixops.build import Builder
+from fruixops.system.build import Builder
 from fruixops.controller import Controller
 from fruixops.errors import UserError
 
@@ -60,7 +60,7 @@ def test_same_declaration_same_bytes_in_a_fresh_store(project, tmp_path):
     base = ctl.inventory.base("stable-default")
     other.build_system(ctl.inventory.host("web2"), base)
     for p in map(str, paths):
-        from fruixops.store import StorePath
+        from fruixops.store.local import StorePath
         sp = StorePath(p)
         assert other.store.get(sp) == ctl.builder.store.get(sp)
         assert (other.store.archive(sp).read_bytes() == ctl.builder.store.archive(sp).read_bytes())

@@ -5,7 +5,10 @@ import os
 
 import pytest
 
-from fruixops import cache, inventory, offline
+from fruixops.inventory import settings
+from fruixops.rollout import cache
+from fruixops.inventory import model as inventory
+from fruixops.rollout import offline
 from fruixops.errors import UserError
 
 
@@ -14,14 +17,14 @@ from fruixops.errors import UserError
     ("https://10.0.0.5:8443/", "https://10.0.0.5:8443/"),
 ])
 def test_cache_urls_end_in_a_slash(url, want):
-    assert cache.check_url(url) == want
+    assert settings.check_url(url) == want
 
 
 @pytest.mark.parametrize("url", ["ftp://x/", "http://x/a b/", "http://x/$(reboot)/",
                                  "http://x/../etc/", "http://x/?q=1", "file:///frx/"])
 def test_cache_urls_the_receiver_would_refuse_are_refused_here(url):
     with pytest.raises(ValueError):
-        cache.check_url(url)
+        settings.check_url(url)
 
 
 def test_dir_target_writes_each_object_once_read_only(tmp_path):
@@ -66,7 +69,7 @@ def test_inventory_cache_settings(tmp_path):
     ssh = inventory.load(_inv(tmp_path, "  cache:\n    url: http://c/\n"
                                         "    upload: ssh://up@c:2222/srv/cache\n"))
     t = ssh.settings.cache
-    assert t.upload == "ssh://up@c:2222/srv/cache" and cache.SSH_RE.match(t.upload)["port"] == "2222"
+    assert t.upload == "ssh://up@c:2222/srv/cache" and settings.SSH_RE.match(t.upload)["port"] == "2222"
 
 
 @pytest.mark.parametrize("block,where,words", [
@@ -113,7 +116,7 @@ def test_bundle_export_to_a_missing_directory_is_one_line(tmp_path):
 
 def test_a_cache_directory_that_cannot_be_written_is_one_error(tmp_path):
     """(A file where the cache's directory should be: what fails even for root.)"""
-    from fruixops.store import Item, StorePath
+    from fruixops.store.local import Item, StorePath
     src = tmp_path / "f"
     src.write_bytes(b"x")
 

@@ -15,7 +15,11 @@ import pytest
 
 from conftest import host_snapshot, inv_cmd, openssh
 from faultlab import kill_campaign
-from fruixops import deploy, fleet, inventory, lifecycle, manifest as manifest_mod, offline
+from fruixops.rollout import deploy, fleet
+from fruixops.inventory import model as inventory
+from fruixops.rollout import lifecycle
+from fruixops.store import manifest as manifest_mod
+from fruixops.rollout import offline
 from fruixops.controller import Controller
 from fruixops.lab import Lab
 from fruixops.lab.webcache import WebCache

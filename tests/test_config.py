@@ -1,4 +1,4 @@
-"""Host configuration on the controller (fruixops.config): declarations
+"""Host configuration on the controller (fruixops.system.config): declarations
 checked with file and line, dictionaries merged across groups, the same
 declarations giving the same system path (and any change another), values
 that look like private keys refused, uids stable in the ledger, diffs."""
@@ -7,11 +7,11 @@ import textwrap
 
 import pytest
 
-from fruixops import inventory
-from fruixops.build import Builder
-from fruixops.config import diff as cdiff, ids, render
+from fruixops.inventory import model as inventory
+from fruixops.system.build import Builder
+from fruixops.system.config import diff as cdiff, ids, render
 from fruixops.errors import UserError
-from fruixops.services import declare as services
+from fruixops.system.services import declare as services
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBjIZqYJy8VnqjrK2Q7Gi3UqlOpS3gTvtbPZ0Op0e6cH a@b"
 

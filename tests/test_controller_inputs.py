@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import inv_cmd
-from fruixops import inventory
+from fruixops.inventory import model as inventory
 from fruixops.errors import UserError
 
 
@@ -47,7 +47,7 @@ def test_power_cycle_placeholders_are_checked_when_the_inventory_loads(tmp_path,
 
 
 def test_power_cycle_braces_are_written_doubled(tmp_path):
-    from fruixops.deploy import power_cycle_line
+    from fruixops.rollout.deploy import power_cycle_line
     path = write(tmp_path, """\
         all:
           hosts:
@@ -192,8 +192,10 @@ REPLY_LINES = st.lists(st.one_of(
 @given(REPLY_LINES)
 def test_reply_parsers_never_crash(text):
     """Whatever a host answers: parsed, or one MalformedReply."""
-    from fruixops import deploy, hoststate, lifecycle
-    from fruixops.hostreply import MalformedReply
+    from fruixops.rollout import deploy
+    from fruixops.remote import hoststate
+    from fruixops.rollout import lifecycle
+    from fruixops.remote.hostreply import MalformedReply
     for parse in (lambda t: hoststate.parse(t, "web1"),
                   lambda t: lifecycle._gc_report("web1", t, False),
                   lambda t: deploy._verify_report("web1", t)):
@@ -214,7 +216,7 @@ def test_junk_in_what_kenv_says_booted_is_unknown_not_malformed(booted, generati
     """kenv's fruix.system and fruix.generation come from loader files root
     may edit by hand: junk there makes what booted unknown (shown escaped),
     never the host "compromised"."""
-    from fruixops import hoststate
+    from fruixops.remote import hoststate
     state = hoststate.parse(f"booted-generation {generation}\nbooted {booted}\n", "web1")
     assert state.booted_unknown == unknown
     ref = state.booted_ref()
@@ -237,7 +239,7 @@ def test_the_loaded_kernel_is_compared_with_the_booted_generations(kernelname, k
     """kenv kernelname against the kernel file the booted generation loads:
     a mismatch is one line; no kernelname, or junk in it, is unknown, never
     a mismatch and never a malformed reply."""
-    from fruixops import hoststate
+    from fruixops.remote import hoststate
     state = hoststate.parse(f"booted-generation 1\nbooted {_SYS}\nbooted-kernel {kernelname}\n"
                             f"generation 1 closure={_SYS} kernel={_KERNEL} size=1\n", "web1")
     assert (state.booted_kernel, state.kernel_mismatch()) == (kernel, mismatch)
@@ -249,8 +251,8 @@ def test_the_loaded_kernel_is_compared_with_the_booted_generations(kernelname, k
 
 
 def test_loader_override_and_boot_fs_lines_parse_strictly():
-    from fruixops import hoststate
-    from fruixops.hostreply import MalformedReply
+    from fruixops.remote import hoststate
+    from fruixops.remote.hostreply import MalformedReply
     state = hoststate.parse("loader-override /boot/loader.conf:1: sets loader_conf_dirs=\"x\"\n"
                             "boot-fs differs 64768 38\ntrial 3\n", "web1")
     assert state.loader_overrides == ['/boot/loader.conf:1: sets loader_conf_dirs="x"']

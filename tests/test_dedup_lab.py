@@ -7,8 +7,9 @@ import os
 import pytest
 
 from conftest import inv_cmd
-from fruixops import deploy, lifecycle, store as store_mod
-from fruixops.connection import HostConnection
+from fruixops.rollout import deploy, lifecycle
+from fruixops.store import local as store_mod
+from fruixops.remote.connection import HostConnection
 
 
 def _disk(ctl, host):
@@ -40,7 +41,7 @@ def upgraded(lab, project):
     """web2 deployed with stable-default, then upgraded to stable-canary (the
     same source, another version label): the plan's prediction and both
     results."""
-    from fruixops import inventory
+    from fruixops.inventory import model as inventory
     from fruixops.controller import Controller
     inv = inventory.load(project)
     lab.reset([inv.host("web2")])

@@ -7,8 +7,10 @@ import tarfile
 
 import pytest
 
-from fruixops import archive, hostreply, push
-from fruixops.store import Item, LocalStore, StorePath
+from fruixops.store import archive
+from fruixops.remote import hostreply
+from fruixops.rollout import push
+from fruixops.store.local import Item, LocalStore, StorePath
 
 
 @pytest.fixture

@@ -7,9 +7,12 @@ import re
 import pytest
 
 from conftest import host_snapshot, inv_cmd
-from fruixops import deploy, keys, manifest, push, story
-from fruixops.connection import HostConnection
-from fruixops.controller import Controller, deployer_identity
+from fruixops.rollout import deploy
+from fruixops.store import keys, manifest
+from fruixops.rollout import push, story
+from fruixops.remote.connection import HostConnection
+from fruixops.controller import Controller
+from fruixops.rollout.switch import deployer_identity
 from fruixops.errors import HostError, HostKeyError, HostUnreachable
 
 

@@ -26,7 +26,7 @@ HOST = "web2"
 SYSTEM = "/frx/store/" + "0" * 64 + "-fruix-system-early-boot"
 HOOK = 'rc_conf_files="$rc_conf_files /run/current-system/etc/rc.conf"'
 
-# Steps 1-3 of a Fruix system's boot/init (fruixops/build.py, hand_over), with
+# Steps 1-3 of a Fruix system's boot/init (fruixops/system/build.py, hand_over), with
 # probes of what is writable around /etc/rc.
 FIXTURE_INIT = """\
 #!/bin/sh

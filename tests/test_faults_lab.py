@@ -20,8 +20,11 @@ import pytest
 
 from conftest import host_variant, ROOT
 from faultlab import check_host, fault_inventory, leftovers, wait_lock_free_or_stale
-from fruixops import deploy, inventory, push, receiver
-from fruixops.connection import HostConnection
+from fruixops.rollout import deploy
+from fruixops.inventory import model as inventory
+from fruixops.rollout import push
+from fruixops.remote import receiver
+from fruixops.remote.connection import HostConnection
 from fruixops.controller import Controller
 from fruixops.errors import HostError, HostUnreachable
 
@@ -31,8 +34,8 @@ HOST = "web2"      # a root host: the fault harness kills receivers with pkill
 CHILD = """
 import sys, time
 from fruixops.controller import Controller
-from fruixops import deploy
-from fruixops.events import Events
+from fruixops.rollout import deploy
+from fruixops.rollout.events import Events
 ctl = Controller(sys.argv[1])
 prepared = deploy.prepare(ctl, sys.argv[2], sys.argv[3])
 print("go", flush=True)

@@ -8,7 +8,9 @@ import time
 import pytest
 
 from conftest import inv_cmd
-from fruixops import deploy, fleet, inventory, limit
+from fruixops.rollout import deploy, fleet
+from fruixops.inventory import model as inventory
+from fruixops.inventory import limit
 from fruixops.controller import Controller
 
 

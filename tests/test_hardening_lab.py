@@ -14,8 +14,12 @@ import pytest
 
 from conftest import host_snapshot, inv_cmd
 from faultlab import check_host, kill_campaign, loader_default
-from fruixops import deploy, keys, lifecycle, manifest, trust
-from fruixops.connection import HostConnection
+from fruixops.rollout import deploy
+from fruixops.store import keys
+from fruixops.rollout import lifecycle
+from fruixops.store import manifest
+from fruixops.remote import trust
+from fruixops.remote.connection import HostConnection
 from fruixops.errors import HostError
 from hostile import bootable, offer, tar_of
 
@@ -185,7 +189,7 @@ def test_receivers_killed_at_random_points_leave_the_host_whole(installed, tmp_p
     def trust_flip():
         hc = connect(ctl, "web1")
         try:
-            from fruixops import bootstrap
+            from fruixops.rollout import bootstrap
             bootstrap.trust_add(hc, "extra", pub.read_bytes(), ctl.signing_key, "lab")
             bootstrap.trust_remove(hc, "extra", ctl.signing_key, "lab")
         finally:
@@ -262,7 +266,7 @@ def test_what_was_unpacked_is_compared_with_the_signed_listing_whatever_its_size
     landed. The tree is now compared with it, for every item: listed on the
     host, or (a whole item whose archive hash checked, with its listing sent)
     held to the listing's names, kinds, modes and link targets."""
-    from fruixops import push
+    from fruixops.rollout import push
     ctl = installed("web2")
     d = disk(ctl, "web2")
     fake = lambda listing: listing.replace(b"./bin/tool", b"./bin/toot")  # noqa: E731

@@ -26,7 +26,7 @@ def test_shellcheck_clean(shellcheck, script):
 def test_receiver_as_installed_is_shellcheck_clean(shellcheck, tmp_path):
     """The receiver is checked as the one program a host runs: its parts put
     together (each part alone would refer to the others' names)."""
-    from fruixops import receiver
+    from fruixops.remote import receiver
     program = tmp_path / "receiver"
     program.write_bytes(receiver.source())
     proc = subprocess.run([shellcheck, "-s", "sh", str(program)], capture_output=True, text=True)
@@ -36,7 +36,7 @@ def test_receiver_as_installed_is_shellcheck_clean(shellcheck, tmp_path):
 
 
 def test_receiver_lists_every_command_it_accepts():
-    from fruixops import receiver
+    from fruixops.remote import receiver
     text = receiver.source().decode()
     header = text.split("set -eu", 1)[0]
     dispatch = text.rsplit('case $CMD in', 1)[1]
@@ -48,7 +48,7 @@ def test_receiver_lists_every_command_it_accepts():
 
 
 def _receiver_function(name):
-    from fruixops import receiver
+    from fruixops.remote import receiver
     text = receiver.source().decode()
     start = text.index(f"\n{name}() {{") + 1
     return text[start:text.index("\n}\n", start) + 3]
@@ -64,7 +64,7 @@ def test_controller_listing_is_what_the_host_lists(tmp_path, tar):
     import os
     import shutil
 
-    from fruixops import archive
+    from fruixops.store import archive
     if not shutil.which(tar):
         pytest.fail(f"{tar} is not installed (make sysdeps)")
     tree = tmp_path / "tree"
@@ -104,7 +104,7 @@ def test_controller_listing_is_what_the_host_lists(tmp_path, tar):
 def test_names_a_listing_cannot_hold_are_refused_at_build(tmp_path, name):
     import io
 
-    from fruixops import archive
+    from fruixops.store import archive
     (tmp_path / name).write_text("x")
     with pytest.raises(ValueError, match="newline or backslash"):
         archive.write_tree(io.BytesIO(), tmp_path)

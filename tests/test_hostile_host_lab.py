@@ -55,7 +55,7 @@ def _hostile_inventory(project):
 @pytest.fixture(scope="module")
 def evil(lab, project):
     """Two installed lab hosts behind hostile_host.sh (honest until told)."""
-    from fruixops import inventory
+    from fruixops.inventory import model as inventory
     from fruixops.controller import Controller
     from fruixops.lab import Lab
     path = _hostile_inventory(project)

@@ -5,7 +5,7 @@ link target and content hash of its disk is the same before and after)."""
 import pytest
 
 from conftest import host_snapshot
-from fruixops import deploy
+from fruixops.rollout import deploy
 from fruixops.errors import HostError
 from hostile import bootable, offer, tar_of
 
@@ -39,7 +39,7 @@ HOSTILE = {
 @pytest.fixture(scope="module", params=["web2", "web3"], ids=["gnu-tar", "bsdtar"])
 def target(request, lab, project):
     """A lab host installed with stable-default, with a sentinel directory."""
-    from fruixops import inventory
+    from fruixops.inventory import model as inventory
     from fruixops.controller import Controller
     inv = inventory.load(project)
     host = inv.host(request.param)
@@ -55,7 +55,7 @@ def target(request, lab, project):
                          ids=["listed-on-host", "listing-sent-zstd"])
 def test_a_well_formed_item_is_accepted(target, tmp_path, monkeypatch, sent, compress):
     """The control case: the crafting helper itself produces acceptable items."""
-    from fruixops import push
+    from fruixops.rollout import push
     ctl, host, disk = target
     if sent:
         monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
@@ -107,7 +107,7 @@ def test_listing_that_does_not_match_the_manifest_is_refused(target, tmp_path, m
     """The listing `verify` will hold the store to is the one the manifest
     signs: made on the host (small items) or sent (big ones), it must hash to
     the manifest's listing sha256."""
-    from fruixops import push
+    from fruixops.rollout import push
     ctl, host, disk = target
     if sent:
         monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
@@ -119,7 +119,7 @@ def test_listing_that_does_not_match_the_manifest_is_refused(target, tmp_path, m
 
 
 def test_listing_for_an_item_not_in_the_manifest_is_refused(target, tmp_path, monkeypatch):
-    from fruixops import push
+    from fruixops.rollout import push
     ctl, host, disk = target
     real = push.listings_payload
     monkeypatch.setattr(push, "SEND_LISTING_FROM", 0)
@@ -143,7 +143,7 @@ def test_changed_manifest_byte_is_refused(target, tmp_path):
 
 
 def test_untrusted_signer_is_refused_before_any_item_is_sent(target, tmp_path):
-    from fruixops import keys
+    from fruixops.store import keys
     ctl, host, disk = target
     key_path, _ = keys.generate(tmp_path, "mallory")
     before = host_snapshot(disk)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from fruixops import inventory
+from fruixops.inventory import model as inventory
 from fruixops.errors import UserError
 
 BASE = """
@@ -214,7 +214,7 @@ def test_inventory_directory_and_several_sources(tmp_path):
 
 
 def test_inv_hosts_lists_graphs_and_shows_variables():
-    from fruixops import hostlist
+    from fruixops.inventory import hostlist
     inv = inventory.load("inventories/lab.yaml")
     chosen = hostlist.selected(inv, "web")
     assert [h.name for h in chosen] == ["web2", "web3", "web1"]

@@ -10,7 +10,9 @@ import pytest
 
 from conftest import host_snapshot, inv_cmd
 from faultlab import check_host
-from fruixops import deploy, inventory, lifecycle, push
+from fruixops.rollout import deploy
+from fruixops.inventory import model as inventory
+from fruixops.rollout import lifecycle, push
 from fruixops.controller import Controller
 
 HOST = "web2"
@@ -203,7 +205,7 @@ def test_local_store_gc_keeps_declared_items(project, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not any(store.get(p) for p in old)
     assert not any(store.archive(p).exists() for p in old)
-    assert all(store.get(__import__("fruixops").store.StorePath(p)) for p in declared)
+    assert all(store.get(__import__("fruixops.store.local").store.local.StorePath(p)) for p in declared)
     freed = int(proc.stdout.split("freed ")[1].split()[0])
     after = on_disk()
     assert freed > 0 and freed == would_free == before - after   # what it says is what went

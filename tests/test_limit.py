@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fruixops import inventory
+from fruixops.inventory import model as inventory
 from fruixops.errors import UserError
-from fruixops.limit import select
+from fruixops.inventory.limit import select
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ import pytest
 
 from conftest import host_variant, inv_cmd, openssh
 from faultlab import generation_loader_vars
-from fruixops import boot, deploy, lifecycle, push
-from fruixops.connection import HostConnection
-from fruixops.controller import Controller, deployer_identity
+from fruixops.rollout import boot, deploy, lifecycle, push
+from fruixops.remote.connection import HostConnection
+from fruixops.controller import Controller
+from fruixops.rollout.switch import deployer_identity
 
 
 def disk(ctl, host):

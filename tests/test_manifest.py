@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import inv_cmd
-from fruixops import manifest
+from fruixops.store import manifest
 from fruixops.controller import Controller
 
 
@@ -71,7 +71,7 @@ def test_private_key_is_never_printed(project, tmp_path):
 
 
 def test_passphrase_protected_key(tmp_path, monkeypatch):
-    from fruixops import keys
+    from fruixops.store import keys
     from fruixops.errors import UserError
     key_path, _ = keys.generate(tmp_path, "locked", passphrase="s3cret")
     assert b"ENCRYPTED" in key_path.read_bytes()

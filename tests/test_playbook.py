@@ -5,7 +5,8 @@ import re
 import pytest
 
 from conftest import ROOT
-from fruixops import inventory, playbook
+from fruixops.inventory import model as inventory
+from fruixops.rollout import playbook
 from fruixops.errors import UserError
 
 

@@ -11,8 +11,9 @@ import time
 import pytest
 
 from faultlab import check_host, loader_default
-from fruixops import boot, deploy, inventory
-from fruixops.connection import HostConnection
+from fruixops.rollout import boot, deploy
+from fruixops.inventory import model as inventory
+from fruixops.remote.connection import HostConnection
 from fruixops.controller import Controller
 
 HOST = "db2"

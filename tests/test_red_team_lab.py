@@ -15,9 +15,13 @@ import time
 import pytest
 
 from conftest import host_snapshot, inv_cmd, openssh
-from fruixops import archive, deploy, lifecycle, push, receiver, store as store_mod
-from fruixops.connection import HostConnection
-from fruixops.controller import Controller, deployer_identity
+from fruixops.store import archive
+from fruixops.rollout import deploy, lifecycle, push
+from fruixops.remote import receiver
+from fruixops.store import local as store_mod
+from fruixops.remote.connection import HostConnection
+from fruixops.controller import Controller
+from fruixops.rollout.switch import deployer_identity
 from hostile import bootable, offer
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fruixops.errors import UserError
-from fruixops.secrets import declare, seal, sources
+from fruixops.system.secrets import declare, seal, sources
 
 HOST = Path(__file__).resolve().parent.parent / "fruixops" / "host"
 
@@ -274,12 +274,13 @@ def test_sources_and_their_failures_name_the_secret_never_the_value(tmp_path):
 
 
 def test_the_system_item_carries_versions_never_values(project, tmp_path):
-    from fruixops import build, inventory
+    from fruixops.system import build
+    from fruixops.inventory import model as inventory
     inv = inventory.load(project)
     host = inv.host("web2")
     base = inv.base_for(host, None)
-    from fruixops.config import render
-    from fruixops.services import declare
+    from fruixops.system.config import render
+    from fruixops.system.services import declare
     config = render.render(host, inv, declare.services_of(host))
     plain = build.system_declaration(host, base, config)
     assert "secrets" not in plain          # a host without secrets builds as before

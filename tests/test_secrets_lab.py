@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from conftest import inv_cmd, openssh
-from fruixops import bundle, inventory
+from fruixops.remote import bundle
+from fruixops.inventory import model as inventory
 from fruixops.controller import Controller
-from fruixops.deploy import connect
+from fruixops.rollout.deploy import connect
 from fruixops.lab import Lab
 from fruixops.lab.webcache import WebCache
-from fruixops.secrets import hostkeys, seal
+from fruixops.system.secrets import hostkeys, seal
 
 HOSTS = ["web2", "db1", "mon1"]       # root login, doas account, restricted key
 DAEMON = 1                            # uid and gid of "daemon" (the machine's /etc/passwd)

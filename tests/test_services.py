@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from fruixops.errors import UserError
-from fruixops.services import catalogue, declare, shepherd
+from fruixops.system.services import catalogue, declare, shepherd
 
 
 class Host:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from conftest import wait_until, openssh
-from fruixops import deploy
+from fruixops.rollout import deploy
 
 HOST = "web2"
 

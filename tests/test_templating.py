@@ -14,9 +14,10 @@ import ansible_oracle as ao
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from fruixops import inventory, templating
+from fruixops.inventory import model as inventory
+from fruixops.inventory import templating
 from fruixops.errors import UserError
-from fruixops.groups import Var
+from fruixops.inventory.groups import Var
 
 WHERE = "inv/hosts.yaml:3:7"
 VARIABLES = {"port": 5, "twice": "{{ port * 2 }}", "items": [1, "{{ port }}"],

@@ -7,13 +7,13 @@ one line and exit with the status documented in the README.
 
 from invoke import Collection, Program
 
-from .. import __version__
-from .inventory import hosts as hosts_task
-from .secrets import secrets_rotate, secrets_rotate_key
-from .offline import bundle_export, bundle_import, cache_push, cache_verify
-from .hosts import (deploy, diff_generations, gc, generations, plan, play, reboot, rollback,
+from fruixops import __version__
+from fruixops.cli.inventory import hosts as hosts_task
+from fruixops.cli.secrets import secrets_rotate, secrets_rotate_key
+from fruixops.cli.offline import bundle_export, bundle_import, cache_push, cache_verify
+from fruixops.cli.hosts import (deploy, diff_generations, gc, generations, plan, play, reboot, rollback, 
                     status, verify)
-from .setup import (bootstrap, build, demo, hostkey_accept, keys_authorize, keys_generate,
+from fruixops.cli.setup import (bootstrap, build, demo, hostkey_accept, keys_authorize, keys_generate, 
                     lab_down, lab_power_cycle, lab_reset, lab_up, manifest, store_gc,
                     trust_add, trust_remove)
 

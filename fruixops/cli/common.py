@@ -9,9 +9,9 @@ import sys
 
 from invoke import Exit, task
 
-from .. import fleet
-from .. import limit as limit_mod
-from ..errors import FruixopsError, UserError
+from fruixops.rollout import fleet
+from fruixops.inventory import limit as limit_mod
+from fruixops.errors import FruixopsError, UserError
 
 def user_task(*args, **kwargs):
     """@task without auto short flags (so --host never becomes -h), turning
@@ -79,8 +79,8 @@ def _finish(outcomes, json, lines=()):
 
 
 def _display(hosts, json):
-    from ..display import FleetDisplay
-    from ..events import ConsoleEvents
+    from fruixops.rollout.display import FleetDisplay
+    from fruixops.rollout.events import ConsoleEvents
     if len(hosts) == 1 and not json:
         return _Nullcontext(ConsoleEvents())
     return FleetDisplay([h.name for h in hosts])

@@ -6,9 +6,9 @@ import sys
 
 from invoke import Exit
 
-from .. import fleet
-from ..controller import Controller
-from .common import (FORKS_HELP, INVENTORY_HELP, LIMIT_HELP, _display, _finish,
+from fruixops.rollout import fleet
+from fruixops.controller import Controller
+from fruixops.cli.common import (FORKS_HELP, INVENTORY_HELP, LIMIT_HELP, _display, _finish, 
                      _generation_number, _need_host, _print_json, _targets, _usage, user_task)
 
 
@@ -64,8 +64,8 @@ def rollback(c, host=None, limit=None, to=None, reboot=False, inventory=None,
 def play(c, playbook=None, limit=None, forks=fleet.DEFAULT_FORKS, inventory=None, key=None,
          json=False):
     """Run a staged rollout: canary, batches, checks, halt and roll back on failure."""
-    from .. import playbook as playbook_mod
-    from .. import rollout
+    from fruixops.rollout import playbook as playbook_mod
+    from fruixops.rollout import play as rollout
     if not playbook:
         raise _usage("play needs a playbook file: inv play playbooks/NAME.yaml")
     ctl = Controller(inventory, key=key)
@@ -83,7 +83,7 @@ def play(c, playbook=None, limit=None, forks=fleet.DEFAULT_FORKS, inventory=None
 @user_task(help={"host": "host to reboot", "inventory": INVENTORY_HELP})
 def reboot(c, host=None, inventory=None):
     """Reboot a host, wait for it, and report what it booted."""
-    from .. import deploy as deploy_mod
+    from fruixops.rollout import deploy as deploy_mod
     _need_host(host, "reboot")
     state = deploy_mod.reboot_host(Controller(inventory), host)
     if state.booted_unknown:
@@ -144,7 +144,7 @@ def status(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, 
 def generations(c, host=None, inventory=None, json=False):
     """Every generation on a host, with current / rollback / booted / next-boot marks."""
     import time as timemod
-    from .. import deploy as deploy_mod
+    from fruixops.rollout import deploy as deploy_mod
     _need_host(host, "generations")
     state = deploy_mod.status(Controller(inventory), host)
     rows = []
@@ -184,7 +184,7 @@ def verify(c, host=None, limit=None, inventory=None, forks=fleet.DEFAULT_FORKS, 
 
 
 def _plan(ctl, hosts, base, forks, json, compress=None, use_cache=True):
-    from .. import lifecycle
+    from fruixops.rollout import lifecycle
     outcomes, changes = fleet.plan_many(ctl, hosts, base, forks=forks, compress=compress,
                                         use_cache=use_cache)
     if json:
@@ -216,7 +216,7 @@ def plan(c, host=None, limit=None, base=None, key=None, inventory=None,
                               "inventory": INVENTORY_HELP, "json": "print JSON"})
 def diff_generations(c, host=None, from_=None, to=None, inventory=None, json=False):
     """Compare two generations on a host: closures, base, label, items and sizes."""
-    from .. import lifecycle
+    from fruixops.rollout import lifecycle
     _need_host(host, "diff")
     change = lifecycle.diff(Controller(inventory), host, _generation_number(from_),
                             _generation_number(to))

@@ -1,8 +1,8 @@
 """`inv hosts`: what the inventory holds, without contacting any host."""
 
-from ..inventory import load
-from .. import hostlist
-from .common import INVENTORY_HELP, LIMIT_HELP, _print_json, user_task
+from fruixops.inventory.model import load
+from fruixops.inventory import hostlist
+from fruixops.cli.common import INVENTORY_HELP, LIMIT_HELP, _print_json, user_task
 
 
 @user_task(help={"limit": LIMIT_HELP, "inventory": INVENTORY_HELP,

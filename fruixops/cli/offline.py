@@ -4,11 +4,11 @@ bundle.import)."""
 
 from invoke import Exit
 
-from .. import cache as cache_mod
-from .. import offline
-from ..controller import Controller
-from ..errors import EXIT_FAILED, UserError
-from .common import INVENTORY_HELP, LIMIT_HELP, _need_host, _print_json, _targets, user_task
+from fruixops.rollout import cache as cache_mod
+from fruixops.rollout import offline
+from fruixops.controller import Controller
+from fruixops.errors import EXIT_FAILED, UserError
+from fruixops.cli.common import INVENTORY_HELP, LIMIT_HELP, _need_host, _print_json, _targets, user_task
 
 
 def _hosts(ctl, host, limit, what):

@@ -1,8 +1,8 @@
 """Tasks for secrets (docs/secrets.md): deliver them again without a new
 generation, and give a host a new secret key."""
 
-from ..controller import Controller
-from .common import INVENTORY_HELP, _need_host, user_task
+from fruixops.controller import Controller
+from fruixops.cli.common import INVENTORY_HELP, _need_host, user_task
 
 
 @user_task(name="rotate", iterable=["name"],
@@ -12,7 +12,7 @@ from .common import INVENTORY_HELP, _need_host, user_task
 def secrets_rotate(c, host=None, name=None, inventory=None):
     """Read the host's secrets from their sources again, seal them to its key and
     deliver them: the running system's files change, no generation is made."""
-    from ..secrets import deliver
+    from fruixops.system.secrets import deliver
     _need_host(host, "secrets.rotate")
     ctl = Controller(inventory)
     for line in deliver.rotate(ctl, host, names=name or None):
@@ -25,7 +25,7 @@ def secrets_rotate_key(c, host=None, inventory=None):
     """The host makes a new secret key pair (the old private key is kept while an
     older generation's sealed secrets need it); its public key is recorded on the
     controller and every secret is delivered to it."""
-    from ..secrets import deliver
+    from fruixops.system.secrets import deliver
     _need_host(host, "secrets.rotate-key")
     ctl = Controller(inventory)
     for line in deliver.rotate(ctl, host, new_key=True):

@@ -5,10 +5,10 @@ import sys
 
 from invoke import Exit
 
-from .. import keys
-from ..errors import EXIT_FAILED
-from ..controller import Controller
-from .common import INVENTORY_HELP, _need_host, _usage, user_task
+from fruixops.store import keys
+from fruixops.errors import EXIT_FAILED
+from fruixops.controller import Controller
+from fruixops.cli.common import INVENTORY_HELP, _need_host, _usage, user_task
 
 
 @user_task(help={"base": "base to build", "host": "also build this host's system",
@@ -51,12 +51,12 @@ def keys_generate(c, name=None, dir="keys", passphrase=None):
 def bootstrap(c, host=None, inventory=None):
     """Install the receiver on a host and, on first contact, its trusted keys
     (to give fruixops a key that can only deploy: keys.authorize)."""
-    from .. import bootstrap as bootstrap_mod
-    from ..deploy import connect
+    from fruixops.rollout import bootstrap as bootstrap_mod
+    from fruixops.rollout.deploy import connect
     _need_host(host, "bootstrap")
     ctl = Controller(inventory)
     hc = connect(ctl, ctl.inventory.host(host))
-    from .. import boot
+    from fruixops.rollout import boot
     try:
         out = bootstrap_mod.bootstrap(hc, ctl.trusted_keys())
         # What would keep the loader from booting a generation, said before
@@ -87,9 +87,9 @@ def keys_authorize(c, host=None, key="keys/deploy.pub", admin_user="root", admin
                    inventory=None):
     """Restrict a deploy key to the fruixops receiver on a host (as its administrator)."""
     from pathlib import Path
-    from .. import access
-    from .. import bootstrap as bootstrap_mod
-    from ..errors import UserError
+    from fruixops.remote import access
+    from fruixops.rollout import bootstrap as bootstrap_mod
+    from fruixops.errors import UserError
     _need_host(host, "keys.authorize")
 
     def key_line(path):
@@ -117,7 +117,7 @@ def keys_authorize(c, host=None, key="keys/deploy.pub", admin_user="root", admin
 
 
 def receiver_version():
-    from .. import receiver
+    from fruixops.remote import receiver
     return receiver.version()
 
 
@@ -128,8 +128,8 @@ def receiver_version():
 def trust_add(c, host=None, key=None, signing_key=None, inventory=None):
     """Make a host trust one more signing key (key rotation: add, deploy, remove)."""
     from pathlib import Path
-    from .. import bootstrap as bootstrap_mod
-    from ..deploy import connect
+    from fruixops.rollout import bootstrap as bootstrap_mod
+    from fruixops.rollout.deploy import connect
     _need_host(host, "trust.add")
     if not key:
         raise _usage("trust.add needs --key NAME.pub")
@@ -150,8 +150,8 @@ def trust_add(c, host=None, key=None, signing_key=None, inventory=None):
                                 "inventory": INVENTORY_HELP})
 def trust_remove(c, host=None, name=None, signing_key=None, inventory=None):
     """Make a host stop trusting a signing key (never its last one)."""
-    from .. import bootstrap as bootstrap_mod
-    from ..deploy import connect
+    from fruixops.rollout import bootstrap as bootstrap_mod
+    from fruixops.rollout.deploy import connect
     _need_host(host, "trust.remove")
     if not name:
         raise _usage("trust.remove needs --name NAME")
@@ -171,7 +171,7 @@ def trust_remove(c, host=None, name=None, signing_key=None, inventory=None):
 def hostkey_accept(c, host=None, fingerprint=None, inventory=None):
     """Record a host's new SSH host key in the inventory's known_hosts, explicitly."""
     from pathlib import Path
-    from .. import hostkeys
+    from fruixops.remote import hostkeys
     _need_host(host, "hostkey.accept")
     ctl = Controller(inventory)
     h = ctl.inventory.host(host)
@@ -198,7 +198,7 @@ def hostkey_accept(c, host=None, fingerprint=None, inventory=None):
 def store_gc(c, keep=0, dry_run=False, inventory=None):
     """Collect the controller's local store: keep what the inventories' current
     declarations build (and the --keep N most recent others)."""
-    from .. import lifecycle
+    from fruixops.rollout import lifecycle
     if not str(keep).isdigit():
         raise _usage("store.gc --keep takes a number")
     ctl = Controller(inventory)
@@ -212,7 +212,7 @@ def store_gc(c, keep=0, dry_run=False, inventory=None):
 
 
 def _lab(inventory, host=None):
-    from .. import lab as lab_mod
+    from fruixops import lab as lab_mod
     inv = Controller(inventory).inventory
     hosts = [inv.host(host)] if host else list(inv.hosts.values())
     return lab_mod.Lab(inv), hosts
@@ -225,7 +225,7 @@ def lab_up(c, inventory=None, host=None, bare=False):
 
     A new (bare) host is installed with its inventory base as generation 1,
     like a machine delivered with Fruix on it, unless --bare is given."""
-    from ..lab.webcache import WebCache
+    from fruixops.lab.webcache import WebCache
     lab, hosts = _lab(inventory, host)
     lab.up(hosts)
     cache = WebCache.of(lab)
@@ -236,7 +236,7 @@ def lab_up(c, inventory=None, host=None, bare=False):
         new = [h for h in hosts if lab.is_bare(h.name)]
         if new and not bare:
             # New hosts pull their base from the cache, as a fleet would.
-            from .. import cache as cache_mod
+            from fruixops.rollout import cache as cache_mod
             cache_mod.push(ctl.builder.store, cache_mod.closure_items(ctl, new),
                            cache_mod.target_for(ctl.inventory.settings.cache))
     installed = {} if bare else {r["host"]: r for r in lab.install(ctl, hosts)}
@@ -251,7 +251,7 @@ def lab_up(c, inventory=None, host=None, bare=False):
 def lab_down(c, inventory=None, host=None):
     """Stop the lab's hosts (their disks are kept) and, unless --host is
     given, its cache server."""
-    from ..lab.webcache import WebCache
+    from fruixops.lab.webcache import WebCache
     lab, hosts = _lab(inventory, host)
     lab.down(hosts)
     cache = WebCache.of(lab)
@@ -280,7 +280,7 @@ def lab_power_cycle(c, inventory=None, host=None):
 @user_task(help={"inventory": INVENTORY_HELP, "host": "lab host to run it on"})
 def demo(c, inventory=None, host="web1"):
     """The Fruix phase 15.2 story on a lab host: deploy, boot, roll forward, roll back."""
-    from .. import story
+    from fruixops.rollout import story
     ok = story.run(Controller(inventory), host, out=print)
     if not ok:
         raise Exit(code=EXIT_FAILED)

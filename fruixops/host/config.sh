@@ -1,7 +1,7 @@
 # shellcheck shell=sh disable=SC2034,SC2153
 # (one program with receiver.sh: names are set and used across its parts)
 # Part of the fruixops receiver (see receiver.sh): activation, a system's
-# configuration (config/ in its item, fruixops/config/render.py) applied to
+# configuration (config/ in its item, fruixops/system/config/render.py) applied to
 # this host as one change.
 #
 # Managed files are regular files, copied into place with their owner and

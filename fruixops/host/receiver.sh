@@ -17,7 +17,7 @@
 # /boot/nextboot.conf (nextboot(8)). What booted is `kenv fruix.generation`.
 #
 # The program is installed on a host as one file, made of these parts of
-# fruixops/host/ in this order (fruixops/receiver.py puts them together):
+# fruixops/host/ in this order (fruixops/remote/receiver.py puts them together):
 #   receiver.sh  this header, common helpers, the lock
 #   land.sh      manifests, items: verify and land
 #   reuse.sh     files the store already holds: what to ask for, linking them

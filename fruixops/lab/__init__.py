@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from .. import access
-from . import hostetc, privilege, sshd
-from ..errors import UserError
+from fruixops.remote import access
+from fruixops.lab import hostetc, privilege, sshd
+from fruixops.errors import UserError
 
 BOOT = Path(__file__).with_name("boot.sh")
 MOUNTPOINTS = ("/frx", "/var/lib/fruix", "/boot", "/home", "/usr/local/etc")
@@ -272,8 +272,8 @@ class Lab:
         """Install bare hosts the way a machine arrives with Fruix on it: deploy
         each one's inventory base and boot it (generation 1), in parallel.
         Returns the DeployResults (as JSON) of the hosts that were installed."""
-        from .. import fleet
-        from ..errors import HostError
+        from fruixops.rollout import fleet
+        from fruixops.errors import HostError
         bare = [h for h in hosts if self.is_bare(h.name)]
         if not bare:
             return []

@@ -6,8 +6,8 @@
 
 import sys
 
-from .. import inventory
-from . import Lab
+from fruixops.inventory import model as inventory
+from fruixops.lab import Lab
 
 if __name__ == "__main__":
     inv = inventory.load(sys.argv[1])

@@ -8,8 +8,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .. import access, keys, receiver
-from . import hostetc, sshd
+from fruixops.remote import access
+from fruixops.store import keys
+from fruixops.remote import receiver
+from fruixops.lab import hostetc, sshd
 
 
 def accounts(lab, host, mode):

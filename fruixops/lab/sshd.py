@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from ..errors import UserError
+from fruixops.errors import UserError
 
 SSHD = "/usr/sbin/sshd"
 

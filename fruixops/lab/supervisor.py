@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import BOOT
+from fruixops.lab import BOOT
 
 
 def main(hostdir, tar_kind, frx_mb="", nextboot=""):

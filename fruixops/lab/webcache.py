@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import sshd
-from ..errors import UserError
+from fruixops.lab import sshd
+from fruixops.errors import UserError
 
 NGINX = "/usr/sbin/nginx"
 # Where nginx sees the cache, in its own mount namespace (a tmpfs over /run

@@ -1,4 +1,4 @@
-;; Test fixture in the shape fruixops generates (see fruixops/build.py):
+;; Test fixture in the shape fruixops generates (see fruixops/system/build.py):
 ;; `app' is listed first but requires `base', which must start before it.
 ;; @DIR@ is the test's temporary directory.
 (use-modules (shepherd service))
