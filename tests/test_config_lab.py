@@ -190,8 +190,12 @@ def test_the_lab_fleet_serves_nginx_from_its_template_and_a_change_restarts_ngin
     port = ctl.inventory.host(host).var("ssh_port") + 100
 
     def get():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-            return r.read().decode()
+        """nginx's answer, or None while it is not listening (starting)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            return None
 
     deploy.deploy(ctl, host, reboot=True, install_bootloader=True)
     assert wait_until(get, 30, "nginx answering") == f"{host}: served by fruixops\n"
