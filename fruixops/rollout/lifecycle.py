@@ -154,6 +154,7 @@ def _config_change(ctl, hc, state, old, m):
             before = cdiff.from_host(hc, state.current)
     ch = cdiff.compare(before, new)
     ch.edited = cdiff.drift(hc) or []
+    ch.before_unknown = old is not None and before is None
     return ch
 
 

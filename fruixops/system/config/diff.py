@@ -128,6 +128,7 @@ class ConfigChange:
     loader_tunables: bool = False
     secrets: list = field(default_factory=list)     # (name, old, new): versions and paths only
     edited: list = field(default_factory=list)      # "edited PATH" lines from the host
+    before_unknown: bool = False   # the current configuration could not be read
 
     @property
     def empty(self):
@@ -140,7 +141,8 @@ class ConfigChange:
                 "accounts": [{"account": a, "old": o, "new": n} for a, o, n in self.accounts],
                 "restart": self.restart, "start": self.start, "stop": self.stop,
                 "loader_tunables_changed": self.loader_tunables, "edited_on_host": self.edited,
-                "secrets": [{"name": n, "old": o, "new": v} for n, o, v in self.secrets]}
+                "secrets": [{"name": n, "old": o, "new": v} for n, o, v in self.secrets],
+                "current_unknown": self.before_unknown}
 
 
 def compare(old, new):
@@ -224,7 +226,9 @@ def unified(path, a, b):
 
 def format_change(ch):
     """The change as plan and diff print it (lines)."""
-    lines = []
+    lines = ["  the host's current configuration could not be read (its receiver is older "
+             "than this fruixops, and this controller's store lacks its system): everything "
+             "is shown as new"] if ch.before_unknown else []
     for path, kind, text in ch.files:
         lines.append(f"  {kind} {path}")
         lines += [f"    {ln}" for ln in text.rstrip("\n").splitlines()]
