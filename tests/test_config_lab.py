@@ -127,6 +127,16 @@ def test_configuration_boots_switches_live_keeps_hand_edits_and_rolls_back(
     copy = kept[0].split("kept at ")[1].split(",")[0]
     assert ssh(ctl, f"cat {copy}").endswith("greeting bonjour\ngreeting local\n")
     assert ssh(ctl, f"cat {TICK}").endswith("greeting salut\n")
+    # inv diff between two generations on the host: the same diffs, and in --json.
+    diff = inv_cmd(v3, "diff", "--host", HOST, "--from", str(r2.generation), "--to",
+                   str(r3.generation), check=True).stdout
+    assert "-greeting bonjour" in diff and "+greeting salut" in diff, diff
+    import json
+    as_json = json.loads(inv_cmd(v3, "diff", "--host", HOST, "--from", str(r2.generation),
+                                 "--to", str(r3.generation), "--json", check=True).stdout)
+    (tick_change,) = [f for f in as_json["config"]["files"] if f["path"] == TICK]
+    assert tick_change["change"] == "changed" and "+greeting salut" in tick_change["diff"]
+    assert as_json["config"]["restart"] == ["tick"]
 
     # Rollback, live: the previous generation's file, tick restarted again.
     before = service_pid(ctl, "tick")
