@@ -93,6 +93,8 @@ def setup(sizes, real=False):
                 subprocess.run(["chmod", "-R", "u+w", str(old)], check=False)
                 shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     (BENCH / "inventories").mkdir(parents=True)
+    # The lab's hosts render templates: they go along, as in the tests' copy.
+    shutil.copytree(ROOT / "inventories" / "templates", BENCH / "inventories" / "templates")
     (BENCH / "aside").mkdir()
     (BENCH / "keys").mkdir()
     from tests.conftest import lab_inventory_text
