@@ -86,10 +86,16 @@ def setup(sizes, real=False):
     # Everything from an earlier run goes but the controller's store: its
     # items are content-addressed (the same trees give the same items), and
     # the real base takes minutes to compress at level 19. No figure times a
-    # build but figure 7, which uses a cold hash cache of its own.
+    # build but figure 7, which uses a cold hash cache of its own. With
+    # FRUIXOPS_BENCH_KEEP_REAL=1 the real trees stay too: this machine's
+    # files change as people work on it, and another copy of them is another
+    # level-19 build (minutes), where runs before and after a change must
+    # deploy the same tree.
+    keep = {".frx"} | ({"trees", "changed-files.txt"}
+                       if os.environ.get("FRUIXOPS_BENCH_KEEP_REAL") == "1" else set())
     if BENCH.exists():
         for old in BENCH.iterdir():
-            if old.name != ".frx":
+            if old.name not in keep:
                 subprocess.run(["chmod", "-R", "u+w", str(old)], check=False)
                 shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     (BENCH / "inventories").mkdir(parents=True)
@@ -114,7 +120,9 @@ def setup(sizes, real=False):
                   f"    source: {{tree: {{path: {BENCH / 'trees' / 'fleet'}}}}}"]
     if real:
         t0 = time.monotonic()
-        tree = real_tree(BENCH / "trees" / "real")
+        tree = BENCH / "trees" / "real"
+        if not (tree.exists() and "trees" in keep):
+            real_tree(tree)
         log(f"copied real files for figure 1r in {time.monotonic() - t0:.1f}s")
         bases += ["  real:", "    version_label: 15.0-BENCH-real", "    release: 15.0-STABLE",
                   "    branch: stable/15", f"    source: {{tree: {{path: {tree}}}}}"]
@@ -122,8 +130,9 @@ def setup(sizes, real=False):
         # Figure 8: upgrades of the real tree. The same source under another
         # label, and a copy with 1% of its files changed (hard-linked, the
         # changed ones rewritten).
-        changed = one_percent(tree, BENCH / "trees" / "real-1pct")
-        (BENCH / "changed-files.txt").write_text("".join(f"{p}\n" for p in changed))
+        if not (BENCH / "trees/real-1pct").exists():
+            changed = one_percent(tree, BENCH / "trees" / "real-1pct")
+            (BENCH / "changed-files.txt").write_text("".join(f"{p}\n" for p in changed))
         for name, path in (("real-p1", tree), ("real-1pct", BENCH / "trees" / "real-1pct")):
             bases += [f"  {name}:", f"    version_label: 15.0-BENCH-{name}",
                       "    release: 15.0-STABLE", "    branch: stable/15",
