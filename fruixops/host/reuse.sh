@@ -108,9 +108,15 @@ assemble() {
         }' "$T/have" "$got.came" "$2" >"$got.links"
     sh "$got.links" 2>/dev/null || :
     # Whatever could not be linked (another file system, the link limit) is
-    # copied: cp keeps the source's mode, which is the one asked for.
-    awk '$1 == "f" || $1 == "x" { p = $0; sub(/^[fx] [0-9a-f]+ \.\//, "", p); print $1, $2, p }' \
-            "$2" | while read -r kind sha p; do
+    # copied: cp keeps the source's mode, which is the one asked for. The
+    # files still missing are found in one walk (a shell loop over every
+    # listed file reads its input a byte at a time: seconds on a base).
+    ( cd "$dir" && find . -type f ) >"$got.made"
+    LC_ALL=C awk 'FILENAME == ARGV[1] { made[$0] = 1; next }
+        ($1 == "f" || $1 == "x") {
+            p = $0; sub(/^[fx] [0-9a-f]+ /, "", p)
+            if (!(p in made)) { sub(/^\.\//, "", p); print $1, $2, p }
+        }' "$got.made" "$2" | while read -r kind sha p; do
         if [ -e "$dir/$p" ] || [ -L "$dir/$p" ]; then continue; fi
         src=$(awk -v k="$kind $sha" '($1 " " $2) == k { sub(/^[^ ]+ [^ ]+ /, ""); print; exit }' \
             "$T/have")
