@@ -108,3 +108,91 @@ def test_names_a_listing_cannot_hold_are_refused_at_build(tmp_path, name):
     (tmp_path / name).write_text("x")
     with pytest.raises(ValueError, match="newline or backslash"):
         archive.write_tree(io.BytesIO(), tmp_path)
+
+
+def _assembled(tmp_path):
+    """A store item that landed (files 0444/0555, mtime 1 as unpacked) and an
+    assembled delta beside it: ./a and ./bin/b linked from the item, ./c a
+    copy of one of its files, ./e what the delta brought. Returns (hold, old,
+    new): hold() runs the receiver's hold_assembled and returns (why,
+    the files it hashed)."""
+    import hashlib
+    import os
+    old, new, got = tmp_path / "store/old", tmp_path / "tmp/unpack/new", tmp_path / "tmp/got"
+    for d in (old, new / "bin", got):
+        d.mkdir(parents=True)
+    contents = {"a": (b"A" * 5000, 0o444), "b": (b"#!/bin/sh\n", 0o555), "c": (b"C", 0o444)}
+    have = []
+    for name, (data, mode) in contents.items():
+        (old / name).write_bytes(data)
+        (old / name).chmod(mode)
+        os.utime(old / name, (1, 1))
+        kind = "x" if mode & 0o111 else "f"
+        have.append(f"{kind} {hashlib.sha256(data).hexdigest()} {old / name}\n")
+    (tmp_path / "tmp/have").write_text("".join(have))
+    os.link(old / "a", new / "a")
+    os.link(old / "b", new / "bin/b")
+    (new / "c").write_bytes(b"C")
+    (new / "c").chmod(0o444)
+    (new / "e").write_bytes(b"E")
+    (new / "e").chmod(0o444)
+    os.utime(new / "e", (1, 1))
+    for d in (new / "bin", new):
+        d.chmod(0o555)
+    (got / "new.came").write_text("./e\n")
+
+    def sha(b):
+        return hashlib.sha256(b).hexdigest()
+    listing = sorted(["d - .", "d - ./bin", f"f {sha(contents['a'][0])} ./a",
+                      f"x {sha(contents['b'][0])} ./bin/b", f"f {sha(b'C')} ./c",
+                      f"f {sha(b'E')} ./e"])
+    (tmp_path / "listing").write_text("".join(line + "\n" for line in listing))
+    functions = "".join(_receiver_function(f) for f in ("audit_modes", "link_lines", "shape",
+                                                         "hold_assembled"))
+
+    def hold():
+        why = subprocess.run(["sh", "-c", functions + 'hold_assembled "$1" "$2"', "sh",
+                              str(new), str(tmp_path / "listing")],
+                             env={"PATH": os.environ["PATH"], "T": str(tmp_path / "tmp"),
+                                  "got": str(got / "new")},
+                             capture_output=True, text=True, check=True).stdout
+        return why, (got / "new.hash").read_text() if (got / "new.hash").exists() else ""
+    return hold, old, new
+
+
+def test_an_assembled_item_reads_again_only_what_it_did_not_link(tmp_path):
+    """An upgrade costs what it receives: a file linked from an item that
+    landed verified (the same inode, read-only, never written since) is not
+    hashed again; what the delta brought and a copy are."""
+    hold, _, _ = _assembled(tmp_path)
+    why, hashed = hold()
+    assert why == ""
+    assert "'./c'" in hashed and "'./e'" in hashed
+    assert "./a" not in hashed and "./bin/b" not in hashed
+
+
+def test_a_store_file_written_since_it_landed_is_hashed_and_refused(tmp_path):
+    import os
+    hold, old, _ = _assembled(tmp_path)
+    os.chmod(old / "a", 0o644)
+    with open(old / "a", "ab") as f:
+        f.write(b"changed")
+    os.chmod(old / "a", 0o444)
+    why, hashed = hold()
+    assert "'./a'" in hashed
+    assert why == "its file ./a does not have its listed content\n"
+
+
+def test_an_assembled_item_is_held_to_its_listing_in_kinds_modes_and_contents(tmp_path):
+    import os
+    hold, old, new = _assembled(tmp_path)
+    os.chmod(new, 0o755)
+    os.chmod(new / "c", 0o644)          # a copy with the wrong content
+    (new / "c").write_bytes(b"not C")
+    os.chmod(new / "c", 0o444)
+    os.chmod(new, 0o555)
+    assert hold()[0] == "its file ./c does not have its listed content\n"
+    os.chmod(old / "b", 0o755)          # a linked file made writable: its inode is shared
+    assert hold()[0] == "writable entry in a store item\n"
+    os.chmod(old / "b", 0o444)          # ... or not executable any more
+    assert hold()[0] == "its tree once assembled is not what its signed listing says\n"

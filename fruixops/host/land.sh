@@ -179,86 +179,6 @@ land_item() {
     LANDED=$((LANDED + 1))
 }
 
-# audit_item NAME DIR: why an unpacked item must be refused, if it must.
-audit_item() {
-    if [ -s "$got.err" ]; then
-        case $(cat "$got.err") in
-            *"No space left"*) echo "disk full on $STORE: the item does not fit" ;;
-            *"Removing leading"*|*"contains '..'"*|*"contains \`..'"*)
-                echo "archive has an absolute or '..' member" ;;
-            *) echo "cannot unpack: $(head -n 1 "$got.err")" ;;
-        esac
-        return
-    fi
-    # One walk: store items are read-only as they come (canonical archives
-    # carry no write bit), so a writable entry is refused rather than fixed
-    # up, as is anything but a file, directory or symlink, and set-id bits.
-    bad=$(find "$2" -mindepth 1 \( -type b -o -type c -o -type p -o -type s \
-            -o -perm -4000 -o -perm -2000 \
-            -o \( ! -type l \( -perm -200 -o -perm -020 -o -perm -002 \) \) \) -print |
-        head -n 1)
-    if [ -n "$bad" ]; then
-        if [ -d "$bad" ] || [ -f "$bad" ] && [ ! -u "$bad" ] && [ ! -g "$bad" ]; then
-            echo "writable entry in a store item"
-        else
-            echo "device node, fifo, socket or setuid/setgid file"
-        fi
-        return
-    fi
-    # A hard link must have all its names inside the item: a link to a file
-    # elsewhere on this file system shows as more links than names here.
-    if find "$2" -type f -links +1 -exec ls -il {} + |
-            awk '{ n[$1] = $3; c[$1]++ } END { for (i in n) if (c[i] != n[i]) bad = 1; exit !bad }'
-    then
-        echo "hard link to a file outside the item"
-    fi
-}
-
-# shape DIR: the listing of DIR without file contents ("f - path",
-# "x - path"), sorted.
-shape() {
-    (
-        cd "$1" || exit 2
-        find . \( -type d -exec printf 'd - %s\n' {} + \) -o \
-            \( -type f -perm -100 -exec printf 'x - %s\n' {} + \) -o \
-            \( -type f -exec printf 'f - %s\n' {} + \)
-        link_lines
-    ) | LC_ALL=C sort
-}
-
-# link_lines: "l TARGET path" for every symlink below the current directory.
-link_lines() {
-    # Link targets in batches, not a readlink per link (thousands in a base):
-    # two walks in the same order, paired line by line (names and targets
-    # with a newline never reach a store item).
-    links=$(mktemp) targets=$(mktemp)
-    find . -type l >"$links"
-    find . -type l -exec readlink {} + >"$targets"
-    awk 'NR == FNR { t[FNR] = $0; next } { print "l " t[FNR] " " $0 }' "$targets" "$links"
-    rm -f "$links" "$targets"
-}
-
-# listing DIR: every entry of an item tree, sorted: "f SHA256 path",
-# "l TARGET path", "d - path". What verify compares against.
-listing() {
-    (
-        cd "$1" || exit 2
-        # Mode too: "f" a 0444 file, "x" a 0555 one (store items hold no other).
-        find . -type f ! -perm -100 -exec openssl dgst -sha256 -r {} + |
-            awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "f " h " " $0 }'
-        find . -type f -perm -100 -exec openssl dgst -sha256 -r {} + |
-            awk '{ h = $1; sub(/^[0-9a-f]+ \*?/, ""); print "x " h " " $0 }'
-        link_lines
-        find . -type d | sed 's/^/d - /'
-    ) | LC_ALL=C sort
-}
-
-# listing_as FORMAT DIR: the listing of DIR as a manifest of FORMAT recorded
-# it (before format 3, every file was "f" whatever its mode).
-listing_as() {
-    if [ "$1" = 3 ]; then listing "$2"; else listing "$2" | sed 's/^x /f /'; fi
-}
-
 cmd_plan() {
     esp_option plan "$@"
     new_tmp
@@ -602,9 +522,25 @@ take_item() {
     if [ ! -s "$got.refused" ] && [ -n "$delta" ]; then
         assemble "$dest" "$T/listings/$name.sums"
     fi
-    if [ ! -s "$got.refused" ]; then
-        # Commit holds the listing to the manifest. Without a listing sent
-        # along (a delta, a small item), every file is hashed here.
+    if [ ! -s "$got.refused" ] && [ -n "$delta" ]; then
+        # Held to its signed listing now, the files it links from the store
+        # by their inode (hold_assembled): refused, it is forgotten and the
+        # whole item can come instead (a store file written since it landed
+        # assembles a wrong item, every time).
+        hold_assembled "$dest" "$T/listings/$name.sums" >"$got.refused"
+        if [ -s "$got.refused" ]; then
+            echo "its file listing does not match the manifest once assembled:" \
+                "$(cat "$got.refused") (a store file it links may have changed: run inv verify)" \
+                >"$got.refused.why"
+            mv -f "$got.refused.why" "$got.refused"
+        else
+            cp "$T/listings/$name.sums" "$got.sums"
+            flush_tree "$dest"
+        fi
+    elif [ ! -s "$got.refused" ]; then
+        # Commit holds the listing to the manifest. A whole item whose
+        # listing came along is held to its shape (its bytes are the signed
+        # archive's); without one (a small item), every file is hashed here.
         if [ -n "$shaping" ]; then
             sed 's/^\([fx]\) [0-9a-f]* /\1 - /' "$T/listings/$name.sums" | LC_ALL=C sort |
                 cmp -s - "$got.shape" ||
@@ -613,15 +549,7 @@ take_item() {
         else
             listing "$dest" >"$got.sums.part"
         fi
-        # A delta is held to its signed listing now: refused, it is
-        # forgotten and the whole item can come instead (a store file that
-        # changed since it landed assembles a wrong item, every time).
-        if [ -n "$delta" ] && ! cmp -s "$got.sums.part" "$T/listings/$name.sums"; then
-            echo "its file listing does not match the manifest once assembled" \
-                "(a store file it links may have changed: run inv verify)" >"$got.refused"
-        fi
         mv "$got.sums.part" "$got.sums"
-        if [ -n "$delta" ]; then flush_tree "$dest"; fi
     fi
     if [ -n "$flushing" ]; then wait "$flushing" || :; fi
     : >"$got.done"

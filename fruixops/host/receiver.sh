@@ -20,7 +20,9 @@
 # fruixops/host/ in this order (fruixops/remote/receiver.py puts them together):
 #   receiver.sh  this header, common helpers, the lock
 #   land.sh      manifests, items: verify and land
-#   reuse.sh     files the store already holds: what to ask for, linking them
+#   tree.sh      an item's tree: its audit, shape and listing
+#   reuse.sh     files the store already holds: what to ask for, linking
+#                them, an assembled item held to its listing
 #   cache.sh     items from an HTTP cache (pull) or a bundle file (import)
 #   loader.sh    the loader's files read as FreeBSD's loader reads them:
 #                what overrides fruix.conf, a pending one-shot, the kernel

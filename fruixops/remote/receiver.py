@@ -15,8 +15,8 @@ STATE = "/var/lib/fruix/fruixops"
 PATH = f"{STATE}/receiver"
 
 
-PARTS = ("receiver.sh", "land.sh", "reuse.sh", "cache.sh", "loader.sh", "switch.sh", "gc.sh",
-         "trust.sh", "config.sh", "secrets.sh", "access.sh", "main.sh")
+PARTS = ("receiver.sh", "land.sh", "tree.sh", "reuse.sh", "cache.sh", "loader.sh", "switch.sh",
+         "gc.sh", "trust.sh", "config.sh", "secrets.sh", "access.sh", "main.sh")
 
 
 def source():

@@ -115,13 +115,15 @@ def _check_name(rel, what="name"):
         raise ValueError(f"{rel!r}: a {what} with a newline or backslash cannot go in a store item")
 
 
-def listing(fileobj):
+def listing(fileobj, sizes=None):
     """The listing of the item in the canonical archive *fileobj*: every
     entry of the unpacked tree, byte-sorted, one per line: "f SHA256 ./path"
     (a 0444 file), "x SHA256 ./path" (0555), "l TARGET ./path", "d - ./path". Byte for byte what the host's receiver
     computes over the unpacked item (`listing` in receiver.sh), which `inv
-    verify` compares the store against."""
+    verify` compares the store against. *sizes*, a dict, gets the size of
+    every regular file ("./path": bytes) from the same pass."""
     lines, file_sha, kind = [b"d - ."], {}, {}
+    sizes = {} if sizes is None else sizes
     with tarfile.open(fileobj=fileobj, mode="r|") as tar:
         for m in tar:
             name = m.name.rstrip("/")
@@ -130,12 +132,13 @@ def listing(fileobj):
                 sha, f = hashlib.sha256(), tar.extractfile(m)
                 while chunk := f.read(CHUNK):
                     sha.update(chunk)
-                file_sha[name] = sha.hexdigest()
+                file_sha[name], sizes[name] = sha.hexdigest(), m.size
                 kind[name] = "x" if m.mode & 0o100 else "f"
                 line = f"{kind[name]} {file_sha[name]} {name}"
             elif m.islnk():
                 target = m.linkname if m.linkname.startswith("./") else f"./{m.linkname}"
                 line = f"{kind[target]} {file_sha[target]} {name}"
+                sizes[name] = sizes[target]
             elif m.issym():
                 line = f"l {m.linkname} {name}"
             elif m.isdir():
