@@ -1,0 +1,197 @@
+"""A lab host behind a network link shaped by the kernel (host var
+``lab_link: {mbit: 200, delay_ms: 10}``), as a host across a WAN is.
+
+The host gets its own network namespace and address (its ``ssh_host``,
+10.77.x.y); the controller and the lab's cache are at GATEWAY on the
+machine's side. Between them, a pair of TUN devices: the kernel's TCP runs
+end to end, and each direction leaves through a TBF qdisc at the link's
+rate (the kernel's shaper, its queue in the kernel). The propagation delay
+is a delay line that holds each packet DELAY before handing it on: this
+machine's kernel has no netem (nor fq, which honours departure times), so
+the one thing the kernel cannot do here is done per packet, never per byte
+stream. MTU 64 KiB, as loopback's. Removed whole by down(): the namespace,
+both devices and the delay line. Nothing is put on the machine's own
+devices: GATEWAY is every link's machine-side address (as a PPP server's
+is on each of its links), so it is there while any link is.
+
+    python -m fruixops.lab.link NETNS ROOTDEV HOSTDEV DELAY_MS   (the delay line)
+"""
+
+import collections
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GATEWAY = "10.77.0.1"
+MTU = 65535
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+def _tc(*args):
+    subprocess.run(["tc", *args], check=True, capture_output=True, text=True)
+
+
+def module_env():
+    """The environment in which `python -m fruixops.lab...` runs this very
+    checkout's lab (not another one an editable install points at)."""
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+
+
+def names(host):
+    """(netns, machine-side device, host-side device) of a linked host."""
+    port = host.var("ssh_port", 22)
+    return f"fruixops-{port}", f"fxr{port}", f"fxh{port}"
+
+
+def tbf(dev, mbit, delay_ms, netns=None):
+    """The link's rate on *dev*'s egress: a token bucket of two 64 KiB
+    packets, a queue of a bandwidth-delay product (at least 256 KiB)."""
+    rate = mbit * 1e6 / 8
+    limit = max(int(rate * 2 * delay_ms / 1000), 256 << 10)
+    pre = ["-n", netns] if netns else []
+    _tc(*pre, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", f"{mbit}mbit",
+        "burst", str(2 * (MTU + 1)), "limit", str(limit))
+
+
+def _pidfile(lab, host):
+    return lab.host_dir(host.name) / "link.pid"
+
+
+def up(lab, host):
+    """Make the host's namespace and link; returns the namespace's name."""
+    spec = host.var("lab_link")
+    addr = host.var("ssh_host")
+    ns, rdev, hdev = names(host)
+    if _pidfile(lab, host).exists():
+        down(lab, host)
+    _ip("netns", "add", ns)
+    proc = subprocess.Popen([sys.executable, "-m", "fruixops.lab.link", ns, rdev, hdev,
+                             str(spec.get("delay_ms", 0))],
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd="/", text=True, env=module_env())
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"lab host {host.name}: its link's delay line did not start")
+    _pidfile(lab, host).write_text(f"{proc.pid}\n")
+    _ip("addr", "add", GATEWAY, "peer", addr, "dev", rdev)
+    _ip("link", "set", rdev, "mtu", str(MTU), "up")
+    _ip("-n", ns, "link", "set", "lo", "up")
+    _ip("-n", ns, "addr", "add", f"{addr}/32", "dev", hdev)
+    _ip("-n", ns, "link", "set", hdev, "mtu", str(MTU), "up")
+    _ip("-n", ns, "route", "add", "default", "dev", hdev, "src", addr)
+    tbf(rdev, spec["mbit"], spec.get("delay_ms", 0))
+    tbf(hdev, spec["mbit"], spec.get("delay_ms", 0), netns=ns)
+    return ns
+
+
+def down(lab, host):
+    """Remove the host's link: its delay line (and with it both devices) and
+    its namespace. The host must be off (nothing of it left in the namespace)."""
+    ns, _, _ = names(host)
+    try:
+        pid = int(_pidfile(lab, host).read_text())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.02)
+    except (OSError, ValueError):
+        pass
+    _pidfile(lab, host).unlink(missing_ok=True)
+    _ip("netns", "del", ns, check=False)
+
+
+# Shared links -----------------------------------------------------------------------
+
+SHARED = "fxlabshared"
+
+
+def share(hosts, uplink_mbit, cache_mbit, cache_port):
+    """The controller's uplink and the cache's link, each shared by every
+    linked host in *hosts*: what leaves the machine for any of them goes
+    through one IFB device first, where HTB gives the cache's replies (from
+    *cache_port*) cache_mbit and everything else (SSH: the controller)
+    uplink_mbit; then through the host's own link."""
+    unshare(hosts)
+    _ip("link", "add", SHARED, "type", "ifb")
+    _ip("link", "set", SHARED, "up")
+    _tc("qdisc", "add", "dev", SHARED, "root", "handle", "1:", "htb", "default", "10")
+    for cls, mbit in (("1:10", uplink_mbit), ("1:20", cache_mbit)):
+        _tc("class", "add", "dev", SHARED, "parent", "1:", "classid", cls, "htb",
+            "rate", f"{mbit}mbit", "burst", str(2 * (MTU + 1)), "cburst", str(2 * (MTU + 1)),
+            "quantum", str(MTU + 1))
+    _tc("filter", "add", "dev", SHARED, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+        "match", "ip", "sport", str(cache_port), "0xffff", "flowid", "1:20")
+    for host in hosts:
+        rdev = names(host)[1]
+        _tc("qdisc", "add", "dev", rdev, "clsact")
+        _tc("filter", "add", "dev", rdev, "egress", "protocol", "ip", "u32", "match", "u32",
+            "0", "0", "action", "mirred", "egress", "redirect", "dev", SHARED)
+
+
+def unshare(hosts):
+    """Undo share(): the hosts' own links stay as they were."""
+    for host in hosts:
+        subprocess.run(["tc", "qdisc", "del", "dev", names(host)[1], "clsact"],
+                       capture_output=True)
+    _ip("link", "del", SHARED, check=False)
+
+
+# The delay line ---------------------------------------------------------------------
+
+TUNSETIFF = 0x400454CA
+IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
+
+
+def _tun(name):
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    os.set_blocking(fd, False)
+    return fd
+
+
+def delay_line(netns, rdev, hdev, delay):
+    """Hand every packet read from one device to the other *delay* seconds
+    later, in order; both devices go when this process ends."""
+    a, b = _tun(rdev), _tun(hdev)
+    subprocess.run(["ip", "link", "set", hdev, "netns", netns], check=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("ready", flush=True)
+    peer = {a: b, b: a}
+    queue = {a: collections.deque(), b: collections.deque()}   # to write to that fd
+    while True:
+        now = time.monotonic()
+        for fd, q in queue.items():
+            while q and q[0][0] <= now:
+                try:
+                    os.write(fd, q.popleft()[1])
+                except OSError:
+                    pass            # a full or down device drops it, as a wire would
+        due = [q[0][0] for q in queue.values() if q]
+        timeout = max(min(due) - time.monotonic(), 0) if due else None
+        ready, _, _ = select.select([a, b], [], [], timeout)
+        now = time.monotonic()
+        for fd in ready:
+            while True:
+                try:
+                    packet = os.read(fd, MTU + 1)
+                except BlockingIOError:
+                    break
+                queue[peer[fd]].append((now + delay, packet))
+
+
+if __name__ == "__main__":
+    delay_line(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]) / 1000)
