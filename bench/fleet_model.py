@@ -15,7 +15,9 @@ A wave of c hosts takes a fixed phase plus a transfer phase:
                    SSH bytes / push rate         (one stream runs on one core),
                    c * SSH bytes / controller uplink, c * cache bytes / cache,
                    c * SSH bytes / (push rate * cores))
-(a host's rate is the min of these rates). The bottleneck is the largest
+(a host's rate is the min of these rates), except that a pulled object is
+fetched whole and hashed before it is unpacked: for pull, the cache's (or
+the host downlink's) term is the fetch plus the unpack. The bottleneck is the largest
 term of the longer phase. Push sends bytes + control over SSH; pull sends
 control over SSH, the bytes come from the cache (its one upload is not
 counted). Calibration on the lab: see _fits(); docs/fleet-scale.md says more.
@@ -88,6 +90,13 @@ def wave(mode, c, p):
                 "controller uplink": c * ssh / p.uplink,
                 "cache": c * cached / p.cache,
                 cpu: c * (ssh / p.push_rate + host_cpu) / p.controller_cores}
+    fetch = {"host downlink": cached / p.downlink, "cache": c * cached / p.cache}
+    if max(fetch.values()) > 0:
+        # A pulled object is fetched whole and hashed before tar reads it
+        # (host/cache.sh): its fetch and its unpack add up; a pushed stream
+        # is unpacked as it arrives (the max above).
+        t, label = _largest(fetch)
+        transfer[label] = t + p.bytes_per_host / p.unpack_rate
     (tf, lf), (tt, lt) = _largest(fixed), _largest(transfer)
     return tf + tt, (lf if tf > tt else lt)
 
@@ -241,6 +250,29 @@ def holdout_check(cal, lab):
             for m in ("push", "pull")}
 
 
+def link_holdout_check(cal, lab):
+    """{mode: (model, measured, error %, bottleneck)} for the link-bound lab
+    run the fit never saw (bench/model.py): N hosts behind links shaped by
+    the kernel, the controller's uplink and the cache shaped apart. The
+    model gets the links' rates (what iperf3 measured TCP to get through
+    each, when measured: a link is known by what it carries) and the bytes
+    per host; nothing is fitted."""
+    h = cal.get("holdout_link")
+    if not h:
+        return {}
+
+    def rate(link):
+        return h.get(link + "_goodput_mbit", h[link + "_mbit"]) * 1e6 / 8
+    p = replace(lab, forks=h["forks"], bytes_per_host=h["bytes_per_host"],
+                uplink=rate("uplink"), cache=rate("cache"), downlink=rate("host"))
+    out = {}
+    for m in ("push", "pull"):
+        r = simulate(m, h["hosts"], p)
+        out[m] = (r.seconds, h[m + "_s"], 100 * (r.seconds - h[m + "_s"]) / h[m + "_s"],
+                  r.bottleneck)
+    return out
+
+
 def lab_lines(cal, lab):
     """The lab's measured timings next to the model's, as a markdown table:
     the four runs it is fitted to, then the held-out one."""
@@ -251,6 +283,12 @@ def lab_lines(cal, lab):
     for mode, (model, measured, err) in holdout_check(cal, lab).items():
         lines.append(f"| {mode} {h['hosts']} hosts, forks {h['forks']} (held out) | "
                      f"{measured:.2f} s | {model:.2f} s | {err:+.1f}% |")
+    k = cal.get("holdout_link", {})
+    for mode, (model, measured, err, bound) in link_holdout_check(cal, lab).items():
+        lines.append(f"| {mode} {k['hosts']} hosts behind {k['host_mbit']} Mbit/s links, uplink "
+                     f"{k['uplink_mbit']} Mbit/s, cache {k['cache_mbit']} Mbit/s, forks "
+                     f"{k['forks']} (held out, link-bound: {bound}) | {measured:.2f} s | "
+                     f"{model:.2f} s | {err:+.1f}% |")
     return lines
 
 

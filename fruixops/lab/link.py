@@ -14,15 +14,11 @@ both devices and the delay line. Nothing is put on the machine's own
 devices: GATEWAY is every link's machine-side address (as a PPP server's
 is on each of its links), so it is there while any link is.
 
-    python -m fruixops.lab.link NETNS ROOTDEV HOSTDEV DELAY_MS   (the delay line)
+The delay line is delayline.py, a process of its own per link.
 """
 
-import collections
-import fcntl
 import os
-import select
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -76,7 +72,7 @@ def up(lab, host):
     if _pidfile(lab, host).exists():
         down(lab, host)
     _ip("netns", "add", ns)
-    proc = subprocess.Popen([sys.executable, "-m", "fruixops.lab.link", ns, rdev, hdev,
+    proc = subprocess.Popen([sys.executable, "-m", "fruixops.lab.delayline", ns, rdev, hdev,
                              str(spec.get("delay_ms", 0))],
                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             start_new_session=True, cwd="/", text=True, env=module_env())
@@ -148,50 +144,3 @@ def unshare(hosts):
         subprocess.run(["tc", "qdisc", "del", "dev", names(host)[1], "clsact"],
                        capture_output=True)
     _ip("link", "del", SHARED, check=False)
-
-
-# The delay line ---------------------------------------------------------------------
-
-TUNSETIFF = 0x400454CA
-IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
-
-
-def _tun(name):
-    fd = os.open("/dev/net/tun", os.O_RDWR)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
-    os.set_blocking(fd, False)
-    return fd
-
-
-def delay_line(netns, rdev, hdev, delay):
-    """Hand every packet read from one device to the other *delay* seconds
-    later, in order; both devices go when this process ends."""
-    a, b = _tun(rdev), _tun(hdev)
-    subprocess.run(["ip", "link", "set", hdev, "netns", netns], check=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("ready", flush=True)
-    peer = {a: b, b: a}
-    queue = {a: collections.deque(), b: collections.deque()}   # to write to that fd
-    while True:
-        now = time.monotonic()
-        for fd, q in queue.items():
-            while q and q[0][0] <= now:
-                try:
-                    os.write(fd, q.popleft()[1])
-                except OSError:
-                    pass            # a full or down device drops it, as a wire would
-        due = [q[0][0] for q in queue.values() if q]
-        timeout = max(min(due) - time.monotonic(), 0) if due else None
-        ready, _, _ = select.select([a, b], [], [], timeout)
-        now = time.monotonic()
-        for fd in ready:
-            while True:
-                try:
-                    packet = os.read(fd, MTU + 1)
-                except BlockingIOError:
-                    break
-                queue[peer[fd]].append((now + delay, packet))
-
-
-if __name__ == "__main__":
-    delay_line(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]) / 1000)
