@@ -71,7 +71,7 @@ class Fleets:
                                                         events=Events(), use_cache=mode == "pull")
                         took = time.monotonic() - t0
                         cpu[key].append(_cpu_s() - cpu0)
-                        assert outcomes.exit_status() == 0
+                        assert outcomes.exit_status() == 0, {h: o.messages for h, o in outcomes.items()}
                         res = [o.results[0] for o in outcomes.values()]
                         assert all(r["pulled"] == (r["items_sent"] if mode == "pull" else 0)
                                    for r in res)

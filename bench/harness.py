@@ -121,7 +121,10 @@ def setup(sizes, real=False):
                       f"    source: {{tree: {{path: {path}}}}}"]
     text = text.replace("bases:\n", "\n".join(bases) + "\n", 1)
     # web1 gets a tmpfs as /frx, for figure 1b: the copy without the disk.
-    text = text.replace("web1: {ssh_port:", f"web1: {{lab_frx_tmpfs_mb: {TMPFS_MB}, ssh_port:")
+    # Its loader would not read a kernel from there: boot_fs_check off, as
+    # for a host whose loader does (no figure boots it).
+    text = text.replace("web1: {ssh_port:", f"web1: {{lab_frx_tmpfs_mb: {TMPFS_MB}, "
+                        "boot_fs_check: false, ssh_port:")
     inv = BENCH / "inventories/bench.yaml"
     inv.write_text(text)
     # The upgrades are built at zstd level 3 (its whole archives are never

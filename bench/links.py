@@ -30,29 +30,38 @@ def linked_inventory(text, hosts, name):
     return path
 
 
-def iperf(host, seconds=3):
-    """What the link carries, each way (iperf3, one TCP stream): Mbit/s and
-    the sender's smoothed RTT in ms."""
-    ns = lablink.names(host)[0]
-    out = {}
-    for way, flag in (("down", []), ("up", ["-R"])):
-        srv = subprocess.Popen(["ip", "netns", "exec", ns, "iperf3", "-s", "-1", "-B",
-                                host.ssh_host, "-p", "5201"], stdout=subprocess.DEVNULL,
+def iperf_run(server, client, seconds=3):
+    """One iperf3 measurement: *server* and *client* are the commands (with
+    their namespaces); returns (Mbit/s received, the sender's mean RTT in
+    ms) or None when iperf3 could not run, after 5 tries."""
+    for _ in range(5):
+        srv = subprocess.Popen(server + ["-s", "-1"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
         try:
-            for _ in range(50):
-                r = subprocess.run(["iperf3", "-c", host.ssh_host, "-p", "5201", "-t",
-                                    str(seconds), "-J", *flag], capture_output=True, text=True)
-                if r.returncode == 0:
-                    break
-                time.sleep(0.1)
-            j = json.loads(r.stdout)
-            sender = j["end"]["streams"][0]["sender"]
-            out[way] = {"mbit": j["end"]["sum_received"]["bits_per_second"] / 1e6,
-                        "rtt_ms": sender.get("mean_rtt", 0) / 1000}
+            time.sleep(0.5)
+            r = subprocess.run(client + ["-t", str(seconds), "-J"], capture_output=True,
+                               text=True)
+            try:
+                j = json.loads(r.stdout)
+                return (j["end"]["sum_received"]["bits_per_second"] / 1e6,
+                        j["end"]["streams"][0]["sender"].get("mean_rtt", 0) / 1000)
+            except (ValueError, KeyError, IndexError):
+                log(f"iperf3: {(r.stdout or r.stderr)[-200:]!r}; again")
         finally:
             srv.kill()
             srv.wait()
+    return None
+
+
+def iperf(host, seconds=3):
+    """What the link carries, each way (iperf3, one TCP stream): Mbit/s and
+    the sender's smoothed RTT in ms (None where iperf3 could not run)."""
+    inside = ["ip", "netns", "exec", lablink.names(host)[0]]
+    out = {}
+    for way, flag in (("down", []), ("up", ["-R"])):
+        got = iperf_run(inside + ["iperf3", "-B", host.ssh_host, "-p", "5201"],
+                        ["iperf3", "-c", host.ssh_host, "-p", "5201", *flag], seconds)
+        out[way] = {"mbit": got[0] if got else None, "rtt_ms": got[1] if got else None}
     return out
 
 
@@ -77,19 +86,23 @@ class Links:
         try:
             lb.bare(host)
             check = iperf(h)
-            log(f"link {mbit} Mbit/s {delay_ms} ms: iperf3 {check['down']['mbit']:.0f} Mbit/s "
-                f"down, {check['up']['mbit']:.0f} up, RTT {check['down']['rtt_ms']:.1f} ms "
-                f"under load: it holds {100 * check['down']['mbit'] / mbit:.1f}% of its rate")
+            if check["down"]["mbit"] and check["up"]["mbit"]:
+                log(f"link {mbit} Mbit/s {delay_ms} ms: iperf3 {check['down']['mbit']:.0f} Mbit/s "
+                    f"down, {check['up']['mbit']:.0f} up, RTT {check['down']['rtt_ms']:.1f} ms "
+                    f"under load: it holds {100 * check['down']['mbit'] / mbit:.1f}% of its rate")
 
+            # Every run starts on a bare host whose old files are moved aside,
+            # never deleted just before (ext4's slow allocation after a mass
+            # delete: Harness.set_aside), for fruixops and both baselines.
             def ours_once():
-                lb.bare(host)
+                lb.set_aside(host)
                 t0 = time.monotonic()
                 r = deploy.deploy(Controller(inv), host, base, events=Events())
                 ours.append(time.monotonic() - t0)
                 return r.bytes_sent
 
             def pipe(into, compress):
-                lb.ssh(host, "rm -rf /frx/scratch")
+                lb.ssh(host, f"[ ! -e /frx/scratch ] || mv /frx/scratch /frx/aside.{time.time_ns()}")
                 t0 = time.monotonic()
                 tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(items_dir), "."],
                                        stdout=subprocess.PIPE)
@@ -111,10 +124,10 @@ class Links:
                     sent = step() or sent
                 log(f"link {mbit}/{delay_ms} run {i + 1}: fruixops {ours[-1]:.2f}s, "
                     f"tar|ssh {theirs[-1]:.2f}s, tar|zstd|ssh {zstd[-1]:.2f}s")
-            lb.ssh(host, "rm -rf /frx/scratch")
         finally:
             lb.lab.down([h])
-            self.lab.up([self.host(host)])
+            self.cleanup()
+            self.bare(host)
         f, wire = median(ours), sent * 8 / (mbit * 1e6)
         return {"mbit": mbit, "delay_ms": delay_ms, "iperf": check, "bytes": size,
                 "bytes_sent": sent, "fruixops_s": f, "baseline_s": median(theirs),

@@ -11,20 +11,20 @@ rates and predicts both times.
 """
 
 import json
-import subprocess
 import sys
 import time
 
 from harness import ROOT, Harness, fleet_inventory, log
+from links import iperf_run
 from fruixops import cache, fleet
 from fruixops.controller import Controller
 from fruixops.events import Events
 from fruixops.lab import link as lablink
 from fruixops.lab.webcache import WebCache
 
-HOSTS, PORT0, CACHE_PORT = 20, 32201, 32299
-HOST_MBIT, HOST_DELAY_MS = 1000, 1
-UPLINK_MBIT, CACHE_MBIT = 40, 60
+HOSTS, PORT0, CACHE_PORT = 24, 32201, 32299
+HOST_MBIT, HOST_DELAY_MS = 500, 5
+UPLINK_MBIT, CACHE_MBIT = 60, 40
 
 
 def shared_goodput(host, seconds=3):
@@ -32,26 +32,16 @@ def shared_goodput(host, seconds=3):
     the controller's uplink (to the host) and the cache's (from
     GATEWAY:CACHE_PORT, before nginx takes the port). The hosts' own links
     are far wider and bound nothing here."""
-    ns = lablink.names(host)[0]
-    inside = ["ip", "netns", "exec", ns]
-    runs = {"uplink": (inside + ["iperf3", "-s", "-1", "-B", host.ssh_host, "-p", "5201"],
+    inside = ["ip", "netns", "exec", lablink.names(host)[0]]
+    runs = {"uplink": (inside + ["iperf3", "-B", host.ssh_host, "-p", "5201"],
                        ["iperf3", "-c", host.ssh_host, "-p", "5201"]),
-            "cache": (["iperf3", "-s", "-1", "-B", lablink.GATEWAY, "-p", str(CACHE_PORT)],
+            "cache": (["iperf3", "-B", lablink.GATEWAY, "-p", str(CACHE_PORT)],
                       inside + ["iperf3", "-c", lablink.GATEWAY, "-p", str(CACHE_PORT), "-R"])}
     out = {}
-    for name, cmds in runs.items():
-        server = subprocess.Popen(cmds[0], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(50):
-                r = subprocess.run(cmds[1] + ["-t", str(seconds), "-J"], capture_output=True,
-                                   text=True)
-                if r.returncode == 0:
-                    break
-                time.sleep(0.1)
-            out[name] = json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e6
-        finally:
-            server.kill()
-            server.wait()
+    for name, (server, client) in runs.items():
+        got = iperf_run(server, client, seconds)
+        if got:
+            out[name] = got[0]
     return out
 
 

@@ -207,7 +207,7 @@ def link_row(lk):
                                                if lk["goal_wire"] else ")")
     return (f"2 link {lk['mbit']:.0f}/{lk['delay_ms']:.0f}",
             f"kernel-shaped {lk['mbit']:.0f} Mbit/s, {lk['delay_ms']:.0f} ms each way (iperf3 "
-            f"{lk['iperf']['down']['mbit']:.0f}/{lk['iperf']['up']['mbit']:.0f} Mbit/s), "
+            f"{lk['iperf']['down']['mbit'] or 0:.0f}/{lk['iperf']['up']['mbit'] or 0:.0f} Mbit/s), "
             f"{lk['bytes'] / 2**20:.0f} MiB ({lk['bytes_sent'] / 2**20:.1f} MiB sent, wire limit "
             f"{lk['wire_s']:.2f}s): fruixops {lk['fruixops_s']:.2f}s, tar|ssh "
             f"{lk['baseline_s']:.2f}s, tar|zstd -3|ssh {lk['zstd_baseline_s']:.2f}s",

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import UserError
+
 GATEWAY = "10.77.0.1"
 MTU = 65535
 
@@ -68,6 +70,13 @@ def up(lab, host):
     """Make the host's namespace and link; returns the namespace's name."""
     spec = host.var("lab_link")
     addr = host.var("ssh_host")
+    if not isinstance(spec.get("mbit"), (int, float)) or spec["mbit"] <= 0 or \
+            not isinstance(spec.get("delay_ms", 0), (int, float)) or spec.get("delay_ms", 0) < 0:
+        raise UserError(f"lab host {host.name}: lab_link must say mbit (> 0) and may say "
+                        f"delay_ms (>= 0), not {spec!r}")
+    if addr in (None, "127.0.0.1", "localhost"):
+        raise UserError(f"lab host {host.name}: a host behind lab_link needs its own "
+                        "ssh_host address (10.77.x.y, not 127.0.0.1)")
     ns, rdev, hdev = names(host)
     if _pidfile(lab, host).exists():
         down(lab, host)
@@ -129,6 +138,13 @@ def share(hosts, uplink_mbit, cache_mbit, cache_port):
         _tc("class", "add", "dev", SHARED, "parent", "1:", "classid", cls, "htb",
             "rate", f"{mbit}mbit", "burst", str(2 * (MTU + 1)), "cburst", str(2 * (MTU + 1)),
             "quantum", str(MTU + 1))
+    # Each class's queue: a few of the links' 64 KiB packets per host. A
+    # short one (the IFB's 32 packets) drops the many flows' windows of one
+    # or two packets into timeouts, which no real link of 1500-byte packets
+    # would do.
+    for n, cls in ((10, "1:10"), (20, "1:20")):
+        _tc("qdisc", "add", "dev", SHARED, "parent", cls, "handle", f"{n}:", "pfifo",
+            "limit", str(64 + 4 * len(hosts)))
     _tc("filter", "add", "dev", SHARED, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
         "match", "ip", "sport", str(cache_port), "0xffff", "flowid", "1:20")
     for host in hosts:
