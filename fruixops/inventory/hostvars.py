@@ -38,6 +38,7 @@ HOST_VARS = {
     "lab_frx_tmpfs_mb": int,  # lab only: a small tmpfs as /frx (disk-full tests)
     "lab_nextboot": bool,   # lab only: the host has FreeBSD's nextboot(8)
     "lab_disk_mb": int,     # lab only: the disk is an ext4 image this big (power cuts lose unflushed writes)
+    "lab_link": dict,       # lab only: {mbit, delay_ms}, a link the kernel shapes (lab/link.py)
     "esp_path": str,        # where the EFI system partition is mounted (default /boot/efi)
     "boot_fs_check": bool,  # refuse deploys when /frx/store is not on /boot's file system (default true)
     # Limits on every exchange with the host (connection.py has the defaults).
@@ -272,7 +273,8 @@ def _typed(key, value, where, spelled):
     return value
 
 
-_KIND_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false"}
+_KIND_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false",
+               dict: "a mapping"}
 _KNOWN = sorted(set(HOST_VARS) | set(ALIASES) | set(ANSIBLE_BECOME))
 
 

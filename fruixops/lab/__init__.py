@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from fruixops.remote import access
-from fruixops.lab import hostetc, privilege, sshd
+from fruixops.lab import hostetc, link, privilege, sshd
 from fruixops.errors import UserError
 
 BOOT = Path(__file__).with_name("boot.sh")
@@ -124,7 +124,8 @@ class Lab:
             # directory at /run/lab); sshd reads it as /etc/ssh/sshd_config.
             hostetc.install(self, host, sshd.sshd_config(
                 port, "/run/lab/ssh/ssh_host_ed25519_key", "/run/lab/ssh/authorized_keys",
-                host.var("lab_force_command"), permit_root))
+                host.var("lab_force_command"), permit_root,
+                host.var("ssh_host", "127.0.0.1") if host.var("lab_link") else "127.0.0.1"))
             privilege.accounts(self, host, mode)
             hostetc.master_passwd(self, host)
             bastion = privilege.bastion_of(host)
@@ -221,15 +222,19 @@ class Lab:
         for host in hosts:
             if self.supervisor_pid(host.name):
                 continue
-            _check_port_free(host)
+            # lab_link: the host in a network namespace of its own, behind a
+            # link the kernel shapes (link.py); its address is its own there.
+            netns = link.up(self, host) if host.var("lab_link") else ""
+            if not netns:
+                _check_port_free(host)
             d = self.host_dir(host.name)
             log = open(d / "console.log", "ab")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "fruixops.lab.supervisor", str(d),
                  host.var("lab_tar") or "gnu", str(host.var("lab_frx_tmpfs_mb") or ""),
-                 "yes" if host.var("lab_nextboot") else ""],
+                 "yes" if host.var("lab_nextboot") else "", netns],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                cwd="/")
+                cwd="/", env=link.module_env())
             self._pidfile(host.name).write_text(f"{proc.pid}\n")
         privilege.bastions_up(self, hosts)
         for host in hosts:
@@ -249,8 +254,11 @@ class Lab:
                 sshd.wait_gone(pid, 10)
                 # The host's processes die after its PID 1 (the kernel kills
                 # them asynchronously): off means its sshd has let go of the port.
-                _wait_port_free(host, 10)
+                if not host.var("lab_link"):
+                    _wait_port_free(host, 10)
             self._pidfile(host.name).unlink(missing_ok=True)
+            if host.var("lab_link"):
+                link.down(self, host)
         privilege.bastions_down(self, hosts)
 
     def reset(self, hosts):

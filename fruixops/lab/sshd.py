@@ -51,13 +51,14 @@ def keygen(path, comment):
                     "-f", str(path)], check=True, stdin=subprocess.DEVNULL)
 
 
-def sshd_config(port, hostkey, authorized, force_command=None, permit_root="prohibit-password"):
+def sshd_config(port, hostkey, authorized, force_command=None, permit_root="prohibit-password",
+                listen="127.0.0.1"):
     # ForceCommand (lab_force_command): every command the controller sends
     # goes through it, as $SSH_ORIGINAL_COMMAND; the hostile-host tests put
     # a host that answers what they choose there.
     return "\n".join([f"ForceCommand {force_command}"] * bool(force_command) + [
         f"Port {port}",
-        "ListenAddress 127.0.0.1",
+        f"ListenAddress {listen}",
         f"HostKey {hostkey}",
         # The lab's key, and each account's own (users: authorized_keys).
         f"AuthorizedKeysFile {authorized} .ssh/authorized_keys",

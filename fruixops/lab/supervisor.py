@@ -1,7 +1,9 @@
 """The lab's hardware for one host: boot it, boot it again after a reboot,
 power-cycle it on SIGUSR1, switch it off on SIGTERM.
 
-    python -m fruixops.lab.supervisor HOSTDIR TAR [FRX_TMPFS_MB] [NEXTBOOT]
+    python -m fruixops.lab.supervisor HOSTDIR TAR [FRX_TMPFS_MB] [NEXTBOOT] [NETNS]
+
+NETNS: the host's network namespace (lab_link), named as `ip netns` names it.
 """
 
 import os
@@ -13,7 +15,7 @@ import time
 from fruixops.lab import BOOT
 
 
-def main(hostdir, tar_kind, frx_mb="", nextboot=""):
+def main(hostdir, tar_kind, frx_mb="", nextboot="", netns=""):
     events = []
     signal.signal(signal.SIGTERM, lambda *_: events.append("off"))
     signal.signal(signal.SIGUSR1, lambda *_: events.append("cycle"))
@@ -23,10 +25,11 @@ def main(hostdir, tar_kind, frx_mb="", nextboot=""):
         # --uts: the host sets its own hostname (rc.d/hostname), never the
         # machine's. --kill-child: if this process dies, the host's PID 1 gets SIGKILL and
         # with it every process of the host.
-        proc = subprocess.Popen(["unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
-                                 "--propagation", "private", "--kill-child",
-                                 "sh", str(BOOT), hostdir, tar_kind, frx_mb, nextboot],
-                                stdin=subprocess.DEVNULL)
+        enter = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
+        proc = subprocess.Popen(enter + [
+            "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
+            "--propagation", "private", "--kill-child",
+            "sh", str(BOOT), hostdir, tar_kind, frx_mb, nextboot], stdin=subprocess.DEVNULL)
         while proc.poll() is None and not events:
             _sleep_until_signal(proc)
         if events:
@@ -60,4 +63,4 @@ def log(message):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fruixops.lab import sshd
+from fruixops.lab.link import GATEWAY
 from fruixops.errors import UserError
 
 NGINX = "/usr/sbin/nginx"
@@ -32,7 +33,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     server {{
-        listen 127.0.0.1:{port};
+        listen {host}:{port};
         root {root};
         autoindex off;
         location / {{ limit_except GET {{ deny all; }} }}
@@ -42,10 +43,11 @@ http {{
 
 
 class WebCache:
-    """nginx serving *root* on 127.0.0.1:*port*; its files under *prefix*."""
+    """nginx serving *root* on *host*:*port* (127.0.0.1, or the gateway of
+    hosts behind shaped links: link.GATEWAY); its files under *prefix*."""
 
-    def __init__(self, prefix, root, port):
-        self.prefix, self.root, self.port = Path(prefix), Path(root), port
+    def __init__(self, prefix, root, port, host="127.0.0.1"):
+        self.prefix, self.root, self.port, self.host = Path(prefix), Path(root), port, host
 
     @classmethod
     def of(cls, lab):
@@ -55,9 +57,9 @@ class WebCache:
         if not cache or not cache.upload or cache.upload.startswith("ssh:"):
             return None
         url = urlsplit(cache.url)
-        if url.scheme != "http" or url.hostname != "127.0.0.1" or not url.port:
+        if url.scheme != "http" or url.hostname not in ("127.0.0.1", GATEWAY) or not url.port:
             return None
-        return cls(lab.root / "nginx", cache.upload, url.port)
+        return cls(lab.root / "nginx", cache.upload, url.port, url.hostname)
 
     def pid(self):
         try:
@@ -75,7 +77,8 @@ class WebCache:
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(parents=True, exist_ok=True)
         conf = self.prefix / "nginx.conf"
-        conf.write_text(CONF.format(prefix=self.prefix, root=SERVED, port=self.port))
+        conf.write_text(CONF.format(prefix=self.prefix, root=SERVED, port=self.port,
+                                    host=self.host))
         # Workers run as nginx's unprivileged user: the cache is readable by
         # anyone, as a served directory is. nginx runs in a mount namespace
         # of its own where the cache is bound at SERVED, so that the
