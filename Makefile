@@ -40,8 +40,8 @@ bench: venv sysdeps
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 lint: venv sysdeps
-	$(VENV)/bin/python -c 'from fruixops import receiver; import sys; sys.stdout.buffer.write(receiver.source())' >.receiver.lint
-	shellcheck -s sh .receiver.lint fruixops/host/*.sh fruixops/lab/*.sh fruixops/lab/sbin/kenv fruixops/lab/sbin/sysctl fruixops/lab/sbin/shutdown fruixops/lab/sbin/mount fruixops/lab/sbin/fsck fruixops/lab/sbin/swapon fruixops/lab/sbin/hostname fruixops/lab/sbin/ifconfig fruixops/lab/sbin/route fruixops/lab/sbin/syslogd fruixops/lab/freebsd/* fruixops/lab/etc/rc fruixops/lab/etc/defaults/rc.conf scripts/system-deps scripts/guile-lint; status=$$?; rm -f .receiver.lint; exit $$status
+	$(VENV)/bin/python -c 'from fruixops.remote import receiver; import sys; sys.stdout.buffer.write(receiver.source())' >.receiver.lint
+	shellcheck -s sh .receiver.lint fruixops/host/*.sh fruixops/lab/*.sh fruixops/lab/sbin/kenv fruixops/lab/sbin/sysctl fruixops/lab/sbin/shutdown fruixops/lab/sbin/mount fruixops/lab/sbin/fsck fruixops/lab/sbin/swapon fruixops/lab/sbin/hostname fruixops/lab/sbin/ifconfig fruixops/lab/sbin/route fruixops/lab/sbin/syslogd fruixops/lab/sbin/pwd_mkdb fruixops/lab/sbin/lockf fruixops/lab/sbin/nginx fruixops/lab/freebsd/* fruixops/lab/etc/rc fruixops/lab/etc/defaults/rc.conf scripts/system-deps scripts/guile-lint; status=$$?; rm -f .receiver.lint; exit $$status
 	sh scripts/guile-lint fruixops/lab/guile/shepherd/service.scm fruixops/lab/sbin/shepherd fruixops/lab/sbin/herd
 	$(VENV)/bin/python -m pyflakes fruixops tests bench tasks.py
 
