@@ -55,8 +55,7 @@ ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 RESERVED_TUNABLES = ("kernel", "init_exec", "init_path", "bootfile", "module_path",
                      "loader_conf_files", "loader_conf_dirs", "nextboot_conf", "nextboot_enable",
                      "currdev", "rootdev", "vfs.root.mountfrom", "kernels", "kernel_options")
-PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----|PuTTY-User-Key-File|"
-                         r"-----BEGIN OPENSSH PRIVATE KEY-----")
+PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----|PuTTY-User-Key-File")
 CRON_FIELDS = ("minute", "hour", "day", "month", "weekday")
 CRON_SPECIAL = ("reboot", "yearly", "annually", "monthly", "weekly", "daily", "midnight",
                 "hourly", "every_minute", "every_second")

@@ -21,7 +21,7 @@ last), beside the lines fruixops writes for the services.
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections import ChainMap
 from dataclasses import dataclass, field
 
 from fruixops.errors import UserError
@@ -273,27 +273,8 @@ def template_context(host, inventory, secret_paths):
     if scope is None:          # a Host made by hand (tests): plain values
         scope = dict(host.ansible_vars, **dict(host.vars), inventory_hostname=host.name,
                      group_names=list(host.groups))
-    return _Context(extra, scope)
-
-
-class _Context(Mapping):
-    """*extra* over the host's lazily rendered variables."""
-
-    def __init__(self, extra, scope):
-        self.extra, self.scope = extra, scope
-
-    def __getitem__(self, key):
-        return self.extra[key] if key in self.extra else self.scope[key]
-
-    def __contains__(self, key):
-        return key in self.extra or key in self.scope
-
-    def __iter__(self):
-        yield from self.extra
-        yield from (k for k in self.scope if k not in self.extra)
-
-    def __len__(self):
-        return len(set(self.extra) | set(self.scope))
+    # *extra* over the host's variables, each rendered only when read.
+    return ChainMap(extra, scope)
 
 
 def restart_keys(services, r):
